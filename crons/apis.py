@@ -1,0 +1,179 @@
+"""The crons endpoints of the LangGraph Server API."""
+
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cronsvc.api import RunOptionsIn, iso, paginated, require_uuid, validated
+from cronsvc.errors import ServiceError
+from cronsvc.selectors import assistant_get_or_404
+from crons import selectors, services
+from crons.models import Cron
+from threads.selectors import thread_get_or_404
+
+CRON_FIELDS = [
+    "cron_id", "assistant_id", "thread_id", "on_run_completed", "end_time", "schedule",
+    "timezone", "created_at", "updated_at", "user_id", "payload", "next_run_date", "metadata",
+    "enabled",
+]
+# Body keys that describe the cron itself rather than the run it creates.
+CRON_KEYS = {"schedule", "timezone", "end_time", "enabled", "on_run_completed"}
+
+
+def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
+    data = {
+        "cron_id": str(cron.cron_id),
+        "assistant_id": str(cron.assistant_id),
+        "thread_id": str(cron.thread_id) if cron.thread_id else None,
+        "on_run_completed": cron.on_run_completed,
+        "end_time": iso(cron.end_time),
+        "schedule": cron.schedule,
+        "timezone": cron.timezone,
+        "created_at": iso(cron.created_at),
+        "updated_at": iso(cron.updated_at),
+        "user_id": cron.user_id,
+        "payload": cron.payload,
+        "next_run_date": iso(cron.next_run_date),
+        "metadata": cron.metadata,
+        "enabled": cron.enabled,
+    }
+    return {k: data[k] for k in select} if select else data
+
+
+class CronCreateIn(RunOptionsIn):
+    assistant_id = serializers.CharField()
+    schedule = serializers.CharField()
+    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    end_time = serializers.DateTimeField(required=False, allow_null=True)
+    enabled = serializers.BooleanField(required=False, allow_null=True)
+    on_run_completed = serializers.ChoiceField(
+        choices=["delete", "keep"], required=False, allow_null=True
+    )
+
+
+class CronPatchIn(RunOptionsIn):
+    schedule = serializers.CharField(required=False)
+    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    end_time = serializers.DateTimeField(required=False, allow_null=True)
+    enabled = serializers.BooleanField(required=False, allow_null=True)
+    on_run_completed = serializers.ChoiceField(
+        choices=["delete", "keep"], required=False, allow_null=True
+    )
+
+
+class CronSearchIn(serializers.Serializer):
+    assistant_id = serializers.CharField(required=False, allow_null=True)
+    thread_id = serializers.CharField(required=False, allow_null=True)
+    enabled = serializers.BooleanField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    sort_by = serializers.ChoiceField(choices=sorted(selectors.SORTABLE), required=False)
+    sort_order = serializers.ChoiceField(choices=["asc", "desc"], required=False)
+    select = serializers.ListField(
+        child=serializers.ChoiceField(choices=CRON_FIELDS), required=False, allow_empty=False
+    )
+
+
+class CronCountIn(serializers.Serializer):
+    assistant_id = serializers.CharField(required=False, allow_null=True)
+    thread_id = serializers.CharField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+
+
+def _create(request, thread_id=None) -> Response:
+    data = validated(CronCreateIn, request.data)
+    thread = None
+    if thread_id is not None:
+        require_uuid(thread_id, "thread")
+        thread = thread_get_or_404(thread_id)
+    assistant = assistant_get_or_404(data["assistant_id"])
+    # The run payload is the request as sent (as the LangGraph Server keeps it).
+    payload = {k: v for k, v in request.data.items() if v is not None}
+    if thread is None:
+        on_run_completed = data.get("on_run_completed") or "delete"
+    else:
+        on_run_completed = None
+        payload.pop("on_run_completed", None)
+    cron = services.cron_create(
+        assistant=assistant,
+        thread=thread,
+        schedule=data["schedule"],
+        timezone=data.get("timezone") or None,
+        payload=payload,
+        metadata=data.get("metadata") or {},
+        end_time=data.get("end_time"),
+        enabled=data.get("enabled") if data.get("enabled") is not None else True,
+        on_run_completed=on_run_completed,
+    )
+    return Response(cron_out(cron))
+
+
+class CronsApi(APIView):
+    def post(self, request):
+        return _create(request)
+
+
+class ThreadCronsApi(APIView):
+    def post(self, request, thread_id):
+        return _create(request, thread_id)
+
+
+class CronApi(APIView):
+    def get(self, request, cron_id):
+        require_uuid(cron_id, "cron")
+        return Response(cron_out(selectors.cron_get_or_404(cron_id)))
+
+    def patch(self, request, cron_id):
+        require_uuid(cron_id, "cron")
+        if isinstance(request.data, dict) and not request.data:
+            raise ServiceError("Request body cannot be empty")
+        data = validated(CronPatchIn, request.data)
+        cron = selectors.cron_get_or_404(cron_id)
+        run_fields = {k: v for k, v in request.data.items() if k not in CRON_KEYS}
+        kwargs = {}
+        if "end_time" in data:
+            kwargs["end_time"] = data["end_time"]
+        cron = services.cron_update(
+            cron=cron,
+            schedule=data.get("schedule"),
+            timezone=data.get("timezone"),
+            enabled=data.get("enabled"),
+            on_run_completed=data.get("on_run_completed") if cron.thread_id is None else None,
+            payload=run_fields,
+            metadata=data.get("metadata"),
+            **kwargs,
+        )
+        return Response(cron_out(cron))
+
+    def delete(self, request, cron_id):
+        require_uuid(cron_id, "cron")
+        services.cron_delete(cron=selectors.cron_get_or_404(cron_id))
+        return Response(status=204)
+
+
+class CronSearchApi(APIView):
+    def post(self, request):
+        data = validated(CronSearchIn, request.data)
+        qs = selectors.cron_search(
+            assistant_id=data.get("assistant_id"),
+            thread_id=data.get("thread_id"),
+            enabled=data.get("enabled"),
+            metadata=data.get("metadata"),
+            sort_by=data.get("sort_by"),
+            sort_order=data.get("sort_order"),
+        )
+        offset, limit = data["offset"], data["limit"]
+        items = [cron_out(c, data.get("select")) for c in qs[offset : offset + limit]]
+        return paginated(items, total=qs.count(), offset=offset, limit=limit)
+
+
+class CronCountApi(APIView):
+    def post(self, request):
+        data = validated(CronCountIn, request.data)
+        qs = selectors.cron_search(
+            assistant_id=data.get("assistant_id"),
+            thread_id=data.get("thread_id"),
+            metadata=data.get("metadata"),
+        )
+        return Response(qs.count())

@@ -1,0 +1,105 @@
+"""The django-celery-beat mirror of a cron: a PeriodicTask for display.
+
+cronsvc's scheduler reads the cron table, not these rows, so they are saved
+with `no_changes = True` (no bump of the single PeriodicTasks row, which would
+serialise every cron write) and schedule rows are inserted with bulk_create
+(which sends no post_save signal, for the same reason). Expressions Celery's
+crontab cannot express (`L`, `#`, seconds) are never handed to it: their
+mirror is a one-off clocked schedule at the cron's next fire time.
+"""
+
+from __future__ import annotations
+
+from celery.schedules import crontab as celery_crontab
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
+
+from crons.models import Cron
+
+MIRROR_TASK = "crons.fire_cron"
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def celery_fields(schedule: str) -> dict | None:
+    """Crontab fields for Celery, or None when Celery's crontab cannot express it."""
+    expr = ALIASES.get(schedule.strip().lower(), schedule)
+    parts = expr.split()
+    if len(parts) != 5 or any(c in expr for c in "L#W?"):
+        return None
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    try:
+        celery_crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+    except Exception:  # noqa: BLE001 - Celery's parser raises several types
+        return None
+    return {
+        "minute": minute,
+        "hour": hour,
+        "day_of_month": day_of_month,
+        "month_of_year": month_of_year,
+        "day_of_week": day_of_week,
+    }
+
+
+def _crontab_row(fields: dict, timezone: str) -> CrontabSchedule:
+    row = CrontabSchedule.objects.filter(**fields, timezone=timezone).order_by("id").first()
+    if row is None:
+        (row,) = CrontabSchedule.objects.bulk_create([CrontabSchedule(**fields, timezone=timezone)])
+        if row.pk is None:  # backends that do not return ids from bulk_create
+            row = CrontabSchedule.objects.filter(**fields, timezone=timezone).order_by("-id").first()
+    return row
+
+
+def _clocked_row(cron: Cron) -> ClockedSchedule | None:
+    if cron.next_run_date is None:
+        return None
+    (row,) = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=cron.next_run_date)])
+    if row.pk is None:
+        row = ClockedSchedule.objects.filter(clocked_time=cron.next_run_date).order_by("-id").first()
+    return row
+
+
+def mirror_sync(cron: Cron) -> PeriodicTask | None:
+    """Create or update the cron's PeriodicTask in the caller's transaction."""
+    task = cron.periodic_task or PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK)
+    task.no_changes = True
+    task.kwargs = f'{{"cron_id": "{cron.cron_id}"}}'
+    task.enabled = cron.enabled and cron.next_run_date is not None
+    task.expires = cron.end_time
+    task.description = (
+        f"Mirror of cronsvc cron {cron.cron_id}: '{cron.schedule}' in "
+        f"{cron.timezone or 'UTC'}. cronsvc's scheduler fires it; edit it on the cron's page."
+    )
+    fields = celery_fields(cron.schedule)
+    task.crontab = task.clocked = task.interval = task.solar = None
+    task.one_off = False
+    if fields is not None:
+        task.crontab = _crontab_row(fields, cron.timezone or "UTC")
+    else:
+        task.clocked = _clocked_row(cron)
+        task.one_off = True
+        if task.clocked is None:
+            # Nothing left to fire: keep a disabled row pointing at the epoch.
+            (task.clocked,) = ClockedSchedule.objects.bulk_create(
+                [ClockedSchedule(clocked_time=cron.created_at)]
+            )
+            task.enabled = False
+    task.save()
+    if cron.periodic_task_id != task.pk:
+        cron.periodic_task = task
+        Cron.objects.filter(pk=cron.pk).update(periodic_task=task)
+    return task
+
+
+def mirror_delete(cron: Cron) -> None:
+    task = PeriodicTask.objects.filter(pk=cron.periodic_task_id).first()
+    if task is not None:
+        task.no_changes = True
+        task.delete()

@@ -1,0 +1,96 @@
+import uuid
+
+from django.db import models
+
+
+class Cron(models.Model):
+    """A schedule that creates runs. The source of truth for the scheduler:
+    `next_run_date` is the next instant it fires (UTC), read by beat through a
+    partial index on enabled crons."""
+
+    class OnRunCompleted(models.TextChoices):
+        DELETE = "delete"
+        KEEP = "keep"
+
+    cron_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    assistant = models.ForeignKey(
+        "cronsvc.Assistant", on_delete=models.CASCADE, related_name="crons"
+    )
+    thread = models.ForeignKey(
+        "threads.Thread", on_delete=models.CASCADE, null=True, blank=True, related_name="crons"
+    )
+    schedule = models.CharField(max_length=255)
+    timezone = models.CharField(max_length=64, null=True, blank=True)
+    # The run to create at each tick: input, config, context, webhook, ...
+    payload = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    on_run_completed = models.CharField(
+        max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
+    )
+    user_id = models.CharField(max_length=255, null=True, blank=True)
+    next_run_date = models.DateTimeField(null=True, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="cron",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_run_date"],
+                name="cron_due",
+                condition=models.Q(enabled=True, next_run_date__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} ({self.cron_id})"
+
+
+class Tick(models.Model):
+    """One scheduled instant of a cron and what became of it.
+
+    Unique on (cron, scheduled_at): the exactly-once key. Independent of the
+    run's and thread's lifetime (a stateless cron's thread may be deleted)."""
+
+    class Status(models.TextChoices):
+        FIRED = "fired"
+        SKIPPED = "skipped"
+        REJECTED = "rejected"
+
+    cron = models.ForeignKey(Cron, on_delete=models.CASCADE, related_name="ticks")
+    scheduled_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    run_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-scheduled_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["cron", "scheduled_at"], name="tick_unique_instant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cron_id} @ {self.scheduled_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+
+class SchedulerLease(models.Model):
+    """Who may run the scheduler: beat renews it each tick; claims check the epoch
+    (fencing), so a beat that lost the lease cannot fire."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=255)
+    epoch = models.PositiveBigIntegerField(default=0)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder} (epoch {self.epoch})"

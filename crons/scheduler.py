@@ -1,0 +1,93 @@
+"""cronsvc's beat scheduler: django-celery-beat's DatabaseScheduler, reading
+due crons from the cron table's indexed next-fire column instead of loading
+every PeriodicTask.
+
+Per tick it does work proportional to the crons due: one indexed query for
+what is due, the claims and runs of those, and one indexed query for when the
+next one is due. It never loads all periodic tasks, never reloads on changes
+(an edited cron's new `next_run_date` is simply read at the next tick), and
+sleeps until the next due instant (at most CRONSVC_BEAT_MAX_INTERVAL).
+
+Only the lease holder fires (see crons.ticking); a standby beat keeps trying
+to take the lease and takes over once it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+
+from celery.beat import Scheduler
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, close_old_connections
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from crons import ticking
+
+log = logging.getLogger(__name__)
+
+
+class CronScheduler(DatabaseScheduler):
+    def __init__(self, *args, **kwargs):
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.epoch: int | None = None
+        self._own: dict = {}
+        super().__init__(*args, **kwargs)
+        self.max_interval = settings.CRONSVC_BEAT_MAX_INTERVAL
+
+    # cronsvc's own periodic entries (app.conf.beat_schedule) stay in memory;
+    # crons are never loaded as entries.
+    def setup_schedule(self):
+        self._own = {}
+        self.merge_inplace(self.app.conf.beat_schedule)
+
+    @property
+    def schedule(self):
+        return self._own
+
+    def all_as_schedule(self):
+        return self._own
+
+    def schedule_changed(self):
+        return False
+
+    def reserve(self, entry):
+        return Scheduler.reserve(self, entry)
+
+    def sync(self):
+        pass
+
+    def close(self):
+        try:
+            ticking.lease_release(holder=self.holder)
+        except Exception:  # noqa: BLE001 - the lease expires on its own
+            pass
+        super().close()
+
+    def tick(self, *args, **kwargs):
+        own_delay = Scheduler.tick(self, *args, **kwargs)
+        try:
+            close_old_connections()
+            now = ticking.db_now()
+            self.epoch = ticking.lease_acquire(holder=self.holder, now=now)
+            if self.epoch is None:
+                return min(own_delay, self.max_interval)
+            report = ticking.fire_due(now=now, holder=self.holder, epoch=self.epoch)
+            if report.fired or report.skipped or report.rejected:
+                log.info(
+                    "tick %s: fired %s, skipped %s, rejected %s",
+                    now.isoformat(), report.fired, report.skipped, report.rejected,
+                )
+            next_due = ticking.next_due_at()
+        except ticking.LeaseLost as exc:
+            log.warning("%s", exc)
+            return self.max_interval
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("scheduler tick failed, retrying: %s", exc)
+            return self.max_interval
+        delay = self.max_interval
+        if next_due is not None:
+            delay = min(delay, max((next_due - ticking.db_now()).total_seconds(), 0.0))
+        return min(own_delay, delay)

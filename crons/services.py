@@ -1,0 +1,124 @@
+"""Writes of crons. Each keeps the cron's django-celery-beat mirror in step, in
+the same transaction (crons.mirror), and sets `next_run_date` from the one
+fire-time module (crons.firetime) the scheduler uses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone as djtz
+
+from cronsvc.errors import Invalid
+from cronsvc.models import Assistant
+from crons import firetime
+from crons.mirror import mirror_delete, mirror_sync
+from crons.models import Cron
+from threads.models import Thread
+
+NOT_SET: Any = object()
+
+
+def validate_schedule(schedule: str, timezone: str | None) -> None:
+    try:
+        firetime.validate(schedule, timezone)
+    except (firetime.InvalidSchedule, firetime.InvalidTimezone) as exc:
+        raise Invalid(str(exc)) from exc
+
+
+def compute_next_run(
+    *, schedule: str, timezone: str | None, end_time: datetime | None, after: datetime
+) -> datetime | None:
+    """The next instant the scheduler fires, or None when end_time comes first."""
+    nxt = firetime.next_fire(schedule, timezone, after)
+    if end_time is not None and nxt > end_time:
+        return None
+    return nxt
+
+
+@transaction.atomic
+def cron_create(
+    *,
+    assistant: Assistant,
+    schedule: str,
+    thread: Thread | None = None,
+    timezone: str | None = None,
+    payload: dict | None = None,
+    metadata: dict | None = None,
+    end_time: datetime | None = None,
+    enabled: bool = True,
+    on_run_completed: str | None = None,
+    user_id: str | None = None,
+    now: datetime | None = None,
+) -> Cron:
+    validate_schedule(schedule, timezone)
+    now = now or djtz.now()
+    cron = Cron.objects.create(
+        assistant=assistant,
+        thread=thread,
+        schedule=schedule,
+        timezone=timezone or None,
+        payload=payload or {},
+        metadata=metadata or {},
+        end_time=end_time,
+        enabled=enabled,
+        on_run_completed=on_run_completed,
+        user_id=user_id,
+        next_run_date=compute_next_run(
+            schedule=schedule, timezone=timezone, end_time=end_time, after=now
+        ),
+    )
+    mirror_sync(cron)
+    return cron
+
+
+@transaction.atomic
+def cron_update(
+    *,
+    cron: Cron,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    end_time: datetime | None = NOT_SET,
+    enabled: bool | None = None,
+    on_run_completed: str | None = None,
+    payload: dict | None = None,
+    metadata: dict | None = None,
+    now: datetime | None = None,
+) -> Cron:
+    """Change a cron; a new schedule, timezone, end_time or re-enabling takes
+    effect from now (the next tick is recomputed)."""
+    cron = Cron.objects.select_for_update().get(pk=cron.pk)
+    reschedule = False
+    if schedule is not None and schedule != cron.schedule:
+        cron.schedule, reschedule = schedule, True
+    if timezone is not None and (timezone or None) != cron.timezone:
+        cron.timezone, reschedule = timezone or None, True
+    if end_time is not NOT_SET and end_time != cron.end_time:
+        cron.end_time, reschedule = end_time, True
+    if enabled is not None and enabled != cron.enabled:
+        cron.enabled = enabled
+        reschedule = reschedule or enabled
+    if on_run_completed is not None:
+        cron.on_run_completed = on_run_completed
+    if payload:
+        cron.payload = {**cron.payload, **payload}
+    if metadata is not None:
+        cron.metadata = {**cron.metadata, **metadata}
+    validate_schedule(cron.schedule, cron.timezone)
+    if reschedule:
+        cron.next_run_date = compute_next_run(
+            schedule=cron.schedule,
+            timezone=cron.timezone,
+            end_time=cron.end_time,
+            after=now or djtz.now(),
+        )
+    cron.save()
+    mirror_sync(cron)
+    return cron
+
+
+@transaction.atomic
+def cron_delete(*, cron: Cron) -> None:
+    Cron.objects.filter(pk=cron.pk).delete()
+    mirror_delete(cron)

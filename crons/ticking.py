@@ -1,0 +1,238 @@
+"""Firing due crons: the scheduler's write path.
+
+`fire_due` claims the crons whose `next_run_date` has come (read through the
+partial index `cron_due`, rows locked with SKIP LOCKED), and for each records
+its tick and creates its run in one transaction, then advances
+`next_run_date`. Exactly once per (cron, instant) holds by construction:
+
+- the row lock and the compare-and-set on `next_run_date` keep a second beat
+  from claiming the same instant;
+- the unique key on Tick (cron, scheduled_at), and on Run (cron, scheduled_at),
+  refuse a second record of it whatever else goes wrong;
+- every claim happens under the scheduler lease (holder + epoch, checked with
+  a row lock in the same transaction), so a beat that lost its lease fires
+  nothing (fencing).
+
+Missed ticks (beat or database down): when the latest due instant is within
+CRONSVC_MISSED_TICK_GRACE seconds of now it fires once; every older instant
+is recorded as skipped (at most MAX_SKIPPED_RECORDED per cron and pass, the
+newest ones), like Kubernetes' startingDeadlineSeconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone as djtz
+
+from crons import firetime
+from crons.models import Cron, SchedulerLease, Tick
+from crons.services import compute_next_run
+from runs.models import Run
+from runs.services import ThreadBusy, TooManyPending, run_create
+from threads.models import Thread
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "beat"
+MAX_SKIPPED_RECORDED = 100
+BATCH = 500
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass
+class FireReport:
+    fired: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    run_ids: list = field(default_factory=list)
+
+
+def db_now() -> datetime:
+    """The database's clock: every beat compares due times against the same one."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            return cursor.fetchone()[0]
+    return djtz.now()
+
+
+def lease_acquire(*, holder: str, now: datetime, ttl: float | None = None) -> int | None:
+    """Take or renew the scheduler lease; returns its epoch, or None when another holds it."""
+    ttl = ttl if ttl is not None else settings.CRONSVC_BEAT_LEASE_SECONDS
+    expires = now + timedelta(seconds=ttl)
+    with transaction.atomic():
+        SchedulerLease.objects.bulk_create(
+            [SchedulerLease(name=LEASE_NAME, holder="", epoch=0, expires_at=now)],
+            ignore_conflicts=True,
+        )
+        lease = SchedulerLease.objects.select_for_update().get(name=LEASE_NAME)
+        if lease.holder == holder and lease.expires_at > now:
+            lease.expires_at = expires
+            lease.save(update_fields=["expires_at"])
+            return lease.epoch
+        if lease.expires_at <= now or not lease.holder:
+            lease.holder, lease.epoch, lease.expires_at = holder, lease.epoch + 1, expires
+            lease.save(update_fields=["holder", "epoch", "expires_at"])
+            log.info("scheduler lease taken by %s (epoch %s)", holder, lease.epoch)
+            return lease.epoch
+        return None
+
+
+def lease_release(*, holder: str) -> None:
+    SchedulerLease.objects.filter(name=LEASE_NAME, holder=holder).update(holder="")
+
+
+def _check_lease(holder: str | None, epoch: int | None, now: datetime) -> None:
+    if holder is None:
+        return
+    held = (
+        SchedulerLease.objects.select_for_update()
+        .filter(name=LEASE_NAME, holder=holder, epoch=epoch, expires_at__gt=now)
+        .exists()
+    )
+    if not held:
+        raise LeaseLost(f"{holder} no longer holds the scheduler lease (epoch {epoch})")
+
+
+def _due_instants(cron: Cron, now: datetime) -> list[datetime]:
+    """Instants from cron.next_run_date up to now (bounded, newest last)."""
+    instants = [cron.next_run_date]
+    after = cron.next_run_date
+    # Walk forward; keep only the newest MAX_SKIPPED_RECORDED + 1.
+    for _ in range(100_000):
+        nxt = firetime.next_fire(cron.schedule, cron.timezone, after)
+        if nxt > now or (cron.end_time is not None and nxt > cron.end_time):
+            break
+        instants.append(nxt)
+        after = nxt
+        if len(instants) > MAX_SKIPPED_RECORDED + 1:
+            instants.pop(0)
+    return instants
+
+
+def _record(cron: Cron, instant: datetime, status: str, reason: str = "", run_id=None) -> bool:
+    try:
+        with transaction.atomic():
+            Tick.objects.create(
+                cron=cron, scheduled_at=instant, status=status, reason=reason, run_id=run_id
+            )
+        return True
+    except IntegrityError:
+        return False
+
+
+def fire_tick(cron: Cron, instant: datetime, report: FireReport) -> None:
+    """Record one tick of `cron` at `instant` and create its run (caller's transaction)."""
+    if Tick.objects.filter(cron=cron, scheduled_at=instant).exists():
+        return  # already recorded: a redelivery or a second beat
+    payload = cron.payload or {}
+    strategy = payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
+    kwargs = {
+        k: v
+        for k, v in payload.items()
+        if k not in {"assistant_id", "schedule", "timezone", "end_time", "enabled",
+                     "on_run_completed", "metadata", "multitask_strategy"}
+    }
+    metadata = {**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)}
+    try:
+        with transaction.atomic():
+            if cron.thread_id is None:
+                thread = Thread.objects.create(metadata={"cron_id": str(cron.cron_id)})
+                on_completion = cron.on_run_completed or "delete"
+            else:
+                thread = cron.thread
+                on_completion = None
+            run = run_create(
+                thread=thread,
+                assistant=cron.assistant,
+                kwargs=kwargs,
+                metadata=metadata,
+                multitask_strategy=strategy,
+                on_completion=on_completion,
+                cron_id=cron.cron_id,
+                scheduled_at=instant,
+                max_pending=settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD,
+            )
+            Tick.objects.create(
+                cron=cron, scheduled_at=instant, status=Tick.Status.FIRED, run_id=run.run_id
+            )
+        report.fired += 1
+        report.run_ids.append(run.run_id)
+    except (ThreadBusy, TooManyPending) as exc:
+        if _record(cron, instant, Tick.Status.REJECTED, str(exc)[:255]):
+            report.rejected += 1
+    except IntegrityError:
+        pass  # the tick exists: someone else fired it
+
+
+def _process(cron: Cron, now: datetime, report: FireReport) -> None:
+    grace = timedelta(seconds=settings.CRONSVC_MISSED_TICK_GRACE)
+    instants = _due_instants(cron, now)
+    latest = instants[-1]
+    for instant in instants[:-1]:
+        if _record(cron, instant, Tick.Status.SKIPPED, "missed: a later tick was due"):
+            report.skipped += 1
+    if now - latest > grace:
+        if _record(
+            cron, latest, Tick.Status.SKIPPED,
+            f"missed by {int((now - latest).total_seconds())} s (grace {int(grace.total_seconds())} s)",
+        ):
+            report.skipped += 1
+    else:
+        fire_tick(cron, latest, report)
+    cron.next_run_date = compute_next_run(
+        schedule=cron.schedule, timezone=cron.timezone, end_time=cron.end_time, after=latest
+    )
+
+
+def fire_due(
+    *, now: datetime | None = None, holder: str | None = None, epoch: int | None = None,
+    batch: int = BATCH,
+) -> FireReport:
+    """Fire every cron due at `now` (default: the database's clock)."""
+    now = now or db_now()
+    report = FireReport()
+    while True:
+        with transaction.atomic():
+            _check_lease(holder, epoch, now)
+            due = list(
+                Cron.objects.select_for_update(skip_locked=True)
+                .select_related("assistant", "thread")
+                .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=now)
+                .order_by("next_run_date")[:batch]
+            )
+            for cron in due:
+                claimed_instant = cron.next_run_date
+                _process(cron, now, report)
+                # Compare-and-set: only advance from the instant we claimed.
+                Cron.objects.filter(pk=cron.pk, next_run_date=claimed_instant).update(
+                    next_run_date=cron.next_run_date
+                )
+        if len(due) < batch:
+            return report
+
+
+def next_due_at() -> datetime | None:
+    return (
+        Cron.objects.filter(enabled=True, next_run_date__isnull=False)
+        .order_by("next_run_date")
+        .values_list("next_run_date", flat=True)
+        .first()
+    )
+
+
+@transaction.atomic
+def cron_run_now(*, cron: Cron, now: datetime | None = None) -> Run | None:
+    """Fire a cron immediately through the tick path (the admin's "run now")."""
+    report = FireReport()
+    instant = (now or djtz.now()).replace(microsecond=0)
+    fire_tick(Cron.objects.select_related("assistant", "thread").get(pk=cron.pk), instant, report)
+    return Run.objects.filter(pk=report.run_ids[0]).first() if report.run_ids else None

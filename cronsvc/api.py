@@ -1,0 +1,105 @@
+"""Shared pieces of the HTTP layer: input validation, wire formats, pagination."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from cronsvc.errors import Invalid
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise Invalid("Request body must be a JSON object")
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def require_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise Invalid(f"Invalid {what} ID: must be a UUID") from exc
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
+    response = Response(items)
+    response["X-Pagination-Total"] = str(total)
+    if offset + len(items) < total:
+        response["X-Pagination-Next"] = str(offset + limit)
+    return response
+
+
+class AnyJSON(serializers.JSONField):
+    """Any JSON value (object, list, string...)."""
+
+
+class JSONObject(serializers.JSONField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class NodeList(serializers.JSONField):
+    """`"*"` or a list of node names (interrupt_before / interrupt_after)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value is None or value == "*":
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise serializers.ValidationError('Must be "*" or a list of node names.')
+
+
+STREAM_MODES = {
+    "values", "messages", "messages-tuple", "tasks", "checkpoints", "updates", "events", "debug",
+    "custom",
+}
+
+
+class StreamMode(serializers.JSONField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        modes = [value] if isinstance(value, str) else value
+        if value is None:
+            return value
+        if not isinstance(modes, list) or not all(m in STREAM_MODES for m in modes):
+            raise serializers.ValidationError(f"Must be one or a list of {sorted(STREAM_MODES)}.")
+        return value
+
+
+class RunOptionsIn(serializers.Serializer):
+    """What a run is created with; shared by runs and crons."""
+
+    input = AnyJSON(required=False, allow_null=True)
+    command = JSONObject(required=False, allow_null=True)
+    metadata = JSONObject(required=False, allow_null=True)
+    config = JSONObject(required=False, allow_null=True)
+    context = JSONObject(required=False, allow_null=True)
+    webhook = serializers.CharField(required=False, allow_null=True, max_length=65536)
+    interrupt_before = NodeList(required=False, allow_null=True)
+    interrupt_after = NodeList(required=False, allow_null=True)
+    multitask_strategy = serializers.ChoiceField(
+        choices=["reject", "rollback", "interrupt", "enqueue"], required=False, allow_null=True
+    )
+    stream_mode = StreamMode(required=False, allow_null=True)
+    stream_subgraphs = serializers.BooleanField(required=False, allow_null=True)
+    stream_resumable = serializers.BooleanField(required=False, allow_null=True)
+    durability = serializers.ChoiceField(
+        choices=["sync", "async", "exit"], required=False, allow_null=True
+    )
+    checkpoint_during = serializers.BooleanField(required=False, allow_null=True)

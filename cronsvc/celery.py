@@ -1,0 +1,21 @@
+"""The Celery app: configuration comes from Django settings (CELERY_* names)."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
+
+app = Celery("cronsvc")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _reset_checkpointer_after_fork(**_: object) -> None:
+    # A pool of database connections must not be shared across a fork: each
+    # worker process opens its own saver on first use.
+    from cronsvc import checkpointer
+
+    checkpointer.reset()

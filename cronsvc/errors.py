@@ -1,0 +1,97 @@
+"""Typed service errors and the one exception handler that maps them to HTTP.
+
+Every error body carries a top-level human-readable `detail` string; the SDK
+shows it. Validation errors add `errors` with the per-field messages.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ServiceError(Exception):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class Conflict(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+
+
+class Invalid(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class AssistantNotFound(NotFound):
+    pass
+
+
+class ThreadNotFound(NotFound):
+    pass
+
+
+class RunNotFound(NotFound):
+    pass
+
+
+class CronNotFound(NotFound):
+    pass
+
+
+def _flatten(errors, prefix: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        out: list[str] = []
+        for key, value in errors.items():
+            name = key if key != "non_field_errors" else ""
+            out += _flatten(value, f"{prefix}.{name}" if prefix and name else (name or prefix))
+        return out
+    if isinstance(errors, list):
+        out = []
+        for item in errors:
+            out += _flatten(item, prefix)
+        return out
+    return [f"{prefix}: {errors}" if prefix else str(errors)]
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        return Response({"detail": exc.detail}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        messages = exc.messages
+        return Response(
+            {"detail": "; ".join(messages), "errors": messages},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if isinstance(exc, exceptions.ValidationError):
+        messages = _flatten(exc.detail)
+        return Response(
+            {"detail": "Invalid request: " + "; ".join(messages), "errors": exc.detail},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return Response(
+            {"detail": f"Malformed JSON body: {exc.detail}"},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return Response(
+            {"detail": f"Unsupported content type: {exc.detail}. Send application/json."},
+            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
+    if isinstance(exc, Http404):
+        return Response({"detail": "Not found"}, status=status.HTTP_404_NOT_FOUND)
+    response = drf_exception_handler(exc, context)
+    if response is not None and not isinstance(response.data, dict):
+        response.data = {"detail": str(response.data)}
+    if response is not None and "detail" in response.data:
+        response.data["detail"] = str(response.data["detail"])
+    return response

@@ -1,0 +1,88 @@
+"""The graph registry: graphs declared in langgraph.json, as LangGraph users do.
+
+`{"graphs": {"agent": "./examples/agent.py:graph"}}` — a path relative to the
+config file (or a dotted module) and the attribute holding a StateGraph, a
+compiled graph, or a function returning either.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import threading
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+# The LangGraph Server's namespace for default assistant ids, so an assistant
+# created for graph "agent" has the same id here as there.
+ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+_lock = threading.Lock()
+
+
+class GraphNotFound(KeyError):
+    pass
+
+
+def default_assistant_id(graph_id: str) -> uuid.UUID:
+    return uuid.uuid5(ASSISTANT_NAMESPACE, graph_id)
+
+
+@cache
+def graph_specs() -> dict[str, str]:
+    config_path = Path(settings.LANGGRAPH_CONFIG)
+    with config_path.open() as fh:
+        config = json.load(fh)
+    return dict(config.get("graphs", {}))
+
+
+def graph_ids() -> list[str]:
+    return list(graph_specs())
+
+
+def _load_object(spec: str) -> Any:
+    target, _, attr = spec.rpartition(":")
+    if not target:
+        raise ValueError(f"Graph spec {spec!r} must look like './path.py:attr' or 'module:attr'")
+    base = Path(settings.LANGGRAPH_CONFIG).resolve().parent
+    if target.endswith(".py"):
+        path = (base / target).resolve()
+        name = f"cronsvc_graph_{path.stem}_{abs(hash(str(path)))}"
+        module = sys.modules.get(name)
+        if module is None:
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    return getattr(module, attr)
+
+
+@cache
+def _raw_graph(graph_id: str) -> Any:
+    specs = graph_specs()
+    if graph_id not in specs:
+        raise GraphNotFound(graph_id)
+    with _lock:
+        return _load_object(specs[graph_id])
+
+
+def get_graph(graph_id: str, *, checkpointer: Any = None, config: dict | None = None) -> Pregel:
+    """The graph for `graph_id`, compiled with `checkpointer` (None: without one)."""
+    obj = _raw_graph(graph_id)
+    if callable(obj) and not isinstance(obj, (Pregel, StateGraph)):
+        obj = obj(config or {})
+    if isinstance(obj, StateGraph):
+        return obj.compile(checkpointer=checkpointer)
+    if isinstance(obj, Pregel):
+        return obj.copy(update={"checkpointer": checkpointer})
+    raise TypeError(f"Graph {graph_id!r} is neither a StateGraph nor a compiled graph")

@@ -1,0 +1,29 @@
+"""`python manage.py serve`: the production API server (gunicorn)."""
+
+import os
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Serve the API with gunicorn (production)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("CRONSVC_BIND", "0.0.0.0:8123"))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)))
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("CRONSVC_WEB_THREADS", 8)))
+
+    def handle(self, *args, bind, workers, threads, **options):
+        if not settings.CRONSVC_API_KEYS and not settings.CRONSVC_ALLOW_ANONYMOUS:
+            raise CommandError(
+                "Refusing to serve without API keys: set CRONSVC_API_KEYS, or "
+                "CRONSVC_ALLOW_ANONYMOUS=true to allow anonymous access explicitly."
+            )
+        argv = [
+            sys.executable, "-m", "gunicorn", "cronsvc.wsgi:application",
+            "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+            "--timeout", str(int(settings.CRONSVC_WAIT_TIMEOUT) + 30), "--access-logfile", "-",
+        ]
+        os.execv(sys.executable, argv)

@@ -1,0 +1,85 @@
+"""Reads of assistants."""
+
+import uuid
+
+from django.db.models import QuerySet
+
+from cronsvc import graphs
+from cronsvc.errors import AssistantNotFound
+from cronsvc.models import Assistant
+
+
+def parse_uuid(value) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def assistant_id_from(value: str) -> uuid.UUID | None:
+    """An assistant's UUID from its id or from a graph name (its default assistant)."""
+    parsed = parse_uuid(value)
+    if parsed is not None:
+        return parsed
+    if isinstance(value, str) and value in graphs.graph_specs():
+        return graphs.default_assistant_id(value)
+    return None
+
+
+def assistant_get_or_404(value: str) -> Assistant:
+    from cronsvc.services import assistants_ensure_defaults
+
+    assistant_id = assistant_id_from(value)
+    if assistant_id is None:
+        raise AssistantNotFound(f"Assistant '{value}' not found")
+    try:
+        return Assistant.objects.get(pk=assistant_id)
+    except Assistant.DoesNotExist:
+        pass
+    if assistant_id in {graphs.default_assistant_id(g) for g in graphs.graph_ids()}:
+        assistants_ensure_defaults()
+        return Assistant.objects.get(pk=assistant_id)
+    raise AssistantNotFound(f"Assistant '{value}' not found")
+
+
+def assistant_search(
+    *,
+    graph_id: str | None = None,
+    name: str | None = None,
+    metadata: dict | None = None,
+    sort_by: str | None = None,
+    sort_order: str | None = None,
+) -> QuerySet[Assistant]:
+    from cronsvc.services import assistants_ensure_defaults
+
+    assistants_ensure_defaults()
+    qs = Assistant.objects.all()
+    if graph_id:
+        qs = qs.filter(graph_id=graph_id)
+    if name:
+        qs = qs.filter(name__icontains=name)
+    qs = filter_metadata(qs, "metadata", metadata)
+    return order(qs, sort_by, sort_order, allowed={"assistant_id", "graph_id", "name", "created_at", "updated_at"})
+
+
+def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:
+    """Rows whose JSON `field` contains every key/value of `metadata`.
+
+    Compared key by key so it works on SQLite as well as PostgreSQL."""
+    for key, value in (metadata or {}).items():
+        qs = qs.filter(**{f"{field}__{key}": value})
+    return qs
+
+
+def order(qs: QuerySet, sort_by: str | None, sort_order: str | None, *, allowed: set[str]) -> QuerySet:
+    if not sort_by:
+        return qs
+    if sort_by not in allowed:
+        from cronsvc.errors import Invalid
+
+        raise Invalid(f"Cannot sort by '{sort_by}'; use one of {sorted(allowed)}")
+    prefix = "-" if (sort_order or "desc").lower() == "desc" else ""
+    pk = qs.model._meta.pk.name
+    return qs.order_by(f"{prefix}{sort_by}", f"{prefix}{pk}")

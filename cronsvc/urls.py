@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from cronsvc import apis
+
+urlpatterns = [
+    path("ok", apis.OkApi.as_view()),
+    path("assistants", apis.AssistantsApi.as_view()),
+    path("assistants/search", apis.AssistantSearchApi.as_view()),
+    path("assistants/count", apis.AssistantCountApi.as_view()),
+    path("assistants/<str:assistant_id>", apis.AssistantApi.as_view()),
+    path("assistants/<str:assistant_id>/graph", apis.AssistantGraphApi.as_view()),
+    path("assistants/<str:assistant_id>/schemas", apis.AssistantSchemasApi.as_view()),
+    # crons before runs: /threads/{id}/runs/crons is not a run id.
+    path("", include("crons.urls")),
+    path("", include("runs.urls")),
+    path("", include("threads.urls")),
+    path("admin/", admin.site.urls),
+    path("openapi.json", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,125 @@
+"""Execute a claimed run with the real `langgraph` library.
+
+Write order: the graph's checkpoints are written by LangGraph's saver as it
+runs; the run's status is written last (run_finish), so a finished run always
+has its state. A cancel request is checked between graph steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from langgraph.types import Command
+
+from cronsvc import checkpointer, graphs
+from cronsvc.jsonable import to_jsonable
+from runs import services
+from runs.models import Run
+
+log = logging.getLogger(__name__)
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def _merge(base: dict | None, extra: dict | None) -> dict:
+    out = dict(base or {})
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(run: Run) -> dict:
+    assistant = run.assistant
+    config = _merge(assistant.config if assistant else {}, run.kwargs.get("config"))
+    configurable = dict(config.get("configurable") or {})
+    configurable.update(
+        {
+            "thread_id": str(run.thread_id),
+            "run_id": str(run.run_id),
+            "assistant_id": str(run.assistant_id),
+            "graph_id": assistant.graph_id if assistant else None,
+        }
+    )
+    configurable.pop("checkpoint_id", None)
+    config["configurable"] = configurable
+    config["metadata"] = _merge(
+        config.get("metadata"),
+        {
+            **(run.metadata or {}),
+            "run_id": str(run.run_id),
+            "thread_id": str(run.thread_id),
+            "assistant_id": str(run.assistant_id),
+        },
+    )
+    config.setdefault("recursion_limit", 25)
+    return config
+
+
+def execute(run: Run) -> str:
+    """Run the graph for a claimed (running) run; record its end. Returns the status."""
+    assistant = run.assistant
+    if assistant is None:
+        services.run_finish(run_id=run.run_id, status=Run.Status.ERROR, error="Assistant was deleted")
+        return Run.Status.ERROR
+    kwargs = run.kwargs or {}
+    config = build_config(run)
+    saver = checkpointer.get_saver()
+    try:
+        graph = graphs.get_graph(assistant.graph_id, checkpointer=saver, config=config)
+        command = kwargs.get("command")
+        graph_input: Any = Command(**command) if command else kwargs.get("input")
+        context = _merge(assistant.context, kwargs.get("context")) or None
+        durability = kwargs.get("durability")
+        if durability is None and kwargs.get("checkpoint_during") is False:
+            durability = "exit"
+        stream = graph.stream(
+            graph_input,
+            config,
+            context=context,
+            stream_mode="values",
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            durability=durability,
+        )
+        for _ in stream:
+            if services.run_cancel_requested(run.run_id):
+                stream.close()
+                raise RunCancelled()
+        snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
+        values = to_jsonable(snapshot.values)
+        status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
+        services.run_finish(run_id=run.run_id, status=status, output=values, values=values)
+        return status
+    except RunCancelled:
+        values = _safe_values(assistant.graph_id, run)
+        services.run_finish(
+            run_id=run.run_id, status=Run.Status.INTERRUPTED, output=values, values=values,
+            error="Cancelled",
+        )
+        return Run.Status.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a graph's failure is recorded on its run
+        log.warning("run %s failed: %s", run.run_id, exc)
+        error = f"{type(exc).__name__}: {exc}"
+        services.run_finish(
+            run_id=run.run_id,
+            status=Run.Status.ERROR,
+            error=error,
+            output={"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=5)},
+            values=_safe_values(assistant.graph_id, run),
+        )
+        return Run.Status.ERROR
+
+
+def _safe_values(graph_id: str, run: Run) -> Any:
+    try:
+        graph = graphs.get_graph(graph_id, checkpointer=checkpointer.get_saver())
+        return to_jsonable(graph.get_state({"configurable": {"thread_id": str(run.thread_id)}}).values)
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,0 +1,82 @@
+import uuid
+
+from django.db import models
+
+
+class Run(models.Model):
+    """One execution of an assistant on a thread (from the API or a cron tick)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        ERROR = "error"
+        SUCCESS = "success"
+        TIMEOUT = "timeout"
+        INTERRUPTED = "interrupted"
+
+    class MultitaskStrategy(models.TextChoices):
+        REJECT = "reject"
+        INTERRUPT = "interrupt"
+        ROLLBACK = "rollback"
+        ENQUEUE = "enqueue"
+
+    FINISHED = (Status.ERROR, Status.SUCCESS, Status.TIMEOUT, Status.INTERRUPTED)
+
+    run_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    thread = models.ForeignKey("threads.Thread", on_delete=models.CASCADE, related_name="runs")
+    assistant = models.ForeignKey(
+        "cronsvc.Assistant", on_delete=models.SET_NULL, null=True, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    metadata = models.JSONField(default=dict, blank=True)
+    # What the run executes: input, config, context, interrupt_before/after,
+    # durability, stream options, webhook... as sent by the client.
+    kwargs = models.JSONField(default=dict, blank=True)
+    multitask_strategy = models.CharField(
+        max_length=16, choices=MultitaskStrategy.choices, default=MultitaskStrategy.ENQUEUE
+    )
+    # "delete": a stateless run's thread is removed after it finishes.
+    on_completion = models.CharField(max_length=8, null=True, blank=True)
+    cron = models.ForeignKey(
+        "crons.Cron", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    # Set by cancel; the executor checks it between graph steps.
+    cancel_action = models.CharField(max_length=16, null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["thread", "status", "created_at"], name="run_thread_status"),
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+        ]
+        constraints = [
+            # At most one run per (cron, scheduled instant).
+            models.UniqueConstraint(
+                fields=["cron", "scheduled_at"],
+                condition=models.Q(cron__isnull=False, scheduled_at__isnull=False),
+                name="run_unique_cron_tick",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=["pending", "running", "error", "success", "timeout", "interrupted"]
+                ),
+                name="run_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} ({self.status})"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

@@ -1,0 +1,32 @@
+"""Reads of runs."""
+
+from django.db.models import QuerySet
+
+from cronsvc.errors import RunNotFound
+from cronsvc.selectors import parse_uuid
+from runs.models import Run
+from threads.models import Thread
+
+
+def run_get_or_404(*, thread: Thread | None, run_id) -> Run:
+    pk = parse_uuid(run_id)
+    qs = Run.objects.filter(pk=pk) if pk else Run.objects.none()
+    if thread is not None:
+        qs = qs.filter(thread=thread)
+    run = qs.first()
+    if run is None:
+        raise RunNotFound(f"Run '{run_id}' not found")
+    return run
+
+
+def run_list(*, thread: Thread, status: str | None = None) -> QuerySet[Run]:
+    qs = Run.objects.filter(thread=thread).order_by("-created_at", "-run_id")
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def run_is_finished(run_id) -> bool:
+    """True when the run is finished or gone (deleted with its thread)."""
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status is None or status in Run.FINISHED

@@ -1,0 +1,219 @@
+"""Writes of runs: create, claim, finish, cancel, delete.
+
+A run is created `pending` in the same transaction as whatever caused it (an
+API call or a cron tick); a Celery message published after commit wakes a
+worker, which claims the oldest pending run of the thread (pending → running,
+one running run per thread) — so a redelivered or duplicate message finds
+nothing to claim and returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cronsvc.errors import Conflict
+from cronsvc.models import Assistant
+from runs.models import Run
+from threads.models import Thread
+
+ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
+
+
+class ThreadBusy(Conflict):
+    pass
+
+
+class TooManyPending(Conflict):
+    pass
+
+
+def _wake(thread_id) -> None:
+    from runs.tasks import drain_thread
+
+    drain_thread.delay(str(thread_id))
+
+
+@transaction.atomic
+def run_create(
+    *,
+    thread: Thread,
+    assistant: Assistant,
+    kwargs: dict[str, Any] | None = None,
+    metadata: dict | None = None,
+    multitask_strategy: str | None = None,
+    on_completion: str | None = None,
+    cron_id: uuid.UUID | None = None,
+    scheduled_at: datetime | None = None,
+    max_pending: int | None = None,
+) -> Run:
+    """Create a pending run on `thread` and wake a worker after commit.
+
+    Raises ThreadBusy for `reject` on a thread with an active run, and
+    TooManyPending when `max_pending` runs already wait on the thread."""
+    strategy = multitask_strategy or Run.MultitaskStrategy.ENQUEUE
+    thread = Thread.objects.select_for_update().get(pk=thread.pk)
+    active = Run.objects.filter(thread=thread, status__in=ACTIVE)
+    if strategy == Run.MultitaskStrategy.REJECT and active.exists():
+        raise ThreadBusy(
+            f"Thread {thread.thread_id} is busy with another run (multitask_strategy=reject)"
+        )
+    if strategy in (Run.MultitaskStrategy.INTERRUPT, Run.MultitaskStrategy.ROLLBACK):
+        for other in active:
+            _request_cancel(other, action=strategy)
+    if max_pending is not None:
+        pending = Run.objects.filter(thread=thread, status=Run.Status.PENDING).count()
+        if pending >= max_pending:
+            raise TooManyPending(
+                f"Thread {thread.thread_id} already has {pending} pending runs (limit {max_pending})"
+            )
+    run = Run.objects.create(
+        thread=thread,
+        assistant=assistant,
+        kwargs=kwargs or {},
+        metadata=metadata or {},
+        multitask_strategy=strategy,
+        on_completion=on_completion,
+        cron_id=cron_id,
+        scheduled_at=scheduled_at,
+    )
+    thread.graph_id = assistant.graph_id
+    thread.metadata = {
+        **thread.metadata,
+        "graph_id": assistant.graph_id,
+        "assistant_id": str(assistant.assistant_id),
+    }
+    thread.status = Thread.Status.BUSY
+    thread.save(update_fields=["graph_id", "metadata", "status", "updated_at"])
+    transaction.on_commit(lambda: _wake(thread.thread_id))
+    return run
+
+
+def _request_cancel(run: Run, *, action: str) -> None:
+    if run.status == Run.Status.PENDING:
+        if action == Run.MultitaskStrategy.ROLLBACK:
+            run.delete()
+        else:
+            Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
+                status=Run.Status.INTERRUPTED,
+                cancel_action=action,
+                finished_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+    elif run.status == Run.Status.RUNNING:
+        Run.objects.filter(pk=run.pk).update(cancel_action=action, updated_at=timezone.now())
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, action: str = "interrupt") -> None:
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status in Run.FINISHED:
+        return
+    _request_cancel(run, action=action)
+    if run.status == Run.Status.PENDING:
+        _settle_thread(run.thread_id)
+
+
+@transaction.atomic
+def run_delete(*, run: Run) -> None:
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status == Run.Status.RUNNING:
+        raise Conflict(f"Run {run.run_id} is running; cancel it before deleting it")
+    Run.objects.filter(pk=run.pk).delete()
+
+
+def run_claim_next(*, thread_id) -> Run | None:
+    """Claim the oldest pending run of a thread, unless one is running there.
+
+    The thread row lock serialises claimers; the status compare-and-set makes a
+    second claim of the same run impossible."""
+    with transaction.atomic():
+        thread = Thread.objects.select_for_update().filter(pk=thread_id).first()
+        if thread is None:
+            return None
+        if Run.objects.filter(thread=thread, status=Run.Status.RUNNING).exists():
+            return None
+        run = (
+            Run.objects.filter(thread=thread, status=Run.Status.PENDING)
+            .order_by("created_at", "run_id")
+            .first()
+        )
+        if run is None:
+            return None
+        now = timezone.now()
+        claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
+            status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1
+        )
+        if not claimed:
+            return None
+        run.refresh_from_db()
+        return run
+
+
+def run_cancel_requested(run_id) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("cancel_action", flat=True).first()
+
+
+def _settle_thread(thread_id) -> None:
+    """Thread status from its runs: busy while any is active, else from the last one."""
+    thread = Thread.objects.filter(pk=thread_id).first()
+    if thread is None:
+        return
+    if Run.objects.filter(thread_id=thread_id, status__in=ACTIVE).exists():
+        status = Thread.Status.BUSY
+    else:
+        last = Run.objects.filter(thread_id=thread_id).order_by("-created_at").first()
+        status = {
+            Run.Status.ERROR: Thread.Status.ERROR,
+            Run.Status.INTERRUPTED: Thread.Status.INTERRUPTED
+            if last and last.cancel_action is None
+            else Thread.Status.IDLE,
+        }.get(last.status if last else None, Thread.Status.IDLE)
+    Thread.objects.filter(pk=thread_id).update(status=status, updated_at=timezone.now())
+
+
+def run_finish(
+    *, run_id, status: str, output: Any = None, error: str | None = None, values: Any = None
+) -> bool:
+    """Record a run's end. Idempotent: only a running run is finished, once.
+
+    Called after the graph's checkpoint is written, so the run's status is the
+    last thing to change."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != Run.Status.RUNNING:
+            return False
+        now = timezone.now()
+        Run.objects.filter(pk=run_id).update(
+            status=status, output=output, error=error, finished_at=now, updated_at=now
+        )
+        Thread.objects.filter(pk=run.thread_id).update(values=values, updated_at=now)
+        _settle_thread(run.thread_id)
+        delete_thread = run.on_completion == "delete"
+        thread_id = run.thread_id
+    if delete_thread:
+        thread_delete_when_idle(thread_id=thread_id)
+    return True
+
+
+def thread_delete_when_idle(*, thread_id) -> None:
+    """Delete a stateless run's thread once nothing else waits on it."""
+    from threads.services import thread_delete
+
+    with transaction.atomic():
+        thread = Thread.objects.select_for_update().filter(pk=thread_id).first()
+        if thread is None:
+            return
+        if Run.objects.filter(thread=thread, status__in=ACTIVE).exists():
+            return
+        thread_delete(thread=thread)
+
+
+def pending_cap() -> int:
+    return settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
+

@@ -1,0 +1,28 @@
+"""Celery tasks of runs. They take ids and are safe to run twice."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from runs import executor, services
+
+
+@shared_task(
+    name="runs.drain_thread",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def drain_thread(thread_id: str) -> int:
+    """Execute the thread's pending runs, oldest first, one at a time.
+
+    A wake-up, not a command: it claims what is pending (pending → running under
+    the thread's row lock), so a duplicate or redelivered message claims
+    nothing and returns. Returns how many runs it executed."""
+    done = 0
+    while True:
+        run = services.run_claim_next(thread_id=thread_id)
+        if run is None:
+            return done
+        executor.execute(run)
+        done += 1

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from runs import apis
+
+urlpatterns = [
+    path("runs", apis.StatelessRunsApi.as_view()),
+    path("runs/wait", apis.StatelessRunWaitApi.as_view()),
+    path("threads/<str:thread_id>/runs", apis.ThreadRunsApi.as_view()),
+    path("threads/<str:thread_id>/runs/wait", apis.ThreadRunWaitApi.as_view()),
+    path("threads/<str:thread_id>/runs/<str:run_id>", apis.RunApi.as_view()),
+    path("threads/<str:thread_id>/runs/<str:run_id>/join", apis.RunJoinApi.as_view()),
+    path("threads/<str:thread_id>/runs/<str:run_id>/cancel", apis.RunCancelApi.as_view()),
+]
