@@ -262,11 +262,17 @@ def _gap_end(lo: datetime, hi: datetime, tz: tzinfo, after_offset: timedelta) ->
 _EPOCH = datetime(1970, 1, 1)
 
 
+def _require_aware(value: datetime) -> None:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"expected a timezone-aware datetime, got naive {value!r}")
+
+
 def _iter_fires(parsed: _Parsed, tz: tzinfo, after: datetime) -> Iterator[datetime]:
     """Yield fire instants (aware UTC) strictly after ``after``, ascending,
     without duplicates."""
-    if after.tzinfo is None or after.utcoffset() is None:
-        raise ValueError(f"expected a timezone-aware datetime, got naive {after!r}")
+    _require_aware(after)
     after_utc = after.astimezone(UTC).replace(tzinfo=None)  # naive UTC
 
     if tz is UTC:
@@ -396,13 +402,10 @@ def fires_between(
     The caller bounds the window: ``* * * * * *`` over a year is 31M items.
     """
     parsed, tz = _compiled(schedule, timezone)
-    if end.tzinfo is None or end.utcoffset() is None:
-        raise ValueError(f"expected a timezone-aware datetime, got naive {end!r}")
+    _require_aware(start)
+    _require_aware(end)
     result: list[datetime] = []
     if end <= start:
-        # Still validates ``start`` (naive raises) for consistency.
-        if start.tzinfo is None or start.utcoffset() is None:
-            raise ValueError(f"expected a timezone-aware datetime, got naive {start!r}")
         return result
     for instant in _iter_fires(parsed, tz, start):
         if instant > end:
@@ -420,7 +423,6 @@ def next_fires(
         raise ValueError(f"count must be >= 0, got {count}")
     parsed, tz = _compiled(schedule, timezone)
     if count == 0:
-        if after.tzinfo is None or after.utcoffset() is None:
-            raise ValueError(f"expected a timezone-aware datetime, got naive {after!r}")
+        _require_aware(after)
         return []
     return list(islice(_iter_fires(parsed, tz, after), count))

@@ -79,7 +79,7 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, exceptions.ParseError):
         return Response(
-            {"detail": f"Malformed JSON body: {exc.detail}"},
+            {"detail": f"Invalid JSON in request body: {exc.detail}"},
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     if isinstance(exc, exceptions.UnsupportedMediaType):

@@ -118,6 +118,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("CRONSVC_STATIC_ROOT", default=str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 LOGGING = {
     "version": 1,
@@ -199,3 +200,5 @@ CRONSVC_BEAT_LEASE_SECONDS = env.int("CRONSVC_BEAT_LEASE_SECONDS", default=10)
 CRONSVC_CHECKPOINTER_POOL_SIZE = env.int("CRONSVC_CHECKPOINTER_POOL_SIZE", default=4)
 # How long /runs/wait and join wait for a run (seconds).
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
+# Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
+CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)

@@ -91,6 +91,11 @@ def _wait(run: Run, timeout: float | None = None) -> Run:
     return Run.objects.filter(pk=run.pk).first() or run
 
 
+def _locations(run: Run) -> dict:
+    base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    return {"Location": f"{base}/join", "Content-Location": base}
+
+
 def _run(thread_id, run_id) -> Run:
     require_uuid(thread_id, "thread")
     require_uuid(run_id, "run")
@@ -119,13 +124,13 @@ class StatelessRunsApi(APIView):
 class ThreadRunWaitApi(APIView):
     def post(self, request, thread_id):
         run = _wait(_create(request, thread_id))
-        return Response(run_result(run), headers={"Content-Location": f"/threads/{run.thread_id}/runs/{run.run_id}"})
+        return Response(run_result(run), headers=_locations(run))
 
 
 class StatelessRunWaitApi(APIView):
     def post(self, request):
         run = _wait(_create(request))
-        return Response(run_result(run))
+        return Response(run_result(run), headers={"Content-Location": f"/runs/{run.run_id}"})
 
 
 class RunApi(APIView):
@@ -139,7 +144,8 @@ class RunApi(APIView):
 
 class RunJoinApi(APIView):
     def get(self, request, thread_id, run_id):
-        return Response(run_result(_wait(_run(thread_id, run_id))))
+        run = _wait(_run(thread_id, run_id))
+        return Response(run_result(run), headers=_locations(run))
 
 
 class RunCancelApi(APIView):

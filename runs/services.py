@@ -197,7 +197,12 @@ def run_finish(
         delete_thread = run.on_completion == "delete"
         thread_id = run.thread_id
     if delete_thread:
-        thread_delete_when_idle(thread_id=thread_id)
+        # Deferred a little, so a client waiting on the run still reads its result.
+        from runs.tasks import delete_stateless_thread
+
+        delete_stateless_thread.apply_async(
+            (str(thread_id),), countdown=settings.CRONSVC_STATELESS_THREAD_GRACE
+        )
     return True
 
 

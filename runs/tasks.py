@@ -26,3 +26,14 @@ def drain_thread(thread_id: str) -> int:
             return done
         executor.execute(run)
         done += 1
+
+
+@shared_task(
+    name="runs.delete_stateless_thread",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=10,
+)
+def delete_stateless_thread(thread_id: str) -> None:
+    """Delete a finished stateless run's thread (on_completion="delete"). Idempotent."""
+    services.thread_delete_when_idle(thread_id=thread_id)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: set up, make sure PostgreSQL and Redis run, run the suite.
+#   scripts/test.sh            # everything (CI)
+#   scripts/test.sh -m 'not slow' -k crons   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/services.sh
+# A database name of its own per run, so concurrent runs do not drop each other's.
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cronsvc_$$}
+export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}
+export CRONSVC_DATA_DIR=${CRONSVC_DATA_DIR:-$(mktemp -d)}
+unset LANGGRAPH_API_KEY LANGSMITH_API_KEY LANGCHAIN_API_KEY CRONSVC_API_KEYS
+exec .venv/bin/python -m pytest "$@"

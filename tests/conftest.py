@@ -1,0 +1,152 @@
+"""Fixtures: a live API server on the test database, a real Celery worker
+(subprocess, Redis broker) and beat, and the official langgraph_sdk client.
+
+Run through `scripts/test.sh`, which points DATABASE_URL at PostgreSQL and
+CELERY_BROKER_URL at Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = f"cronsvc-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_queue(django_db_setup):
+    """Every test session publishes to and consumes from its own queue."""
+    from cronsvc.celery import app
+
+    app.conf.task_default_queue = QUEUE
+    yield
+    from cronsvc import checkpointer
+
+    checkpointer.reset()
+
+
+def database_url() -> str:
+    sd = connection.settings_dict
+    assert connection.vendor == "postgresql", "tests run on PostgreSQL (see scripts/test.sh)"
+    auth = sd["USER"] + (f":{sd['PASSWORD']}" if sd.get("PASSWORD") else "")
+    return f"postgres://{auth}@{sd['HOST'] or '127.0.0.1'}:{sd['PORT'] or 5432}/{sd['NAME']}"
+
+
+def subprocess_env(tmp_dir: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LANGGRAPH_API_KEY",))}
+    env.update(
+        {
+            "DATABASE_URL": database_url(),
+            "CELERY_QUEUE": QUEUE,
+            "CRONSVC_DATA_DIR": str(tmp_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A child process whose output is collected, waited on for a line."""
+
+    def __init__(self, argv: list[str], env: dict, name: str):
+        self.name = name
+        self.lines: list[str] = []
+        self.popen = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.popen.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not say {text!r}:\n" + "".join(self.lines[-60:]))
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig=None, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            if sig is None:
+                self.popen.terminate()
+            else:
+                self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_worker(tmp_dir: Path, name: str = "w1", concurrency: int = 4, **env) -> Proc:
+    proc = Proc(
+        [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", "--pool=threads",
+         f"--concurrency={concurrency}", "-Q", QUEUE, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        subprocess_env(tmp_dir, **env),
+        f"worker {name}",
+    )
+    proc.wait_for("ready.", timeout=60)
+    return proc
+
+
+def start_beat(tmp_dir: Path, **env) -> Proc:
+    proc = Proc(
+        [sys.executable, "-m", "celery", "-A", "cronsvc", "beat", "--loglevel=INFO",
+         "-S", "crons.scheduler:CronScheduler", "-s", str(tmp_dir / "beat-schedule")],
+        subprocess_env(tmp_dir, **env),
+        "beat",
+    )
+    proc.wait_for("beat: Starting", timeout=60)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker on Redis, using the test database."""
+    with django_db_blocker.unblock():
+        proc = start_worker(tmp_path_factory.mktemp("worker"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def sdk(live_server):
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=live_server.url, api_key=None)
+    yield client
+
+
+@pytest.fixture
+def asdk_url(live_server):
+    return live_server.url
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
