@@ -204,7 +204,7 @@ def fire_due(
         with transaction.atomic():
             _check_lease(holder, epoch, now)
             due = list(
-                Cron.objects.select_for_update(skip_locked=True)
+                Cron.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("assistant", "thread")
                 .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=now)
                 .order_by("next_run_date")[:batch]
