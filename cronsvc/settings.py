@@ -195,7 +195,7 @@ CRONSVC_MISSED_TICK_GRACE = env.int("CRONSVC_MISSED_TICK_GRACE", default=300)
 # Pending runs a thread may hold; a tick beyond it is rejected.
 CRONSVC_MAX_PENDING_RUNS_PER_THREAD = env.int("CRONSVC_MAX_PENDING_RUNS_PER_THREAD", default=10)
 # The beat lease: a standby takes over when the holder has not renewed for this long.
-CRONSVC_BEAT_LEASE_SECONDS = env.int("CRONSVC_BEAT_LEASE_SECONDS", default=10)
+CRONSVC_BEAT_LEASE_SECONDS = env.float("CRONSVC_BEAT_LEASE_SECONDS", default=10)
 # Connections each process's checkpointer pool may open (PostgreSQL).
 CRONSVC_CHECKPOINTER_POOL_SIZE = env.int("CRONSVC_CHECKPOINTER_POOL_SIZE", default=4)
 # How long /runs/wait and join wait for a run (seconds).

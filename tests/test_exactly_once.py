@@ -1,0 +1,99 @@
+"""The same tick delivered twice yields one run and one fired tick: redelivered
+task messages, two schedulers ticking at once, two real beat processes."""
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from cronsvc.selectors import assistant_get_or_404
+from crons import ticking
+from crons.models import Cron, Tick
+from crons.services import cron_create
+from runs import tasks
+from runs.models import Run
+from runs.services import run_create
+from tests.conftest import start_beat, wait_until
+from threads.services import thread_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUESTION = {"input": {"messages": [{"role": "user", "content": "What time is it?"}]}}
+
+
+def in_threads(n, target):
+    errors = []
+
+    def wrapped():
+        try:
+            target()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=wrapped) for _ in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+
+
+def test_redelivered_task_runs_the_graph_once():
+    thread = thread_create()
+    run = run_create(thread=thread, assistant=assistant_get_or_404("agent"), kwargs=QUESTION)
+    # Three deliveries of the wake-up message, two of them at the same time.
+    in_threads(2, lambda: tasks.drain_thread(str(thread.thread_id)))
+    assert tasks.drain_thread(str(thread.thread_id)) == 0
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("success", 1)
+    assert [m["type"] for m in run.output["messages"]] == ["human", "ai"]
+
+
+def test_two_schedulers_ticking_at_once_fire_each_instant_once():
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    agent = assistant_get_or_404("agent")
+    crons = [cron_create(assistant=agent, schedule="* * * * *", now=start) for _ in range(40)]
+    for minute in (1, 2, 3):
+        now = start + dt.timedelta(minutes=minute)
+        in_threads(2, lambda now=now: ticking.fire_due(now=now, batch=7))
+    assert Tick.objects.count() == 40 * 3
+    assert Run.objects.count() == 40 * 3
+    assert set(Tick.objects.values_list("status", flat=True)) == {"fired"}
+    for cron in crons:
+        assert sorted(Run.objects.filter(cron=cron).values_list("scheduled_at", flat=True)) == [
+            start + dt.timedelta(minutes=m) for m in (1, 2, 3)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lease_seconds", ["10", "0.1"], ids=["with-lease", "lease-expiring-every-tick"])
+def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
+    # Both beats run; with a lease shorter than their tick they take it from each other
+    # on every tick, so only the row claims and unique keys stand between
+    # them and a double fire.
+    agent = assistant_get_or_404("agent")
+    beats = [
+        start_beat(tmp_path / f"b{i}", CRONSVC_BEAT_LEASE_SECONDS=lease_seconds,
+                   CRONSVC_BEAT_MAX_INTERVAL="0.2")
+        for i in range(2)
+    ]
+    time.sleep(1)  # both are ticking
+    cron = cron_create(assistant=agent, schedule="* * * * * */2")
+    try:
+        wait_until(lambda: Tick.objects.filter(cron=cron).count() >= 6, timeout=40)
+        time.sleep(2)
+    finally:
+        for beat in beats:
+            beat.stop()
+    ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
+    instants = [t.scheduled_at for t in ticks]
+    assert len(instants) == len(set(instants))
+    steps = {(b - a).total_seconds() for a, b in zip(instants, instants[1:], strict=False)}
+    assert steps == {2.0}, f"gaps or doubles: {instants}"
+    assert [(t.status, t.reason) for t in ticks if t.status != "fired"] == []
+    runs = Run.objects.filter(cron=cron)
+    assert sorted(runs.values_list("scheduled_at", flat=True)) == instants
+    assert Cron.objects.get(pk=cron.pk).next_run_date > instants[-1]
