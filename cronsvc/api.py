@@ -29,6 +29,24 @@ def require_uuid(value: str, what: str) -> uuid.UUID:
         raise Invalid(f"Invalid {what} ID: must be a UUID") from exc
 
 
+def query_int(params, name: str, default: int, *, min_value: int = 0) -> int:
+    """An integer query parameter; 422 `Invalid <name> <value>` as the server says."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < min_value or value > MAX_INT:
+        raise Invalid(f"Invalid {name} {raw}")
+    return value
+
+
+def query_bool(params, name: str, default: bool = False) -> bool:
+    return params.get(name, str(default)).lower() in ("1", "true", "yes")
+
+
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -41,16 +59,45 @@ def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
     return response
 
 
+# PostgreSQL's OFFSET/LIMIT are bigints; a larger number is a client mistake, not a 500.
+MAX_INT = 2**31 - 1
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class AnyJSON(serializers.JSONField):
-    """Any JSON value (object, list, string...)."""
+    """Any JSON value (object, list, string...) that PostgreSQL's jsonb can store."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if _has_nul(value):
+            raise serializers.ValidationError("Must not contain NUL (\\u0000) characters.")
+        return value
 
 
-class JSONObject(serializers.JSONField):
+class JSONObject(AnyJSON):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if value is not None and not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class StrictUUID(serializers.UUIDField):
+    """A UUID given as a string (DRF's UUIDField also takes integers)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
 
 
 class NodeList(serializers.JSONField):

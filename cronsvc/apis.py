@@ -7,10 +7,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs, services
-from cronsvc.api import JSONObject, iso, paginated, validated
+from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, paginated, query_bool, validated
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
-from cronsvc.selectors import assistant_get_or_404, assistant_search
+from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
 
 ASSISTANT_FIELDS = [
     "assistant_id", "graph_id", "config", "context", "created_at", "updated_at", "metadata",
@@ -35,7 +35,7 @@ def assistant_out(a: Assistant, select: list[str] | None = None) -> dict:
 
 
 class AssistantCreateIn(serializers.Serializer):
-    assistant_id = serializers.UUIDField(required=False, allow_null=True)
+    assistant_id = StrictUUID(required=False, allow_null=True)
     graph_id = serializers.CharField()
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
@@ -59,7 +59,7 @@ class AssistantSearchIn(serializers.Serializer):
     graph_id = serializers.CharField(required=False, allow_null=True)
     name = serializers.CharField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     sort_by = serializers.ChoiceField(
         choices=["assistant_id", "created_at", "updated_at", "name", "graph_id"], required=False
     )
@@ -78,17 +78,19 @@ class AssistantsApi(APIView):
 
 class AssistantApi(APIView):
     def get(self, request, assistant_id):
-        return Response(assistant_out(assistant_get_or_404(assistant_id)))
+        return Response(assistant_out(assistant_get_or_404(assistant_id, graph_alias=False)))
 
     def patch(self, request, assistant_id):
+        assistant = assistant_get_or_404(assistant_id, graph_alias=False)
         data = validated(AssistantPatchIn, request.data)
-        assistant = services.assistant_update(
-            assistant=assistant_get_or_404(assistant_id), **data
-        )
+        assistant = services.assistant_update(assistant=assistant, **data)
         return Response(assistant_out(assistant))
 
     def delete(self, request, assistant_id):
-        services.assistant_delete(assistant=assistant_get_or_404(assistant_id))
+        services.assistant_delete(
+            assistant=assistant_get_or_404(assistant_id, graph_alias=False),
+            delete_threads=query_bool(request.query_params, "delete_threads"),
+        )
         return Response(status=204)
 
 
@@ -116,39 +118,85 @@ class AssistantCountApi(APIView):
         return Response(qs.count())
 
 
+def parse_xray(raw: str | None) -> bool | int:
+    """`xray` as the server reads it: true/false or a positive depth; else 422."""
+    if not raw or raw in ("false", "False"):
+        return False
+    if raw in ("true", "True"):
+        return True
+    try:
+        depth = int(raw)
+    except ValueError:
+        depth = 0
+    if depth <= 0:
+        raise Invalid("Invalid xray value")
+    return depth
+
+
 class AssistantGraphApi(APIView):
     def get(self, request, assistant_id):
-        assistant = assistant_get_or_404(assistant_id)
-        xray = request.query_params.get("xray", "false").lower()
+        # Only this assistant path also takes a graph id (its default assistant).
+        alias = assistant_id_from(assistant_id)
+        assistant = assistant_get_or_404(str(alias or assistant_id), graph_alias=False)
+        xray = parse_xray(request.query_params.get("xray"))
         graph = graphs.get_graph(assistant.graph_id)
         try:
-            drawable = graph.get_graph(xray=xray in ("true", "1") or (xray.isdigit() and int(xray)))
-        except Exception as exc:  # noqa: BLE001 - a graph that cannot draw itself
-            raise Invalid(f"Graph '{assistant.graph_id}' cannot be drawn: {exc}") from exc
-        return Response(drawable.to_json())
+            drawing = graph.get_graph(xray=xray).to_json()
+        except NotImplementedError as exc:
+            raise Invalid("The graph does not support visualization") from exc
+        for node in drawing.get("nodes", []):
+            if isinstance(node.get("data"), dict):
+                node["data"].pop("id", None)
+        return Response(drawing)
+
+
+def _schema(getter):
+    try:
+        return getter()
+    except Exception:  # noqa: BLE001 - not every graph has every schema
+        return None
+
+
+def _state_schema(graph) -> dict:
+    """The state's JSON schema: one field per output channel (as langgraph-api builds it)."""
+    from typing import Any
+
+    from pydantic import create_model
+
+    fields: dict = {}
+    for key in graph.stream_channels_list:
+        update_type = graph.channels[key].UpdateType
+        try:
+            create_model(key, __root__=(update_type, None)).model_json_schema()
+            fields[key] = (update_type, None)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot describe
+            fields[key] = (Any, None)
+    return create_model(graph.get_name("State"), **fields).model_json_schema()
+
+
+def _config_schema(graph) -> dict:
+    """Only the `configurable` part of the config schema, as the server returns it."""
+    model = graph.config_schema()
+    fields = getattr(model, "model_fields", None) or {}
+    if "configurable" not in fields:
+        return {}
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(fields["configurable"].annotation).json_schema()
 
 
 class AssistantSchemasApi(APIView):
     def get(self, request, assistant_id):
-        assistant = assistant_get_or_404(assistant_id)
+        assistant = assistant_get_or_404(assistant_id, graph_alias=False)
         graph = graphs.get_graph(assistant.graph_id)
-
-        def schema(getter):
-            try:
-                return getter().model_json_schema()
-            except Exception:  # noqa: BLE001 - not every graph has every schema
-                return None
-
         return Response(
             {
                 "graph_id": assistant.graph_id,
-                "input_schema": schema(graph.get_input_schema),
-                "output_schema": schema(graph.get_output_schema),
-                "state_schema": schema(lambda: graph.get_input_schema()),
-                "config_schema": schema(graph.get_config_schema),
-                "context_schema": schema(graph.get_context_jsonschema_model)
-                if hasattr(graph, "get_context_jsonschema_model")
-                else None,
+                "input_schema": _schema(graph.get_input_jsonschema),
+                "output_schema": _schema(graph.get_output_jsonschema),
+                "state_schema": _schema(lambda: _state_schema(graph)),
+                "config_schema": _schema(lambda: _config_schema(graph)),
+                "context_schema": _schema(graph.get_context_jsonschema),
             }
         )
 

@@ -19,6 +19,10 @@ class ServiceError(Exception):
         self.detail = detail
 
 
+class BadRequest(ServiceError):
+    pass
+
+
 class NotFound(ServiceError):
     status_code = status.HTTP_404_NOT_FOUND
 
@@ -32,6 +36,10 @@ class Invalid(ServiceError):
 
 
 class AssistantNotFound(NotFound):
+    pass
+
+
+class GraphNotFound(NotFound):
     pass
 
 

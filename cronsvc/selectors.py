@@ -5,7 +5,7 @@ import uuid
 from django.db.models import QuerySet
 
 from cronsvc import graphs
-from cronsvc.errors import AssistantNotFound
+from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
 from cronsvc.models import Assistant
 
 
@@ -28,10 +28,23 @@ def assistant_id_from(value: str) -> uuid.UUID | None:
     return None
 
 
-def assistant_get_or_404(value: str) -> Assistant:
+def graph_check(graph_id: str) -> None:
+    if graph_id not in graphs.graph_specs():
+        raise GraphNotFound(f"Graph '{graph_id}' not found. Expected one of: {graphs.graph_ids()}")
+
+
+def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
+    """The assistant with UUID `value`, or, with `graph_alias`, the default assistant of
+    graph `value`. Without `graph_alias` (the /assistants/{id} paths) a non-UUID is a 422,
+    as on the LangGraph Server."""
     from cronsvc.services import assistants_ensure_defaults
 
-    assistant_id = assistant_id_from(value)
+    if graph_alias:
+        assistant_id = assistant_id_from(value)
+    else:
+        assistant_id = parse_uuid(value)
+        if assistant_id is None:
+            raise Invalid("Invalid assistant ID: must be a UUID")
     if assistant_id is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
     try:
@@ -54,6 +67,8 @@ def assistant_search(
 ) -> QuerySet[Assistant]:
     from cronsvc.services import assistants_ensure_defaults
 
+    if graph_id is not None:
+        graph_check(graph_id)
     assistants_ensure_defaults()
     qs = Assistant.objects.all()
     if graph_id:
@@ -77,8 +92,6 @@ def order(qs: QuerySet, sort_by: str | None, sort_order: str | None, *, allowed:
     if not sort_by:
         return qs
     if sort_by not in allowed:
-        from cronsvc.errors import Invalid
-
         raise Invalid(f"Cannot sort by '{sort_by}'; use one of {sorted(allowed)}")
     prefix = "-" if (sort_order or "desc").lower() == "desc" else ""
     pk = qs.model._meta.pk.name

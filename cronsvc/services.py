@@ -7,8 +7,9 @@ import uuid
 from django.db import IntegrityError, transaction
 
 from cronsvc import graphs
-from cronsvc.errors import Conflict, Invalid
+from cronsvc.errors import BadRequest, Conflict
 from cronsvc.models import Assistant
+from cronsvc.selectors import graph_check
 
 def assistants_ensure_defaults() -> None:
     """Create the default assistant of every registered graph (idempotent).
@@ -29,11 +30,21 @@ def assistants_ensure_defaults() -> None:
     Assistant.objects.bulk_create(rows, ignore_conflicts=True)
 
 
-def _check_graph(graph_id: str) -> None:
-    if graph_id not in graphs.graph_specs():
-        raise Invalid(
-            f"Graph '{graph_id}' is not registered; known graphs: {', '.join(graphs.graph_ids())}"
+def config_and_context(config: dict | None, context: dict | None) -> tuple[dict, dict]:
+    """`config.configurable` and `context` mirror each other, as on the LangGraph Server:
+    the one given is copied to the other; giving both is an error."""
+    config = dict(config or {})
+    configurable = config.get("configurable") or {}
+    if configurable and context:
+        raise BadRequest(
+            "Cannot specify both configurable and context. Prefer setting context alone. "
+            "Context was introduced in LangGraph 0.6.0 and is the long term planned "
+            "replacement for configurable."
         )
+    if context:
+        config["configurable"] = dict(context)
+        return config, dict(context)
+    return config, dict(configurable)
 
 
 @transaction.atomic
@@ -48,7 +59,8 @@ def assistant_create(
     description: str | None = None,
     if_exists: str = "raise",
 ) -> Assistant:
-    _check_graph(graph_id)
+    graph_check(graph_id)
+    config, context = config_and_context(config, context)
     if assistant_id is not None:
         existing = Assistant.objects.select_for_update().filter(pk=assistant_id).first()
         if existing is not None:
@@ -60,8 +72,8 @@ def assistant_create(
             return Assistant.objects.create(
                 assistant_id=assistant_id or uuid.uuid4(),
                 graph_id=graph_id,
-                config=config or {},
-                context=context or {},
+                config=config,
+                context=context,
                 metadata=metadata or {},
                 name=name or "Untitled",
                 description=description,
@@ -83,12 +95,15 @@ def assistant_update(
 ) -> Assistant:
     assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
     if graph_id is not None:
-        _check_graph(graph_id)
+        graph_check(graph_id)
         assistant.graph_id = graph_id
-    if config is not None:
-        assistant.config = config
-    if context is not None:
-        assistant.context = context
+    # A non-empty config replaces the old one; a given context replaces it (server rules).
+    if config:
+        assistant.config, assistant.context = config_and_context(config, context)
+    elif context is not None:
+        assistant.config, assistant.context = config_and_context(
+            {**assistant.config, "configurable": {}}, context
+        )
     if metadata is not None:
         assistant.metadata = {**assistant.metadata, **metadata}
     if name is not None:
@@ -101,5 +116,13 @@ def assistant_update(
 
 
 @transaction.atomic
-def assistant_delete(*, assistant: Assistant) -> None:
+def assistant_delete(*, assistant: Assistant, delete_threads: bool = False) -> None:
+    """Delete an assistant; with `delete_threads`, also the threads it ran on
+    (`metadata.assistant_id`), with their runs and checkpoints."""
+    from threads.models import Thread
+    from threads.services import thread_delete
+
+    if delete_threads:
+        for thread in Thread.objects.filter(metadata__assistant_id=str(assistant.pk)):
+            thread_delete(thread=thread)
     Assistant.objects.filter(pk=assistant.pk).delete()

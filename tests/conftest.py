@@ -23,7 +23,7 @@ QUEUE = f"cronsvc-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _test_queue(django_db_setup):
+def _test_queue(django_db_setup, django_db_blocker):
     """Every test session publishes to and consumes from its own queue."""
     from cronsvc.celery import app
 
@@ -32,6 +32,13 @@ def _test_queue(django_db_setup):
     from cronsvc import checkpointer
 
     checkpointer.reset()
+    # Whatever a child process or server thread left connected would keep the
+    # test database from being dropped.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def database_url() -> str:

@@ -4,7 +4,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.api import AnyJSON, JSONObject, iso, paginated, require_uuid, validated
+from cronsvc.api import (
+    MAX_INT, AnyJSON, JSONObject, StrictUUID, iso, paginated, query_int, require_uuid, validated,
+)
 from threads import selectors, services, state
 from threads.models import Thread
 
@@ -25,12 +27,13 @@ def thread_out(thread: Thread, select: list[str] | None = None) -> dict:
         "status": thread.status,
         "values": thread.values,
         "interrupts": {},
+        "error": selectors.thread_last_error(thread) if thread.status == Thread.Status.ERROR else None,
     }
     return {k: data[k] for k in select} if select else data
 
 
 class ThreadCreateIn(serializers.Serializer):
-    thread_id = serializers.UUIDField(required=False, allow_null=True)
+    thread_id = StrictUUID(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
     ttl = JSONObject(required=False, allow_null=True)
@@ -43,14 +46,14 @@ class ThreadPatchIn(serializers.Serializer):
 
 
 class ThreadSearchIn(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    ids = serializers.ListField(child=StrictUUID(), required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     values = JSONObject(required=False, allow_null=True)
     status = serializers.ChoiceField(
         choices=Thread.Status.values, required=False, allow_null=True
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     sort_by = serializers.ChoiceField(
         choices=["thread_id", "status", "created_at", "updated_at", "state_updated_at"],
         required=False,
@@ -76,7 +79,8 @@ class StateUpdateIn(serializers.Serializer):
 
 
 class HistoryIn(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, min_value=1, default=10)
+    # The server's default is 1 (the SDK always sends a limit).
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=1)
     before = CheckpointIn(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     checkpoint = CheckpointIn(required=False, allow_null=True)
@@ -103,8 +107,11 @@ class ThreadApi(APIView):
         return Response(thread_out(_thread(thread_id)))
 
     def patch(self, request, thread_id):
+        thread = _thread(thread_id)
         data = validated(ThreadPatchIn, request.data)
-        thread = services.thread_update(thread=_thread(thread_id), metadata=data.get("metadata"))
+        thread = services.thread_update(thread=thread, metadata=data.get("metadata"))
+        if request.headers.get("Prefer") == "return=minimal":
+            return Response(status=204)
         return Response(thread_out(thread))
 
     def delete(self, request, thread_id):
@@ -144,12 +151,13 @@ class ThreadStateApi(APIView):
         return Response(state.thread_get_state(thread=_thread(thread_id), subgraphs=subgraphs))
 
     def post(self, request, thread_id):
+        thread = _thread(thread_id)
         data = validated(StateUpdateIn, request.data)
         checkpoint = data.get("checkpoint") or {}
         if data.get("checkpoint_id"):
             checkpoint = {**checkpoint, "checkpoint_id": data["checkpoint_id"]}
-        result = state.thread_update_state(
-            thread=_thread(thread_id),
+        result = services.thread_update_state(
+            thread=thread,
             values=data.get("values"),
             as_node=data.get("as_node"),
             checkpoint=checkpoint,
@@ -168,7 +176,7 @@ class ThreadStateAtCheckpointApi(APIView):
 
 class ThreadHistoryApi(APIView):
     def get(self, request, thread_id):
-        limit = int(request.query_params.get("limit", 10))
+        limit = query_int(request.query_params, "limit", 1, min_value=1)
         before = request.query_params.get("before")
         return Response(
             state.thread_history(
@@ -179,10 +187,11 @@ class ThreadHistoryApi(APIView):
         )
 
     def post(self, request, thread_id):
+        thread = _thread(thread_id)
         data = validated(HistoryIn, request.data)
         return Response(
             state.thread_history(
-                thread=_thread(thread_id),
+                thread=thread,
                 limit=data["limit"],
                 before=data.get("before"),
                 metadata=data.get("metadata"),

@@ -13,8 +13,20 @@ def thread_get_or_404(thread_id) -> Thread:
     pk = parse_uuid(thread_id)
     thread = Thread.objects.filter(pk=pk).first() if pk else None
     if thread is None:
-        raise ThreadNotFound(f"Thread '{thread_id}' not found")
+        raise ThreadNotFound(f"Thread with ID {thread_id} not found")
     return thread
+
+
+def thread_last_error(thread: Thread) -> str | None:
+    """The error of the thread's last failed run (shown while the thread is `error`)."""
+    from runs.models import Run
+
+    return (
+        Run.objects.filter(thread=thread, status=Run.Status.ERROR)
+        .order_by("-created_at")
+        .values_list("error", flat=True)
+        .first()
+    )
 
 
 def thread_search(

@@ -6,8 +6,11 @@ import uuid
 
 from django.db import IntegrityError, transaction
 
+from typing import Any
+
 from cronsvc import checkpointer
-from cronsvc.errors import Conflict
+from cronsvc.errors import BadRequest, Conflict
+from threads import state
 from threads.models import Thread
 
 
@@ -20,14 +23,14 @@ def thread_create(
         if existing is not None:
             if if_exists == "do_nothing":
                 return existing
-            raise Conflict(f"Thread {thread_id} already exists")
+            raise Conflict(f"Thread with ID {thread_id} already exists")
     try:
         with transaction.atomic():
             return Thread.objects.create(thread_id=thread_id or uuid.uuid4(), metadata=metadata or {})
     except IntegrityError as exc:
         if if_exists == "do_nothing":
             return Thread.objects.get(pk=thread_id)
-        raise Conflict(f"Thread {thread_id} already exists") from exc
+        raise Conflict(f"Thread with ID {thread_id} already exists") from exc
 
 
 @transaction.atomic
@@ -45,3 +48,41 @@ def thread_delete(*, thread: Thread) -> None:
     thread_id = str(thread.thread_id)
     Thread.objects.filter(pk=thread.pk).delete()
     transaction.on_commit(lambda: checkpointer.delete_thread(thread_id))
+
+
+@transaction.atomic
+def thread_update_state(
+    *, thread: Thread, values: Any, as_node: str | None = None, checkpoint: dict | None = None
+) -> dict:
+    """Write a checkpoint as if `as_node` had returned `values`, then refresh the thread's
+    copy of its values and its status. Refused while a run is pending or running on the
+    thread (that run would write over it): the thread row lock orders this against
+    run_create and the worker's claim."""
+    from langgraph.errors import InvalidUpdateError
+
+    from runs.models import Run
+
+    thread = Thread.objects.select_for_update().get(pk=thread.pk)
+    active = list(
+        Run.objects.filter(thread=thread, status__in=(Run.Status.PENDING, Run.Status.RUNNING))
+        .values_list("run_id", flat=True)
+    )
+    if active:
+        raise Conflict(
+            f"Thread {thread.thread_id} has in-flight runs: {', '.join(map(str, active))}"
+        )
+    if not state.graph_id_of(thread):
+        raise BadRequest(
+            f"Thread '{thread.thread_id}' has no assigned graph ID. Create it with a graph_id "
+            "(metadata.graph_id) or run an assistant on it before updating its state."
+        )
+    try:
+        result = state.thread_update_state(
+            thread=thread, values=values, as_node=as_node, checkpoint=checkpoint
+        )
+    except (InvalidUpdateError, ValueError, KeyError) as exc:
+        raise BadRequest(f"Invalid state update: {exc}") from exc
+    thread.values, pending_nodes = state.latest_values_and_next(thread)
+    thread.status = Thread.Status.INTERRUPTED if pending_nodes else Thread.Status.IDLE
+    thread.save(update_fields=["values", "status", "updated_at"])
+    return result

@@ -47,40 +47,51 @@ def snapshot_to_dict(snapshot) -> dict:
                 "result": to_jsonable(getattr(task, "result", None)),
             }
         )
+    checkpoint = _checkpoint_ref(snapshot.config)
+    parent = _checkpoint_ref(snapshot.parent_config)
     return {
         "values": to_jsonable(snapshot.values),
         "next": list(snapshot.next or ()),
         "tasks": tasks,
-        "metadata": to_jsonable(snapshot.metadata) or {},
+        "metadata": to_jsonable(snapshot.metadata),
         "created_at": snapshot.created_at,
-        "checkpoint": _checkpoint_ref(snapshot.config),
-        "parent_checkpoint": _checkpoint_ref(snapshot.parent_config),
+        "checkpoint": checkpoint,
+        "parent_checkpoint": parent,
         "interrupts": interrupts,
+        # Deprecated duplicates the server still sends.
+        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
     }
 
 
 def empty_state(thread: Thread) -> dict:
+    """The state of a thread without a graph or a checkpoint, as the server shows it."""
     return {
         "values": {},
         "next": [],
         "tasks": [],
-        "metadata": {},
+        "checkpoint": None,
+        "metadata": None,
         "created_at": None,
-        "checkpoint": {
-            "thread_id": str(thread.thread_id),
-            "checkpoint_ns": "",
-            "checkpoint_id": None,
-            "checkpoint_map": None,
-        },
         "parent_checkpoint": None,
         "interrupts": [],
+        "checkpoint_id": None,
+        "parent_checkpoint_id": None,
     }
 
 
+def graph_id_of(thread: Thread) -> str | None:
+    """The graph a thread's state belongs to: that of its runs, else `metadata.graph_id`
+    (what the SDK's `threads.create(graph_id=...)` sets)."""
+    graph_id = thread.graph_id or (thread.metadata or {}).get("graph_id")
+    return graph_id if graph_id in graphs.graph_specs() else None
+
+
 def _graph(thread: Thread):
-    if not thread.graph_id or thread.graph_id not in graphs.graph_specs():
+    graph_id = graph_id_of(thread)
+    if graph_id is None:
         return None
-    return graphs.get_graph(thread.graph_id, checkpointer=checkpointer.get_saver())
+    return graphs.get_graph(graph_id, checkpointer=checkpointer.get_saver())
 
 
 def thread_get_state(*, thread: Thread, checkpoint: dict | None = None, subgraphs: bool = False) -> dict:
@@ -111,15 +122,12 @@ def thread_history(
 def thread_update_state(
     *, thread: Thread, values: Any, as_node: str | None = None, checkpoint: dict | None = None
 ) -> dict:
+    """Write the update; the caller checks the thread has a graph (threads.services)."""
     graph = _graph(thread)
-    if graph is None:
-        from cronsvc.errors import Conflict
-
-        raise Conflict(
-            f"Thread {thread.thread_id} has no graph yet: run an assistant on it before updating its state"
-        )
     config = graph.update_state(_config(thread, checkpoint), values, as_node=as_node)
-    return {"checkpoint": _checkpoint_ref(config)}
+    ref = _checkpoint_ref(config)
+    # `configurable` and `checkpoint_id` are deprecated duplicates the server still sends.
+    return {"checkpoint": ref, "configurable": ref, "checkpoint_id": ref["checkpoint_id"]}
 
 
 def latest_values(thread: Thread) -> Any:
@@ -127,3 +135,11 @@ def latest_values(thread: Thread) -> Any:
     if graph is None:
         return None
     return to_jsonable(graph.get_state(_config(thread)).values)
+
+
+def latest_values_and_next(thread: Thread) -> tuple[Any, list[str]]:
+    graph = _graph(thread)
+    if graph is None:
+        return None, []
+    snapshot = graph.get_state(_config(thread))
+    return to_jsonable(snapshot.values), list(snapshot.next or ())
