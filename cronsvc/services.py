@@ -11,6 +11,7 @@ from cronsvc.errors import BadRequest, Conflict
 from cronsvc.models import Assistant
 from cronsvc.selectors import graph_check
 
+
 def assistants_ensure_defaults() -> None:
     """Create the default assistant of every registered graph (idempotent).
 

@@ -3,14 +3,28 @@
 import time
 
 from django.conf import settings
+from django.db import transaction
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.api import RunOptionsIn, iso, require_uuid, validated
-from cronsvc.selectors import assistant_get_or_404
+from cronsvc import graphs
+from cronsvc.api import (
+    JSONObject,
+    RunOptionsIn,
+    iso,
+    query_bool,
+    query_int,
+    require_uuid,
+    validated,
+)
+from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
+from cronsvc.models import Assistant
+from cronsvc.selectors import assistant_get_or_404, assistant_id_from
+from cronsvc.services import config_and_context
 from runs import selectors, services
 from runs.models import Run
+from threads.models import Thread
 from threads.selectors import thread_get_or_404
 from threads.services import thread_create
 
@@ -30,7 +44,14 @@ def run_out(run: Run) -> dict:
         "metadata": run.metadata,
         "kwargs": run.kwargs,
         "multitask_strategy": run.multitask_strategy,
+        "langsmith_session_name": None,
     }
+
+
+RUN_FIELDS = [
+    "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
+    "kwargs", "multitask_strategy", "langsmith_session_name",
+]
 
 
 def run_result(run: Run) -> dict:
@@ -43,7 +64,7 @@ def run_result(run: Run) -> dict:
 
 class RunCreateIn(RunOptionsIn):
     assistant_id = serializers.CharField()
-    checkpoint = serializers.JSONField(required=False, allow_null=True)
+    checkpoint = JSONObject(required=False, allow_null=True)
     checkpoint_id = serializers.CharField(required=False, allow_null=True)
     feedback_keys = serializers.ListField(required=False, allow_null=True)
     if_not_exists = serializers.ChoiceField(choices=["create", "reject"], required=False)
@@ -52,28 +73,67 @@ class RunCreateIn(RunOptionsIn):
     after_seconds = serializers.FloatField(required=False, allow_null=True)
 
 
+NOT_FOUND = "Thread or assistant not found."
+
+
+def _assistant(value: str) -> Assistant:
+    """A run's assistant, by UUID or graph id; the server's statuses and messages."""
+    if assistant_id_from(value) is None:
+        raise Invalid(
+            f"Invalid assistant: '{value}'. Must be either:\n- A valid assistant UUID, or\n"
+            f"- One of the registered graphs: {', '.join(graphs.graph_ids())}"
+        )
+    try:
+        return assistant_get_or_404(value)
+    except AssistantNotFound as exc:
+        raise NotFound(NOT_FOUND) from exc
+
+
+def _run_metadata(assistant: Assistant, thread: Thread, data: dict) -> dict:
+    """assistant, thread, config and request metadata merged, as the server records them."""
+    return {
+        **assistant.metadata,
+        **thread.metadata,
+        **((data.get("config") or {}).get("metadata") or {}),
+        **(data.get("metadata") or {}),
+        "assistant_id": str(assistant.assistant_id),
+    }
+
+
 def _create(request, thread_id=None, *, stateless_default_on_completion="delete") -> Run:
-    data = validated(RunCreateIn, request.data)
-    assistant = assistant_get_or_404(data["assistant_id"])
-    on_completion = None
-    if thread_id is None:
-        thread = thread_create()
-        on_completion = data.get("on_completion") or stateless_default_on_completion
-    else:
+    """Create a run (and, stateless or `if_not_exists=create`, its thread) in one
+    transaction, so a refused run leaves nothing behind."""
+    if thread_id is not None:
         require_uuid(thread_id, "thread")
-        if data.get("if_not_exists") == "create":
+    data = validated(RunCreateIn, request.data)
+    config_and_context(data.get("config"), data.get("context"))  # both given: 400
+    with transaction.atomic():
+        assistant = _assistant(data["assistant_id"])
+        on_completion = None
+        if thread_id is None:
+            thread = thread_create(
+                metadata={
+                    **((data.get("config") or {}).get("metadata") or {}),
+                    **(data.get("metadata") or {}),
+                }
+            )
+            on_completion = data.get("on_completion") or stateless_default_on_completion
+        elif data.get("if_not_exists") == "create":
             thread = thread_create(thread_id=thread_id, if_exists="do_nothing")
         else:
-            thread = thread_get_or_404(thread_id)
-    kwargs = {k: v for k, v in request.data.items() if k not in NOT_KWARGS and v is not None}
-    return services.run_create(
-        thread=thread,
-        assistant=assistant,
-        kwargs=kwargs,
-        metadata=data.get("metadata") or {},
-        multitask_strategy=data.get("multitask_strategy"),
-        on_completion=on_completion,
-    )
+            try:
+                thread = thread_get_or_404(thread_id)
+            except ThreadNotFound as exc:
+                raise NotFound(NOT_FOUND) from exc
+        kwargs = {k: v for k, v in request.data.items() if k not in NOT_KWARGS and v is not None}
+        return services.run_create(
+            thread=thread,
+            assistant=assistant,
+            kwargs=kwargs,
+            metadata=_run_metadata(assistant, thread, data),
+            multitask_strategy=data.get("multitask_strategy"),
+            on_completion=on_completion,
+        )
 
 
 def _wait(run: Run, timeout: float | None = None) -> Run:
@@ -103,22 +163,42 @@ def _run(thread_id, run_id) -> Run:
     return selectors.run_get_or_404(thread=thread, run_id=run_id)
 
 
+def _select(params) -> list[str] | None:
+    select = params.getlist("select")
+    invalid = [f for f in select if f not in RUN_FIELDS]
+    if invalid:
+        raise Invalid(f"Invalid select columns: {invalid}. Expected: {RUN_FIELDS}")
+    return select or None
+
+
 class ThreadRunsApi(APIView):
     def get(self, request, thread_id):
         require_uuid(thread_id, "thread")
         thread = thread_get_or_404(thread_id)
-        limit = int(request.query_params.get("limit", 10))
-        offset = int(request.query_params.get("offset", 0))
-        qs = selectors.run_list(thread=thread, status=request.query_params.get("status"))
-        return Response([run_out(r) for r in qs[offset : offset + limit]])
+        params = request.query_params
+        limit = query_int(params, "limit", 10)
+        offset = query_int(params, "offset", 0)
+        status = params.get("status")
+        if status is not None and status not in Run.Status.values:
+            raise Invalid(f"Invalid status '{status}'. Expected one of: {Run.Status.values}")
+        select = _select(params)
+        qs = selectors.run_list(thread=thread, status=status)
+        return Response([_selected(run_out(r), select) for r in qs[offset : offset + limit]])
 
     def post(self, request, thread_id):
-        return Response(run_out(_create(request, thread_id)))
+        run = _create(request, thread_id)
+        return Response(run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]})
+
+
+def _selected(data: dict, select: list[str] | None) -> dict:
+    return {k: data[k] for k in select} if select else data
 
 
 class StatelessRunsApi(APIView):
     def post(self, request):
-        return Response(run_out(_create(request)))
+        run = _create(request)
+        # No thread segment: the SDK's on_run_created then reports thread_id None, as there.
+        return Response(run_out(run), headers={"Content-Location": f"/runs/{run.run_id}"})
 
 
 class ThreadRunWaitApi(APIView):
@@ -130,7 +210,7 @@ class ThreadRunWaitApi(APIView):
 class StatelessRunWaitApi(APIView):
     def post(self, request):
         run = _wait(_create(request))
-        return Response(run_result(run), headers={"Content-Location": f"/runs/{run.run_id}"})
+        return Response(run_result(run), headers=_locations(run))
 
 
 class RunApi(APIView):
@@ -151,11 +231,17 @@ class RunJoinApi(APIView):
 class RunCancelApi(APIView):
     def post(self, request, thread_id, run_id):
         run = _run(thread_id, run_id)
+        if run.status in Run.FINISHED:
+            raise NotFound(
+                "No matching runs to cancel. Please verify the thread ID and run IDs are "
+                "correct, and the runs haven't been deleted or completed."
+            )
         action = request.query_params.get("action", "interrupt")
         action = action if action in ("interrupt", "rollback") else "interrupt"
         services.run_cancel(run=run, action=action)
-        if request.query_params.get("wait", "false").lower() in ("1", "true", "yes"):
-            return Response(run_result(_wait(run)))
+        if query_bool(request.query_params, "wait"):
+            run = _wait(run)
+            return Response(run_result(run), headers=_locations(run))
         return Response(status=202)
 
 

@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
+# The JS SDK for the JS smoke test (skipped when node is missing).
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/js/node_modules/@langchain/langgraph-sdk ]; then
+  npm ci --prefix tests/js --no-audit --no-fund --silent
+fi
 # A database name of its own per run, so concurrent runs do not drop each other's.
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cronsvc_$$}
 export CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}

@@ -34,11 +34,12 @@ def _test_queue(django_db_setup, django_db_blocker):
     checkpointer.reset()
     # Whatever a child process or server thread left connected would keep the
     # test database from being dropped.
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    if connection.settings_dict["NAME"].startswith("test_"):
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 def database_url() -> str:

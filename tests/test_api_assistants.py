@@ -278,7 +278,7 @@ def test_graph_by_graph_name_and_by_uuid(sdk):
     assert [(e["source"], e["target"]) for e in by_name["edges"]] == [
         ("__start__", "agent"), ("agent", "__end__")
     ]
-    assert all("id" not in n["data"] for n in by_name["nodes"] if isinstance(n["data"], dict))
+    assert all("id" not in n.get("data", {}) for n in by_name["nodes"])
 
 
 @pytest.mark.parametrize("xray", ["abc", "0", "-1"])

@@ -121,8 +121,7 @@ def test_reject_while_a_run_is_active_is_409_and_writes_nothing(sdk, parked):
         sdk.runs.create(thread_id, "agent", multitask_strategy="reject")
 
     assert exc.value.message == (
-        "Thread is already running a task. Wait for it to finish or choose a different "
-        "multitask strategy."
+        f"Thread {thread_id} is busy with another run (multitask_strategy=reject)"
     )
     assert rows() == before
     assert [r["run_id"] for r in sdk.runs.list(thread_id)] == [active["run_id"]]

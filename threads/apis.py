@@ -5,7 +5,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc.api import (
-    MAX_INT, AnyJSON, JSONObject, StrictUUID, iso, paginated, query_int, require_uuid, validated,
+    MAX_INT,
+    AnyJSON,
+    JSONObject,
+    StrictUUID,
+    iso,
+    paginated,
+    query_int,
+    require_uuid,
+    validated,
 )
 from threads import selectors, services, state
 from threads.models import Thread

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import IntegrityError, transaction
-
-from typing import Any
 
 from cronsvc import checkpointer
 from cronsvc.errors import BadRequest, Conflict
