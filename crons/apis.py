@@ -4,11 +4,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crons import selectors, services
+from crons.models import Cron
 from cronsvc.api import RunOptionsIn, iso, paginated, require_uuid, validated
 from cronsvc.errors import ServiceError
 from cronsvc.selectors import assistant_get_or_404
-from crons import selectors, services
-from crons.models import Cron
 from threads.selectors import thread_get_or_404
 
 CRON_FIELDS = [

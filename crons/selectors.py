@@ -2,9 +2,9 @@
 
 from django.db.models import QuerySet
 
+from crons.models import Cron, Tick
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
-from crons.models import Cron, Tick
 
 SORTABLE = {
     "cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at",

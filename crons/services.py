@@ -10,11 +10,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone as djtz
 
-from cronsvc.errors import Invalid
-from cronsvc.models import Assistant
 from crons import firetime
 from crons.mirror import mirror_delete, mirror_sync
 from crons.models import Cron
+from cronsvc.errors import Invalid
+from cronsvc.models import Assistant
 from threads.models import Thread
 
 NOT_SET: Any = object()

@@ -8,10 +8,10 @@ import time
 import pytest
 from django.db import connection
 
-from cronsvc.selectors import assistant_get_or_404
 from crons import ticking
 from crons.models import Cron, Tick
 from crons.services import cron_create
+from cronsvc.selectors import assistant_get_or_404
 from runs import tasks
 from runs.models import Run
 from runs.services import run_create

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from cronsvc.selectors import assistant_get_or_404
 from crons import ticking
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import cron_create, cron_update
+from cronsvc.selectors import assistant_get_or_404
 from runs.models import Run
 from threads.services import thread_create
 
