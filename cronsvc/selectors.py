@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from cronsvc import graphs
@@ -80,10 +81,15 @@ def assistant_search(
 
 
 def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:
-    """Rows whose JSON `field` contains every key/value of `metadata`.
+    """Rows whose JSON `field` contains `metadata` (PostgreSQL's `@>`, as the server does:
+    nested objects and lists match by containment too).
 
-    Compared key by key so it works on SQLite as well as PostgreSQL."""
-    for key, value in (metadata or {}).items():
+    SQLite has no JSON containment: there, top-level keys are compared for equality."""
+    if not metadata:
+        return qs
+    if connection.vendor == "postgresql":
+        return qs.filter(**{f"{field}__contains": metadata})
+    for key, value in metadata.items():
         qs = qs.filter(**{f"{field}__{key}": value})
     return qs
 

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
+# Debian's Chromium and ChromeDriver for the admin browser test (installed when missing).
+scripts/browser.sh
 # The JS SDK for the JS smoke test (skipped when node is missing).
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/js/node_modules/@langchain/langgraph-sdk ]; then
   npm ci --prefix tests/js --no-audit --no-fund --silent

@@ -10,12 +10,23 @@ from cronsvc.models import Assistant
 from cronsvc.services import assistants_ensure_defaults
 from threads.models import Thread
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# available_apps: flush only these apps' tables between tests, which keeps the suite fast.
+pytestmark = pytest.mark.django_db(
+    transaction=True, available_apps=["cronsvc", "threads", "runs", "crons", "django_celery_beat"]
+)
 
 AGENT_ID = str(uuid.uuid5(uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8"), "agent"))
 FIELDS = {
-    "assistant_id", "graph_id", "name", "description", "config", "context", "metadata", "version",
-    "created_at", "updated_at",
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "metadata",
+    "version",
+    "created_at",
+    "updated_at",
 }
 
 
@@ -40,13 +51,21 @@ def test_create_returns_every_field_and_get_returns_the_same(sdk):
     assert set(created) == FIELDS
     assert created["assistant_id"] == assistant_id
     assert created["graph_id"] == "agent"
-    assert created["config"] == {"tags": ["a"], "recursion_limit": 7}
+    # context is mirrored into config.configurable
+    assert created["config"] == {
+        "tags": ["a"],
+        "recursion_limit": 7,
+        "configurable": {"model": "m1"},
+    }
     assert created["context"] == {"model": "m1"}
     assert created["metadata"] == {"team": "x", "n": 1}
     assert created["name"] == "Clock"
     assert created["description"] == "Tells the time"
     assert created["version"] == 1
-    assert created["created_at"] == created["updated_at"] or created["created_at"] < created["updated_at"]
+    assert (
+        created["created_at"] == created["updated_at"]
+        or created["created_at"] < created["updated_at"]
+    )
     assert sdk.assistants.get(assistant_id) == created
 
 
@@ -55,8 +74,13 @@ def test_create_defaults(sdk):
 
     uuid.UUID(created["assistant_id"])
     assert {k: created[k] for k in FIELDS - {"assistant_id", "created_at", "updated_at"}} == {
-        "graph_id": "agent", "name": "Untitled", "description": None, "config": {}, "context": {},
-        "metadata": {}, "version": 1,
+        "graph_id": "agent",
+        "name": "Untitled",
+        "description": None,
+        "config": {},
+        "context": {},
+        "metadata": {},
+        "version": 1,
     }
 
 
@@ -121,9 +145,7 @@ def test_patch_merges_metadata_keeps_omitted_fields_and_bumps_version(sdk):
         "agent", metadata={"a": 1, "b": 1}, name="old", description="d", config={"tags": ["t"]}
     )
 
-    patched = sdk.assistants.update(
-        created["assistant_id"], metadata={"b": 2, "c": 3}, name="new"
-    )
+    patched = sdk.assistants.update(created["assistant_id"], metadata={"b": 2, "c": 3}, name="new")
 
     assert patched["metadata"] == {"a": 1, "b": 2, "c": 3}
     assert patched["name"] == "new"
@@ -276,7 +298,8 @@ def test_graph_by_graph_name_and_by_uuid(sdk):
     assert by_name == by_uuid == with_xray
     assert [n["id"] for n in by_name["nodes"]] == ["__start__", "agent", "__end__"]
     assert [(e["source"], e["target"]) for e in by_name["edges"]] == [
-        ("__start__", "agent"), ("agent", "__end__")
+        ("__start__", "agent"),
+        ("agent", "__end__"),
     ]
     assert all("id" not in n.get("data", {}) for n in by_name["nodes"])
 
@@ -293,7 +316,11 @@ def test_schemas(sdk):
     schemas = sdk.assistants.get_schemas(AGENT_ID)
 
     assert set(schemas) == {
-        "graph_id", "input_schema", "output_schema", "state_schema", "config_schema",
+        "graph_id",
+        "input_schema",
+        "output_schema",
+        "state_schema",
+        "config_schema",
         "context_schema",
     }
     assert schemas["graph_id"] == "agent"

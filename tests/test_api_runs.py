@@ -17,13 +17,24 @@ from runs.models import Run
 from tests.conftest import QUEUE
 from threads.models import Thread
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# available_apps: flush only these apps' tables between tests, which keeps the suite fast.
+pytestmark = pytest.mark.django_db(
+    transaction=True, available_apps=["cronsvc", "threads", "runs", "crons", "django_celery_beat"]
+)
 
 AGENT_ID = str(uuid.uuid5(uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8"), "agent"))
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
 RUN_FIELDS = {
-    "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
-    "kwargs", "multitask_strategy", "langsmith_session_name",
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+    "langsmith_session_name",
 }
 
 
@@ -55,8 +66,12 @@ def test_create_returns_a_pending_run_and_get_returns_the_same(sdk, parked, live
     thread_id = thread["thread_id"]
 
     run = sdk.runs.create(
-        thread_id, "agent", input=QUESTION, metadata={"source": "test"},
-        config={"tags": ["t"]}, interrupt_before=["agent"],
+        thread_id,
+        "agent",
+        input=QUESTION,
+        metadata={"source": "test"},
+        config={"tags": ["t"]},
+        interrupt_before=["agent"],
     )
 
     assert set(run) == RUN_FIELDS
@@ -66,7 +81,10 @@ def test_create_returns_a_pending_run_and_get_returns_the_same(sdk, parked, live
     assert run["multitask_strategy"] == "enqueue"
     assert run["langsmith_session_name"] is None
     assert run["metadata"] == {
-        "created_by": "system", "owner": "ann", "source": "test", "assistant_id": AGENT_ID,
+        "created_by": "system",
+        "owner": "ann",
+        "source": "test",
+        "assistant_id": AGENT_ID,
     }
     assert run["kwargs"]["input"] == QUESTION
     assert run["kwargs"]["config"] == {"tags": ["t"]}
@@ -75,7 +93,9 @@ def test_create_returns_a_pending_run_and_get_returns_the_same(sdk, parked, live
     assert sdk.runs.list(thread_id) == [run]
     assert sdk.threads.get(thread_id)["status"] == "busy"
     assert sdk.threads.get(thread_id)["metadata"] == {
-        "owner": "ann", "graph_id": "agent", "assistant_id": AGENT_ID,
+        "owner": "ann",
+        "graph_id": "agent",
+        "assistant_id": AGENT_ID,
     }
 
 
@@ -92,7 +112,9 @@ def test_create_with_an_assistant_uuid(sdk, parked):
 def test_create_sets_content_location(sdk, parked, live_server):
     thread_id = sdk.threads.create()["thread_id"]
 
-    on_thread = httpx.post(f"{live_server.url}/threads/{thread_id}/runs", json={"assistant_id": "agent"})
+    on_thread = httpx.post(
+        f"{live_server.url}/threads/{thread_id}/runs", json={"assistant_id": "agent"}
+    )
     stateless = httpx.post(f"{live_server.url}/runs", json={"assistant_id": "agent"})
 
     assert on_thread.status_code == 200
@@ -330,7 +352,8 @@ def test_wait_on_a_thread_with_an_assistant_uuid(sdk, worker, live_server):
     assert response.headers["Location"] == f"/threads/{thread_id}/runs/{run_id}/join"
     assert [m["content"] for m in response.json()["messages"]][2:] == ["x", "You said: x"]
     assert [r["assistant_id"] for r in sdk.runs.list(thread_id)] == [
-        AGENT_ID, assistant["assistant_id"]
+        AGENT_ID,
+        assistant["assistant_id"],
     ]
 
 
