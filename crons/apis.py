@@ -33,7 +33,7 @@ def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
         "updated_at": iso(cron.updated_at),
         "user_id": cron.user_id,
         "payload": cron.payload,
-        "next_run_date": iso(cron.next_run_date),
+        "next_run_date": iso(selectors.cron_next_run_date(cron)),
         "metadata": cron.metadata,
         "enabled": cron.enabled,
     }

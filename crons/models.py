@@ -31,6 +31,11 @@ class Cron(models.Model):
     )
     user_id = models.CharField(max_length=255, null=True, blank=True)
     next_run_date = models.DateTimeField(null=True, blank=True)
+    # The last instant the scheduler handled. When it fires a batch, beat sets
+    # next_run_date to null and needs_advance; computing the next fire time
+    # (croniter, ~1 ms a cron) happens after the runs are dispatched.
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    needs_advance = models.BooleanField(default=False)
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         on_delete=models.SET_NULL,
@@ -48,6 +53,9 @@ class Cron(models.Model):
                 fields=["next_run_date"],
                 name="cron_due",
                 condition=models.Q(enabled=True, next_run_date__isnull=False),
+            ),
+            models.Index(
+                fields=["last_tick_at"], name="cron_to_advance", condition=models.Q(needs_advance=True)
             ),
         ]
 

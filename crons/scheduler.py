@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 
 from celery.beat import Scheduler
@@ -29,6 +30,27 @@ from crons import ticking
 log = logging.getLogger(__name__)
 
 
+class Advancer(threading.Thread):
+    """Computes next fire times of crons fired in a batch (off the dispatch path)."""
+
+    def __init__(self):
+        super().__init__(name="cron-advancer", daemon=True)
+        self.wake = threading.Event()
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.is_set():
+            try:
+                close_old_connections()
+                done = ticking.advance(limit=500)
+            except (DatabaseError, InterfaceError) as exc:
+                log.warning("advancing crons failed, retrying: %s", exc)
+                done = 0
+            if not done:
+                self.wake.wait(1.0)
+                self.wake.clear()
+
+
 class CronScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -36,6 +58,8 @@ class CronScheduler(DatabaseScheduler):
         self._own: dict = {}
         super().__init__(*args, **kwargs)
         self.max_interval = settings.CRONSVC_BEAT_MAX_INTERVAL
+        self.advancer = Advancer()
+        self.advancer.start()
 
     # cronsvc's own periodic entries (app.conf.beat_schedule) stay in memory;
     # crons are never loaded as entries.
@@ -60,6 +84,8 @@ class CronScheduler(DatabaseScheduler):
         pass
 
     def close(self):
+        self.advancer.stopped.set()
+        self.advancer.wake.set()
         try:
             ticking.lease_release(holder=self.holder)
         except Exception:  # noqa: BLE001 - the lease expires on its own
@@ -75,6 +101,8 @@ class CronScheduler(DatabaseScheduler):
             if self.epoch is None:
                 return min(own_delay, self.max_interval)
             report = ticking.fire_due(now=now, holder=self.holder, epoch=self.epoch)
+            if report.fired:
+                self.advancer.wake.set()
             if report.fired or report.skipped or report.rejected:
                 log.info(
                     "tick %s: fired %s, skipped %s, rejected %s",

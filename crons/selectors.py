@@ -45,3 +45,15 @@ def cron_search(
 
 def cron_ticks(cron: Cron) -> QuerySet[Tick]:
     return Tick.objects.filter(cron=cron).order_by("-scheduled_at")
+
+
+def cron_next_run_date(cron: Cron):
+    """The next fire instant, also for a cron whose advance is still queued."""
+    if cron.needs_advance and cron.last_tick_at is not None:
+        from crons.services import compute_next_run
+
+        return compute_next_run(
+            schedule=cron.schedule, timezone=cron.timezone, end_time=cron.end_time,
+            after=cron.last_tick_at,
+        )
+    return cron.next_run_date

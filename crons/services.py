@@ -107,6 +107,7 @@ def cron_update(
         cron.metadata = {**cron.metadata, **metadata}
     validate_schedule(cron.schedule, cron.timezone)
     if reschedule:
+        cron.needs_advance = False
         cron.next_run_date = compute_next_run(
             schedule=cron.schedule,
             timezone=cron.timezone,

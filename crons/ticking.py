@@ -27,13 +27,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone as djtz
 
 from crons import firetime
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import compute_next_run
 from runs.models import Run
-from runs.services import ThreadBusy, TooManyPending, run_create
+from runs.services import ThreadBusy, TooManyPending, run_create, wake_workers
 from threads.models import Thread
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,100 @@ def _process(cron: Cron, now: datetime, report: FireReport) -> None:
     )
 
 
+FAST_LATENESS = timedelta(seconds=1)
+RUN_KWARGS_EXCLUDED = {"assistant_id", "schedule", "timezone", "end_time", "enabled",
+                       "on_run_completed", "metadata", "multitask_strategy"}
+
+
+def _fast(cron: Cron, now: datetime) -> bool:
+    """Crons a batch can fire without per-cron work: on time (less than a second
+    late, so exactly one instant is due) and not needing an overlap decision."""
+    if now - cron.next_run_date >= FAST_LATENESS:
+        return False
+    strategy = (cron.payload or {}).get("multitask_strategy") or "enqueue"
+    return cron.thread_id is None or strategy == "enqueue"
+
+
+def _fire_batch(crons: list[Cron], report: FireReport) -> list[Cron]:
+    """Record a tick and create a pending run for each cron, with set-based writes.
+
+    Returns the crons that must go the per-cron way instead (a thread over its
+    pending cap, or a tick already recorded)."""
+    cap = settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
+    thread_ids = {c.thread_id for c in crons if c.thread_id}
+    pending: dict = {}
+    if thread_ids:
+        for tid in (
+            Run.objects.filter(thread_id__in=thread_ids, status=Run.Status.PENDING)
+            .values_list("thread_id", flat=True)
+        ):
+            pending[tid] = pending.get(tid, 0) + 1
+    slow, threads, runs, ticks, busy = [], [], [], [], set()
+    for cron in crons:
+        payload = cron.payload or {}
+        if cron.thread_id:
+            if pending.get(cron.thread_id, 0) >= cap:
+                slow.append(cron)
+                continue
+            pending[cron.thread_id] = pending.get(cron.thread_id, 0) + 1
+            thread_id, on_completion = cron.thread_id, None
+            busy.add(cron.thread_id)
+        else:
+            thread = Thread(
+                metadata={"cron_id": str(cron.cron_id), "graph_id": cron.assistant.graph_id,
+                          "assistant_id": str(cron.assistant_id)},
+                graph_id=cron.assistant.graph_id,
+                status=Thread.Status.BUSY,
+            )
+            threads.append(thread)
+            thread_id, on_completion = thread.thread_id, cron.on_run_completed or "delete"
+        run = Run(
+            thread_id=thread_id,
+            assistant_id=cron.assistant_id,
+            kwargs={k: v for k, v in payload.items() if k not in RUN_KWARGS_EXCLUDED},
+            metadata={**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)},
+            multitask_strategy=Run.MultitaskStrategy.ENQUEUE,
+            on_completion=on_completion,
+            cron_id=cron.cron_id,
+            scheduled_at=cron.next_run_date,
+        )
+        runs.append(run)
+        ticks.append(Tick(cron=cron, scheduled_at=cron.next_run_date, status=Tick.Status.FIRED,
+                          run_id=run.run_id))
+    if not runs:
+        return slow
+    try:
+        with transaction.atomic():
+            Thread.objects.bulk_create(threads, batch_size=1000)
+            Tick.objects.bulk_create(ticks, batch_size=1000)
+            Run.objects.bulk_create(runs, batch_size=1000)
+            if busy:
+                graph_of = {c.thread_id: c.assistant for c in crons if c.thread_id in busy}
+                Thread.objects.filter(pk__in=busy).update(status=Thread.Status.BUSY)
+                for tid, assistant in graph_of.items():
+                    Thread.objects.filter(pk=tid, graph_id__isnull=True).update(
+                        graph_id=assistant.graph_id
+                    )
+    except IntegrityError:
+        # Some tick exists already (a run-now in the same second, another
+        # scheduler): take the careful path, which skips recorded ticks.
+        return slow + [c for c in crons if c not in slow]
+    report.fired += len(runs)
+    report.run_ids += [r.run_id for r in runs]
+    fanout = min(len(runs), settings.CRONSVC_WAKE_FANOUT)
+    transaction.on_commit(lambda: wake_workers(fanout))
+    return slow
+
+
 def fire_due(
     *, now: datetime | None = None, holder: str | None = None, epoch: int | None = None,
     batch: int = BATCH,
 ) -> FireReport:
-    """Fire every cron due at `now` (default: the database's clock)."""
+    """Fire every cron due at `now` (default: the database's clock).
+
+    On-time crons are fired in set-based batches and their next fire time is
+    left to `advance` (off the dispatch path); late ones, and thread crons
+    whose overlap policy needs a decision, go one by one through `_process`."""
     now = now or db_now()
     report = FireReport()
     while True:
@@ -209,15 +299,45 @@ def fire_due(
                 .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=now)
                 .order_by("next_run_date")[:batch]
             )
-            for cron in due:
+            fast = [c for c in due if _fast(c, now)]
+            slow = [c for c in due if not _fast(c, now)] + _fire_batch(fast, report)
+            fired_fast = [c for c in fast if c not in slow]
+            if fired_fast:
+                Cron.objects.filter(pk__in=[c.pk for c in fired_fast]).update(
+                    last_tick_at=F("next_run_date"), next_run_date=None, needs_advance=True
+                )
+            for cron in slow:
                 claimed_instant = cron.next_run_date
                 _process(cron, now, report)
                 # Compare-and-set: only advance from the instant we claimed.
                 Cron.objects.filter(pk=cron.pk, next_run_date=claimed_instant).update(
-                    next_run_date=cron.next_run_date
+                    next_run_date=cron.next_run_date, last_tick_at=claimed_instant,
+                    needs_advance=False,
                 )
         if len(due) < batch:
             return report
+
+
+def advance(*, limit: int = 2000) -> int:
+    """Compute the next fire time of crons a batch fired (needs_advance).
+
+    Safe beside edits: the update only applies while the row still waits for
+    this advance from the same instant (compare-and-set on last_tick_at)."""
+    rows = list(
+        Cron.objects.filter(needs_advance=True)
+        .order_by("last_tick_at")
+        .values_list("cron_id", "schedule", "timezone", "end_time", "last_tick_at")[:limit]
+    )
+    updates = []
+    for cron_id, schedule, tz, end_time, last in rows:
+        nxt = compute_next_run(schedule=schedule, timezone=tz, end_time=end_time, after=last)
+        updates.append((cron_id, last, nxt))
+    with transaction.atomic():
+        for cron_id, last, nxt in updates:
+            Cron.objects.filter(pk=cron_id, needs_advance=True, last_tick_at=last).update(
+                next_run_date=nxt, needs_advance=False
+            )
+    return len(updates)
 
 
 def next_due_at() -> datetime | None:

@@ -34,9 +34,17 @@ class TooManyPending(Conflict):
 
 
 def _wake(thread_id) -> None:
-    from runs.tasks import drain_thread
+    from runs.tasks import drain
 
-    drain_thread.delay(str(thread_id))
+    drain.delay(str(thread_id))
+
+
+def wake_workers(count: int) -> None:
+    """Publish `count` wake-ups; each worker that takes one drains ready runs."""
+    from runs.tasks import drain
+
+    for _ in range(count):
+        drain.delay()
 
 
 @transaction.atomic
@@ -127,6 +135,18 @@ def run_delete(*, run: Run) -> None:
     Run.objects.filter(pk=run.pk).delete()
 
 
+def _claim(run: Run) -> Run | None:
+    """pending → running for `run`, under its thread's row lock (caller's transaction)."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
+        status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1
+    )
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    return run
+
+
 def run_claim_next(*, thread_id) -> Run | None:
     """Claim the oldest pending run of a thread, unless one is running there.
 
@@ -143,16 +163,50 @@ def run_claim_next(*, thread_id) -> Run | None:
             .order_by("created_at", "run_id")
             .first()
         )
-        if run is None:
-            return None
-        now = timezone.now()
-        claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-            status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1
-        )
-        if not claimed:
-            return None
-        run.refresh_from_db()
-        return run
+        return _claim(run) if run is not None else None
+
+
+CLAIM_SCAN = 20
+
+
+def run_claim_ready() -> Run | None:
+    """Claim the oldest pending run whose thread has nothing running, any thread.
+
+    Rows other workers are claiming are skipped (SKIP LOCKED), so many workers
+    drain a burst of runs side by side."""
+    skipped_threads: set = set()
+    for _ in range(50):
+        with transaction.atomic():
+            candidates = list(
+                Run.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status=Run.Status.PENDING)
+                .exclude(thread_id__in=skipped_threads)
+                .order_by("created_at", "run_id")[:CLAIM_SCAN]
+            )
+            if not candidates:
+                return None
+            for run in candidates:
+                if run.thread_id in skipped_threads:
+                    continue
+                thread = (
+                    Thread.objects.select_for_update(skip_locked=True)
+                    .filter(pk=run.thread_id)
+                    .first()
+                )
+                if thread is None or Run.objects.filter(
+                    thread_id=run.thread_id, status=Run.Status.RUNNING
+                ).exists():
+                    skipped_threads.add(run.thread_id)
+                    continue
+                first = (
+                    Run.objects.filter(thread_id=run.thread_id, status=Run.Status.PENDING)
+                    .order_by("created_at", "run_id")
+                    .first()
+                )
+                if first is not None and first.pk != run.pk:
+                    run = first  # keep each thread's runs in order
+                return _claim(run)
+    return None
 
 
 def run_cancel_requested(run_id) -> str | None:

@@ -7,21 +7,24 @@ from runs import executor, services
 
 
 @shared_task(
-    name="runs.drain_thread",
+    name="runs.drain",
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
 )
-def drain_thread(thread_id: str) -> int:
-    """Execute the thread's pending runs, oldest first, one at a time.
+def drain(thread_id: str | None = None) -> int:
+    """Execute pending runs until none is ready: first the given thread's,
+    oldest first, then any thread's.
 
-    A wake-up, not a command: it claims what is pending (pending → running under
-    the thread's row lock), so a duplicate or redelivered message claims
-    nothing and returns. Returns how many runs it executed."""
+    A wake-up, not a command: runs are claimed (pending → running under the
+    thread's row lock), so a duplicate or redelivered message claims nothing
+    and returns. Returns how many runs it executed."""
     done = 0
     while True:
-        run = services.run_claim_next(thread_id=thread_id)
+        run = services.run_claim_next(thread_id=thread_id) if thread_id else None
+        if run is None:
+            run = services.run_claim_ready()
         if run is None:
             return done
         executor.execute(run)

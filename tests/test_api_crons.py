@@ -200,7 +200,7 @@ def test_sdk_surfaces_error_detail(sdk):
     assert "Invalid cron schedule '* * * *'" in str(err.value)
     with pytest.raises(NotFoundError) as err:
         sdk.crons.create_for_thread("00000000-0000-0000-0000-000000000000", "agent", schedule="* * * * *")
-    assert "Thread '00000000-0000-0000-0000-000000000000' not found" in str(err.value)
+    assert "Thread with ID 00000000-0000-0000-0000-000000000000 not found" in str(err.value)
     assert counts() == (0, 0)
 
 

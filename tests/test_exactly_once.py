@@ -46,8 +46,8 @@ def test_redelivered_task_runs_the_graph_once():
     thread = thread_create()
     run = run_create(thread=thread, assistant=assistant_get_or_404("agent"), kwargs=QUESTION)
     # Three deliveries of the wake-up message, two of them at the same time.
-    in_threads(2, lambda: tasks.drain_thread(str(thread.thread_id)))
-    assert tasks.drain_thread(str(thread.thread_id)) == 0
+    in_threads(2, lambda: tasks.drain(str(thread.thread_id)))
+    assert tasks.drain(str(thread.thread_id)) == 0
     run.refresh_from_db()
     assert (run.status, run.attempts) == ("success", 1)
     assert [m["type"] for m in run.output["messages"]] == ["human", "ai"]
@@ -60,6 +60,7 @@ def test_two_schedulers_ticking_at_once_fire_each_instant_once():
     for minute in (1, 2, 3):
         now = start + dt.timedelta(minutes=minute)
         in_threads(2, lambda now=now: ticking.fire_due(now=now, batch=7))
+        ticking.advance()
     assert Tick.objects.count() == 40 * 3
     assert Run.objects.count() == 40 * 3
     assert set(Tick.objects.values_list("status", flat=True)) == {"fired"}

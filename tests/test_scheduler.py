@@ -37,13 +37,20 @@ def make_cron(schedule, tz=None, *, start, **kwargs):
     )
 
 
+def tick(now):
+    """One scheduler tick at `now`, then the advance beat does off the dispatch path."""
+    report = ticking.fire_due(now=now)
+    ticking.advance()
+    return report
+
+
 def drive(cron: Cron, until: dt.datetime) -> list[dt.datetime]:
     """Advance the clock to each next_run_date, ticking there; return fired instants."""
     while True:
         cron.refresh_from_db()
         if cron.next_run_date is None or cron.next_run_date > until:
             break
-        ticking.fire_due(now=cron.next_run_date)
+        tick(cron.next_run_date)
     ticks = Tick.objects.filter(cron=cron).order_by("scheduled_at")
     assert {t.status for t in ticks} <= {Tick.Status.FIRED}
     return [t.scheduled_at for t in ticks]
@@ -133,7 +140,7 @@ def test_disabled_and_ended_crons_do_not_fire():
     ended = make_cron("* * * * *", start=start, end_time=start + dt.timedelta(minutes=2, seconds=30))
     live = make_cron("* * * * *", start=start)
     for minute in range(1, 6):
-        ticking.fire_due(now=start + dt.timedelta(minutes=minute))
+        tick(start + dt.timedelta(minutes=minute))
     assert Tick.objects.filter(cron=disabled).count() == 0
     assert Tick.objects.filter(cron=ended).count() == 2
     assert Cron.objects.get(pk=ended.pk).next_run_date is None
@@ -144,7 +151,7 @@ def test_schedule_edit_takes_effect_at_next_tick():
     start = z("2026-05-01T00:00:00Z")
     cron = make_cron("0 * * * *", start=start)
     cron_update(cron=cron, schedule="*/10 * * * *", now=start + dt.timedelta(minutes=1))
-    ticking.fire_due(now=start + dt.timedelta(minutes=10))
+    tick(start + dt.timedelta(minutes=10))
     assert list(Tick.objects.values_list("scheduled_at", flat=True)) == [start + dt.timedelta(minutes=10)]
 
 
@@ -153,13 +160,13 @@ def test_missed_ticks_fire_latest_within_grace_and_record_skips(settings):
     start = z("2026-05-01T00:00:00Z")
     cron = make_cron("* * * * *", start=start)
     # Beat was down from 00:00 to 00:05:30: ticks 00:01..00:05 are due.
-    ticking.fire_due(now=start + dt.timedelta(minutes=5, seconds=30))
+    tick(start + dt.timedelta(minutes=5, seconds=30))
     ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
     assert [(t.scheduled_at.minute, t.status) for t in ticks] == [
         (1, "skipped"), (2, "skipped"), (3, "skipped"), (4, "skipped"), (5, "fired")]
     assert ticks[0].reason == "missed: a later tick was due"
     # Back on time: the following tick fires normally.
-    ticking.fire_due(now=start + dt.timedelta(minutes=6))
+    tick(start + dt.timedelta(minutes=6))
     assert Tick.objects.get(cron=cron, scheduled_at=start + dt.timedelta(minutes=6)).status == "fired"
     cron.refresh_from_db()
     assert cron.next_run_date == start + dt.timedelta(minutes=7)
@@ -169,10 +176,10 @@ def test_tick_older_than_grace_is_skipped_with_reason(settings):
     settings.CRONSVC_MISSED_TICK_GRACE = 60
     start = z("2026-05-01T00:00:00Z")
     cron = make_cron("0 * * * *", start=start)
-    ticking.fire_due(now=z("2026-05-01T01:05:00Z"))
-    tick = Tick.objects.get(cron=cron)
-    assert (tick.scheduled_at, tick.status) == (z("2026-05-01T01:00:00Z"), "skipped")
-    assert tick.reason == "missed by 300 s (grace 60 s)"
+    tick(z("2026-05-01T01:05:00Z"))
+    recorded = Tick.objects.get(cron=cron)
+    assert (recorded.scheduled_at, recorded.status) == (z("2026-05-01T01:00:00Z"), "skipped")
+    assert recorded.reason == "missed by 300 s (grace 60 s)"
     assert Run.objects.count() == 0
     assert Cron.objects.get(pk=cron.pk).next_run_date == z("2026-05-01T02:00:00Z")
 
@@ -184,7 +191,7 @@ def test_overlap_reject_and_pending_cap(settings):
     reject = make_cron("* * * * *", start=start, thread=thread,
                        payload={"multitask_strategy": "reject"})
     for minute in (1, 2):
-        ticking.fire_due(now=start + dt.timedelta(minutes=minute))
+        tick(start + dt.timedelta(minutes=minute))
     ticks = list(Tick.objects.filter(cron=reject).order_by("scheduled_at"))
     assert [t.status for t in ticks] == ["fired", "rejected"]
     assert "busy" in ticks[1].reason
@@ -192,7 +199,7 @@ def test_overlap_reject_and_pending_cap(settings):
     other = thread_create()
     enqueue = make_cron("* * * * *", start=start + dt.timedelta(minutes=2), thread=other)
     for minute in (3, 4, 5):
-        ticking.fire_due(now=start + dt.timedelta(minutes=minute))
+        tick(start + dt.timedelta(minutes=minute))
     statuses = list(Tick.objects.filter(cron=enqueue).order_by("scheduled_at").values_list("status", "reason"))
     assert [s for s, _ in statuses] == ["fired", "fired", "rejected"]
     assert "2 pending runs (limit 2)" in statuses[2][1]
@@ -202,7 +209,7 @@ def test_stateless_cron_gets_a_new_thread_each_tick():
     start = z("2026-05-01T00:00:00Z")
     cron = make_cron("* * * * *", start=start, on_run_completed="keep")
     for minute in (1, 2):
-        ticking.fire_due(now=start + dt.timedelta(minutes=minute))
+        tick(start + dt.timedelta(minutes=minute))
     runs = list(Run.objects.filter(cron=cron))
     assert len({r.thread_id for r in runs}) == 2
     assert {r.on_completion for r in runs} == {"keep"}
@@ -225,5 +232,6 @@ def test_a_beat_without_the_lease_fires_nothing():
     with pytest.raises(ticking.LeaseLost):
         ticking.fire_due(now=later, holder="a", epoch=epoch_a)
     report = ticking.fire_due(now=later, holder="b", epoch=epoch_b)
+    ticking.advance()
     assert report.fired == 1
     assert SchedulerLease.objects.get().holder == "b"

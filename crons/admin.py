@@ -1,0 +1,366 @@
+"""The operator's cron screens, and django-celery-beat's PeriodicTask admin
+with each cron's mirrored task made read-only.
+
+Every write goes through the crons services (`cron_create`, `cron_update`,
+`cron_delete`) or the tick path (`cron_run_now`), so the mirrored PeriodicTask
+is kept in step in the same transaction: the cron page is the one way to edit
+a schedule.
+"""
+
+from __future__ import annotations
+
+import django_celery_beat.admin  # noqa: F401 - registers the admin replaced below
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
+
+from crons.forms import CronForm, schedule_description, upcoming_fires
+from crons.models import Cron
+from crons.selectors import cron_ticks
+from crons.services import cron_create, cron_delete, cron_update
+from crons.ticking import cron_run_now
+from runs.admin import admin_link, runs_table_context
+from runs.models import Run
+
+RECENT_TICKS = 20
+
+
+class HasThreadFilter(admin.SimpleListFilter):
+    title = "has thread"
+    parameter_name = "has_thread"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "thread cron"), ("no", "stateless (new thread per run)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(thread__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(thread__isnull=True)
+        return queryset
+
+
+@admin.register(Cron)
+class CronAdmin(admin.ModelAdmin):
+    form = CronForm
+    list_display = (
+        "assistant_link", "thread_link", "schedule", "description", "timezone_display",
+        "enabled", "next_run_date", "last_run_status",
+    )
+    list_display_links = ("schedule",)
+    list_filter = ("enabled", ("assistant", admin.RelatedOnlyFieldListFilter), HasThreadFilter)
+    search_fields = ("cron_id", "schedule", "assistant__graph_id", "assistant__name", "thread__thread_id")
+    list_select_related = ("assistant", "thread")
+    ordering = ("-created_at",)
+    raw_id_fields = ("thread",)
+    actions = ("enable_crons", "disable_crons", "run_now", "delete_selected")
+    list_per_page = 50
+
+    # --- pages -------------------------------------------------------------
+
+    def get_queryset(self, request):
+        last_status = (
+            Run.objects.filter(cron=OuterRef("pk")).order_by("-created_at", "-run_id").values("status")[:1]
+        )
+        return super().get_queryset(request).annotate(last_run=Subquery(last_status))
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return (
+                (None, {"fields": (
+                    "assistant", "thread", "schedule", "timezone", "enabled", "end_time",
+                    "on_run_completed",
+                )}),
+                ("What each tick runs", {"fields": ("payload", "metadata")}),
+            )
+        return (
+            (None, {"fields": (
+                "cron_id", "assistant_link", "thread_link", "schedule", "timezone", "enabled",
+                "end_time", "on_run_completed",
+            )}),
+            ("When it fires", {"fields": ("description", "next_fires", "next_run_date", "last_run_status")}),
+            ("What each tick runs", {"fields": ("payload", "metadata")}),
+            ("Bookkeeping", {"fields": ("periodic_task_link", "user_id", "created_at", "updated_at")}),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # Assistant and thread are fixed at creation (as in the API's PATCH);
+        # on_run_completed only applies to stateless crons.
+        fields = [
+            "cron_id", "assistant_link", "thread_link", "description", "next_fires",
+            "next_run_date", "last_run_status", "periodic_task_link", "user_id", "created_at",
+            "updated_at",
+        ]
+        if obj.thread_id is not None:
+            fields.append("on_run_completed")
+        return fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        cron = self.get_object(request, object_id)
+        if cron is not None:
+            ticks = cron_ticks(cron)
+            recent = list(ticks[:RECENT_TICKS])
+            run_ids = {t.run_id for t in recent if t.run_id}
+            extra_context.update(
+                ticks=recent,
+                ticks_total=ticks.count(),
+                existing_run_ids=set(
+                    Run.objects.filter(pk__in=run_ids).values_list("run_id", flat=True)
+                ),
+                **runs_table_context(
+                    request, Run.objects.filter(cron=cron).order_by("-created_at", "-run_id")
+                ),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # --- columns and read-only fields --------------------------------------
+
+    @admin.display(description="assistant", ordering="assistant__graph_id")
+    def assistant_link(self, cron: Cron):
+        return admin_link(cron.assistant, cron.assistant.name or cron.assistant.graph_id)
+
+    @admin.display(description="thread", ordering="thread_id")
+    def thread_link(self, cron: Cron):
+        if cron.thread_id is None:
+            return "- (new thread per run)"
+        return admin_link(cron.thread)
+
+    @admin.display(description="description")
+    def description(self, cron: Cron) -> str:
+        return schedule_description(cron.schedule) or "-"
+
+    @admin.display(description="timezone", ordering="timezone")
+    def timezone_display(self, cron: Cron) -> str:
+        return cron.timezone or "UTC"
+
+    @admin.display(description="last run status", ordering="last_run")
+    def last_run_status(self, cron: Cron) -> str:
+        status = getattr(cron, "last_run", None)
+        if status is None:
+            status = (
+                Run.objects.filter(cron=cron).order_by("-created_at", "-run_id")
+                .values_list("status", flat=True).first()
+            )
+        return status or "-"
+
+    @admin.display(description="next five fire times")
+    def next_fires(self, cron: Cron):
+        fires = upcoming_fires(cron.schedule, cron.timezone, end_time=cron.end_time)
+        if not fires:
+            return "none (the end time has passed)" if cron.end_time else "-"
+        zone = cron.timezone or "UTC"
+        note = "" if cron.enabled else "<p>The cron is disabled: these are the times it would fire.</p>"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>",
+            ((local.strftime("%a %Y-%m-%d %H:%M:%S %Z"), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
+             for local, utc in fires),
+        )
+        return format_html(
+            '{}<table id="next-fires"><thead><tr><th>{}</th><th>UTC</th></tr></thead>'
+            "<tbody>{}</tbody></table>",
+            format_html(note) if note else "", zone, rows,
+        )
+
+    @admin.display(description="django-celery-beat mirror")
+    def periodic_task_link(self, cron: Cron):
+        if cron.periodic_task_id is None:
+            return "-"
+        return admin_link(cron.periodic_task, f"{cron.periodic_task.name} (read-only)")
+
+    # --- writes: only through the services ----------------------------------
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            kwargs = {}
+            if obj.thread_id is None:
+                kwargs["on_run_completed"] = data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
+            cron = cron_update(
+                cron=obj,
+                schedule=data["schedule"],
+                timezone=data["timezone"],  # "" = UTC
+                end_time=data["end_time"],
+                enabled=data["enabled"],
+                payload=data["payload"],
+                metadata=data["metadata"],
+                **kwargs,
+            )
+        else:
+            thread = data.get("thread")
+            cron = cron_create(
+                assistant=data["assistant"],
+                thread=thread,
+                schedule=data["schedule"],
+                timezone=data["timezone"] or None,
+                payload=data["payload"],
+                metadata=data["metadata"],
+                end_time=data["end_time"],
+                enabled=data["enabled"],
+                # As the API: stateless crons delete their threads unless told to keep them.
+                on_run_completed=None if thread else (
+                    data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
+                ),
+            )
+        # The admin goes on with the form's instance (redirect, history):
+        # make it the row the service wrote.
+        obj.cron_id = cron.cron_id
+        obj._state.adding = False
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no many-to-many fields or inlines: nothing to save besides the cron
+
+    def delete_model(self, request, obj):
+        cron_delete(cron=obj)
+
+    def delete_queryset(self, request, queryset):
+        for cron in queryset:
+            cron_delete(cron=cron)
+
+    # --- actions ------------------------------------------------------------
+
+    @admin.action(description="Enable selected crons", permissions=["change"])
+    def enable_crons(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected crons", permissions=["change"])
+    def disable_crons(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
+        changed = 0
+        for cron in queryset:
+            if cron.enabled != enabled:
+                cron_update(cron=cron, enabled=enabled)
+                changed += 1
+        word = "enabled" if enabled else "disabled"
+        self.message_user(
+            request, f"{changed} cron(s) {word}; {queryset.count() - changed} already {word}.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Run selected crons now", permissions=["change"])
+    def run_now(self, request, queryset):
+        """Fire each cron once, now, through the tick path (a tick is recorded
+        and the run is created as if the schedule had fired)."""
+        for cron in queryset.select_related("assistant", "thread"):
+            run = cron_run_now(cron=cron)
+            if run is not None:
+                self.message_user(
+                    request,
+                    format_html(
+                        "Cron {} ({}): run {} created ({}).",
+                        admin_link(cron), cron.schedule,
+                        admin_link(run), run.status,
+                    ),
+                    messages.SUCCESS,
+                )
+                continue
+            tick = cron_ticks(cron).first()
+            reason = f"{tick.status}: {tick.reason}" if tick is not None and tick.reason else (
+                "a tick for this second is already recorded; try again"
+            )
+            self.message_user(
+                request,
+                format_html("Cron {} ({}): no run created ({}).", admin_link(cron), cron.schedule, reason),
+                messages.WARNING,
+            )
+
+
+# --- django-celery-beat's PeriodicTask: mirrors are read-only ----------------
+
+
+def mirrored_cron(task: PeriodicTask) -> Cron | None:
+    try:
+        return task.cron
+    except Cron.DoesNotExist:
+        return None
+
+
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class MirroredPeriodicTaskAdmin(PeriodicTaskAdmin):
+    """django-celery-beat's admin, except that a task mirroring a cronsvc cron
+    cannot be changed, deleted, enabled, disabled or run here: its page links
+    to the cron's page, the one place that edits it."""
+
+    list_display = (*PeriodicTaskAdmin.list_display, "cron_page")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("cron")
+
+    @admin.display(description="cronsvc cron")
+    def cron_page(self, task: PeriodicTask):
+        cron = mirrored_cron(task)
+        if cron is None:
+            return "-"
+        return format_html(
+            '<a href="{}" class="cron-page-link">Edit on the cron page: {} ({})</a>',
+            reverse("admin:crons_cron_change", args=[cron.pk]), cron.schedule, cron.timezone or "UTC",
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and mirrored_cron(obj) is not None:
+            notice = (
+                "cronsvc", {
+                    "fields": ("cron_page",),
+                    "description": (
+                        "This task mirrors a cronsvc cron for display; cronsvc's scheduler "
+                        "fires the cron, not this task. It is read-only here."
+                    ),
+                },
+            )
+            return (notice, *fieldsets)
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "cron_page")
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and mirrored_cron(obj) is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and mirrored_cron(obj) is not None:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _without_mirrors(self, request, queryset):
+        mirrors = queryset.filter(cron__isnull=False).count()
+        if mirrors:
+            self.message_user(
+                request,
+                f"{mirrors} task(s) left alone: they mirror cronsvc crons; change those on "
+                "their cron pages.",
+                messages.WARNING,
+            )
+        return queryset.filter(cron__isnull=True)
+
+    @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description)
+    def enable_tasks(self, request, queryset):
+        return super().enable_tasks(request, self._without_mirrors(request, queryset))
+
+    @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description)
+    def disable_tasks(self, request, queryset):
+        return super().disable_tasks(request, self._without_mirrors(request, queryset))
+
+    @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description)
+    def toggle_tasks(self, request, queryset):
+        return super().toggle_tasks(request, self._without_mirrors(request, queryset))
+
+    @admin.action(description=PeriodicTaskAdmin.run_tasks.short_description)
+    def run_tasks(self, request, queryset):
+        queryset = self._without_mirrors(request, queryset)
+        if queryset.exists():
+            return super().run_tasks(request, queryset)
+        return None

@@ -1,0 +1,182 @@
+"""The cron form of the admin, and what the cron page shows about a schedule.
+
+The form only validates: schedule and timezone through `crons.services.
+validate_schedule` (the API's check), run options in the payload through the
+API's `RunOptionsIn`. Saving is `CronAdmin.save_model`, which calls
+`cron_create` / `cron_update`, so the mirrored PeriodicTask stays in step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo, available_timezones
+
+from cron_descriptor import ExpressionDescriptor, Options
+from django import forms
+from django.utils import timezone as djtz
+
+from crons import firetime
+from crons.mirror import ALIASES
+from crons.models import Cron
+from crons.services import validate_schedule
+from cronsvc.api import RunOptionsIn
+from cronsvc.errors import Invalid
+from cronsvc.selectors import assistant_search
+
+UPCOMING = 5
+
+
+def schedule_description(schedule: str) -> str:
+    """English for a cron expression ("At 09:00, Monday through Friday"), or "".
+
+    croniter's six-field form puts seconds last and cron-descriptor's puts them
+    first, and croniter writes "last Friday" as `L5` where cron-descriptor
+    wants `5L`: both are translated before describing."""
+    fields = ALIASES.get(schedule.strip().lower(), schedule).split()
+    if len(fields) == 6:
+        fields = [fields[5], *fields[:5]]
+    if len(fields) in (5, 6):
+        fields[-1] = re.sub(r"^L(\d)$", r"\1L", fields[-1])
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return ExpressionDescriptor(" ".join(fields), options).get_description()
+    except Exception:  # noqa: BLE001 - cron-descriptor raises several types
+        return ""
+
+
+def upcoming_fires(
+    schedule: str, timezone: str | None, *, end_time: datetime | None = None,
+    now: datetime | None = None, count: int = UPCOMING,
+) -> list[tuple[datetime, datetime]]:
+    """The next `count` fire instants after `now` (up to end_time) as
+    (wall time in the cron's timezone, UTC) pairs; [] for an invalid schedule."""
+    try:
+        instants = firetime.next_fires(schedule, timezone, now or djtz.now(), count)
+    except (firetime.InvalidSchedule, firetime.InvalidTimezone):
+        return []
+    zone = ZoneInfo(timezone) if timezone else ZoneInfo("UTC")
+    return [(t.astimezone(zone), t) for t in instants if end_time is None or t <= end_time]
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON object, shown indented."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Enter a JSON object ({...}).", code="not_object")
+        return value
+
+
+class TimezoneInput(forms.TextInput):
+    """A text box with the IANA zone names as suggestions (HTML datalist): a
+    picker that still sends what was typed, so the service judges it."""
+
+    template_name = "admin/crons/widgets/timezone.html"
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["widget"]["attrs"]["list"] = f"{context['widget']['attrs']['id']}_zones"
+        context["widget"]["attrs"].setdefault("placeholder", "UTC")
+        context["zones"] = sorted(available_timezones())
+        return context
+
+
+def _json_area() -> forms.Textarea:
+    return forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "vLargeTextField json"})
+
+
+class CronForm(forms.ModelForm):
+    timezone = forms.CharField(
+        required=False,
+        widget=TimezoneInput(attrs={"size": 32}),
+        help_text="IANA timezone the schedule is read in (e.g. Europe/Paris). Empty: UTC.",
+    )
+    payload = PrettyJSONField(
+        required=False,
+        widget=_json_area(),
+        help_text=(
+            "What each tick runs with, as the API's run options: input, config, context, "
+            "metadata (the run's), multitask_strategy, interrupt_before/after, durability..."
+        ),
+    )
+    metadata = PrettyJSONField(
+        required=False, widget=_json_area(), help_text="The cron's own metadata (search filters)."
+    )
+
+    class Meta:
+        model = Cron
+        fields = [
+            "assistant", "thread", "schedule", "timezone", "enabled", "end_time",
+            "on_run_completed", "payload", "metadata",
+        ]
+        help_texts = {
+            "schedule": (
+                "Cron expression: minute hour day-of-month month day-of-week, an optional "
+                "sixth field of seconds (last), or @hourly/@daily/@weekly/@monthly/@yearly."
+            ),
+            "end_time": "No tick after this instant (UTC). Empty: no end.",
+            "on_run_completed": "Stateless crons: delete (default) or keep each run's thread.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "assistant" in self.fields:
+            self.fields["assistant"].queryset = assistant_search(sort_by="graph_id", sort_order="asc")
+        if "on_run_completed" in self.fields:
+            self.fields["on_run_completed"].help_text = self._meta.help_texts["on_run_completed"]
+
+    def clean_schedule(self) -> str:
+        return self.cleaned_data["schedule"].strip()
+
+    def clean_timezone(self) -> str:
+        return (self.cleaned_data.get("timezone") or "").strip()
+
+    def clean_payload(self) -> dict:
+        payload = self.cleaned_data.get("payload") or {}
+        options = RunOptionsIn(data=payload)
+        if not options.is_valid():
+            raise forms.ValidationError(
+                [f"{key}: {' '.join(str(m) for m in msgs)}" for key, msgs in options.errors.items()]
+            )
+        self._refuse_removed_keys("payload", payload)
+        return payload
+
+    def clean_metadata(self) -> dict:
+        metadata = self.cleaned_data.get("metadata") or {}
+        self._refuse_removed_keys("metadata", metadata)
+        return metadata
+
+    def _refuse_removed_keys(self, field: str, value: dict) -> None:
+        # cron_update merges payload and metadata into the stored ones (as the
+        # API's PATCH does), so a key deleted here would silently stay.
+        if self.instance._state.adding:
+            return
+        removed = sorted(set(getattr(self.instance, field) or {}) - set(value))
+        if removed:
+            raise forms.ValidationError(
+                f"Keys cannot be removed here ({', '.join(removed)}): edits are merged into "
+                f"the stored {field}. Set them to null instead.",
+                code="removed_keys",
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        schedule = data.get("schedule")
+        if schedule is not None and "timezone" in data:
+            try:
+                validate_schedule(schedule, data["timezone"] or None)
+            except Invalid as exc:
+                field = "timezone" if isinstance(exc.__cause__, firetime.InvalidTimezone) else "schedule"
+                self.add_error(field, exc.detail)
+        return data
