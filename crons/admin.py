@@ -19,7 +19,7 @@ from django_celery_beat.models import PeriodicTask
 
 from crons.forms import CronForm, schedule_description, upcoming_fires
 from crons.models import Cron
-from crons.selectors import cron_ticks
+from crons.selectors import cron_next_run_date, cron_ticks
 from crons.services import cron_create, cron_delete, cron_update
 from crons.ticking import cron_run_now
 from runs.admin import admin_link, runs_table_context
@@ -47,43 +47,85 @@ class HasThreadFilter(admin.SimpleListFilter):
 class CronAdmin(admin.ModelAdmin):
     form = CronForm
     list_display = (
-        "assistant_link", "thread_link", "schedule", "description", "timezone_display",
-        "enabled", "next_run_date", "last_run_status",
+        "assistant_link",
+        "thread_column",
+        "schedule",
+        "description",
+        "timezone_display",
+        "enabled",
+        "next_run",
+        "last_run_status",
     )
     list_display_links = ("schedule",)
     list_filter = ("enabled", ("assistant", admin.RelatedOnlyFieldListFilter), HasThreadFilter)
-    search_fields = ("cron_id", "schedule", "assistant__graph_id", "assistant__name", "thread__thread_id")
+    search_fields = (
+        "cron_id",
+        "schedule",
+        "assistant__graph_id",
+        "assistant__name",
+        "thread__thread_id",
+    )
     list_select_related = ("assistant", "thread")
     ordering = ("-created_at",)
     raw_id_fields = ("thread",)
-    actions = ("enable_crons", "disable_crons", "run_now", "delete_selected")
+    # Besides the site's "delete selected", which ends in delete_queryset below.
+    actions = ("enable_crons", "disable_crons", "run_now")
     list_per_page = 50
 
     # --- pages -------------------------------------------------------------
 
     def get_queryset(self, request):
         last_status = (
-            Run.objects.filter(cron=OuterRef("pk")).order_by("-created_at", "-run_id").values("status")[:1]
+            Run.objects.filter(cron=OuterRef("pk"))
+            .order_by("-created_at", "-run_id")
+            .values("status")[:1]
         )
         return super().get_queryset(request).annotate(last_run=Subquery(last_status))
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return (
-                (None, {"fields": (
-                    "assistant", "thread", "schedule", "timezone", "enabled", "end_time",
-                    "on_run_completed",
-                )}),
+                (
+                    None,
+                    {
+                        "fields": (
+                            "assistant",
+                            "thread",
+                            "schedule",
+                            "timezone",
+                            "enabled",
+                            "end_time",
+                            "on_run_completed",
+                        )
+                    },
+                ),
                 ("What each tick runs", {"fields": ("payload", "metadata")}),
             )
         return (
-            (None, {"fields": (
-                "cron_id", "assistant_link", "thread_link", "schedule", "timezone", "enabled",
-                "end_time", "on_run_completed",
-            )}),
-            ("When it fires", {"fields": ("description", "next_fires", "next_run_date", "last_run_status")}),
+            (
+                None,
+                {
+                    "fields": (
+                        "cron_id",
+                        "assistant_link",
+                        "thread_link",
+                        "schedule",
+                        "timezone",
+                        "enabled",
+                        "end_time",
+                        "on_run_completed",
+                    )
+                },
+            ),
+            (
+                "When it fires",
+                {"fields": ("description", "next_fires", "next_run", "last_run_status")},
+            ),
             ("What each tick runs", {"fields": ("payload", "metadata")}),
-            ("Bookkeeping", {"fields": ("periodic_task_link", "user_id", "created_at", "updated_at")}),
+            (
+                "Bookkeeping",
+                {"fields": ("periodic_task_link", "user_id", "created_at", "updated_at")},
+            ),
         )
 
     def get_readonly_fields(self, request, obj=None):
@@ -92,8 +134,16 @@ class CronAdmin(admin.ModelAdmin):
         # Assistant and thread are fixed at creation (as in the API's PATCH);
         # on_run_completed only applies to stateless crons.
         fields = [
-            "cron_id", "assistant_link", "thread_link", "description", "next_fires",
-            "next_run_date", "last_run_status", "periodic_task_link", "user_id", "created_at",
+            "cron_id",
+            "assistant_link",
+            "thread_link",
+            "description",
+            "next_fires",
+            "next_run",
+            "last_run_status",
+            "periodic_task_link",
+            "user_id",
+            "created_at",
             "updated_at",
         ]
         if obj.thread_id is not None:
@@ -131,9 +181,19 @@ class CronAdmin(admin.ModelAdmin):
             return "- (new thread per run)"
         return admin_link(cron.thread)
 
+    @admin.display(description="thread", ordering="thread_id")
+    def thread_column(self, cron: Cron):
+        if cron.thread_id is None:
+            return "- (new thread per run)"
+        return admin_link(cron.thread, f"{str(cron.thread_id)[:8]}…")
+
     @admin.display(description="description")
     def description(self, cron: Cron) -> str:
         return schedule_description(cron.schedule) or "-"
+
+    @admin.display(description="next run", ordering="next_run_date")
+    def next_run(self, cron: Cron):
+        return cron_next_run_date(cron)
 
     @admin.display(description="timezone", ordering="timezone")
     def timezone_display(self, cron: Cron) -> str:
@@ -144,8 +204,10 @@ class CronAdmin(admin.ModelAdmin):
         status = getattr(cron, "last_run", None)
         if status is None:
             status = (
-                Run.objects.filter(cron=cron).order_by("-created_at", "-run_id")
-                .values_list("status", flat=True).first()
+                Run.objects.filter(cron=cron)
+                .order_by("-created_at", "-run_id")
+                .values_list("status", flat=True)
+                .first()
             )
         return status or "-"
 
@@ -155,16 +217,27 @@ class CronAdmin(admin.ModelAdmin):
         if not fires:
             return "none (the end time has passed)" if cron.end_time else "-"
         zone = cron.timezone or "UTC"
-        note = "" if cron.enabled else "<p>The cron is disabled: these are the times it would fire.</p>"
+        note = (
+            ""
+            if cron.enabled
+            else format_html(
+                "<p>{}</p>", "The cron is disabled: these are the times it would fire."
+            )
+        )
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td></tr>",
-            ((local.strftime("%a %Y-%m-%d %H:%M:%S %Z"), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
-             for local, utc in fires),
+            "",
+            "<tr><td>{}</td><td>{}</td></tr>",
+            (
+                (local.strftime("%a %Y-%m-%d %H:%M:%S %Z"), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
+                for local, utc in fires
+            ),
         )
         return format_html(
             '{}<table id="next-fires"><thead><tr><th>{}</th><th>UTC</th></tr></thead>'
             "<tbody>{}</tbody></table>",
-            format_html(note) if note else "", zone, rows,
+            note,
+            zone,
+            rows,
         )
 
     @admin.display(description="django-celery-beat mirror")
@@ -180,7 +253,9 @@ class CronAdmin(admin.ModelAdmin):
         if change:
             kwargs = {}
             if obj.thread_id is None:
-                kwargs["on_run_completed"] = data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
+                kwargs["on_run_completed"] = (
+                    data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
+                )
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -203,9 +278,9 @@ class CronAdmin(admin.ModelAdmin):
                 end_time=data["end_time"],
                 enabled=data["enabled"],
                 # As the API: stateless crons delete their threads unless told to keep them.
-                on_run_completed=None if thread else (
-                    data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
-                ),
+                on_run_completed=None
+                if thread
+                else (data.get("on_run_completed") or Cron.OnRunCompleted.DELETE),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.
@@ -241,7 +316,8 @@ class CronAdmin(admin.ModelAdmin):
                 changed += 1
         word = "enabled" if enabled else "disabled"
         self.message_user(
-            request, f"{changed} cron(s) {word}; {queryset.count() - changed} already {word}.",
+            request,
+            f"{changed} cron(s) {word}; {queryset.count() - changed} already {word}.",
             messages.SUCCESS,
         )
 
@@ -256,19 +332,25 @@ class CronAdmin(admin.ModelAdmin):
                     request,
                     format_html(
                         "Cron {} ({}): run {} created ({}).",
-                        admin_link(cron), cron.schedule,
-                        admin_link(run), run.status,
+                        admin_link(cron),
+                        cron.schedule,
+                        admin_link(run),
+                        run.status,
                     ),
                     messages.SUCCESS,
                 )
                 continue
             tick = cron_ticks(cron).first()
-            reason = f"{tick.status}: {tick.reason}" if tick is not None and tick.reason else (
-                "a tick for this second is already recorded; try again"
+            reason = (
+                f"{tick.status}: {tick.reason}"
+                if tick is not None and tick.reason
+                else ("a tick for this second is already recorded; try again")
             )
             self.message_user(
                 request,
-                format_html("Cron {} ({}): no run created ({}).", admin_link(cron), cron.schedule, reason),
+                format_html(
+                    "Cron {} ({}): no run created ({}).", admin_link(cron), cron.schedule, reason
+                ),
                 messages.WARNING,
             )
 
@@ -304,14 +386,22 @@ class MirroredPeriodicTaskAdmin(PeriodicTaskAdmin):
             return "-"
         return format_html(
             '<a href="{}" class="cron-page-link">Edit on the cron page: {} ({})</a>',
-            reverse("admin:crons_cron_change", args=[cron.pk]), cron.schedule, cron.timezone or "UTC",
+            reverse("admin:crons_cron_change", args=[cron.pk]),
+            cron.schedule,
+            cron.timezone or "UTC",
         )
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and mirrored_cron(obj) is not None:
+            # Read-only pages show model fields: drop the form-only task picker.
+            fieldsets = [
+                (name, {**opts, "fields": [f for f in opts["fields"] if f != "regtask"]})
+                for name, opts in fieldsets
+            ]
             notice = (
-                "cronsvc", {
+                "cronsvc",
+                {
                     "fields": ("cron_page",),
                     "description": (
                         "This task mirrors a cronsvc cron for display; cronsvc's scheduler "
@@ -348,15 +438,24 @@ class MirroredPeriodicTaskAdmin(PeriodicTaskAdmin):
 
     @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description)
     def enable_tasks(self, request, queryset):
-        return super().enable_tasks(request, self._without_mirrors(request, queryset))
+        queryset = self._without_mirrors(request, queryset)
+        if queryset.exists():
+            return super().enable_tasks(request, queryset)
+        return None
 
     @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description)
     def disable_tasks(self, request, queryset):
-        return super().disable_tasks(request, self._without_mirrors(request, queryset))
+        queryset = self._without_mirrors(request, queryset)
+        if queryset.exists():
+            return super().disable_tasks(request, queryset)
+        return None
 
     @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description)
     def toggle_tasks(self, request, queryset):
-        return super().toggle_tasks(request, self._without_mirrors(request, queryset))
+        queryset = self._without_mirrors(request, queryset)
+        if queryset.exists():
+            return super().toggle_tasks(request, queryset)
+        return None
 
     @admin.action(description=PeriodicTaskAdmin.run_tasks.short_description)
     def run_tasks(self, request, queryset):

@@ -48,8 +48,12 @@ def schedule_description(schedule: str) -> str:
 
 
 def upcoming_fires(
-    schedule: str, timezone: str | None, *, end_time: datetime | None = None,
-    now: datetime | None = None, count: int = UPCOMING,
+    schedule: str,
+    timezone: str | None,
+    *,
+    end_time: datetime | None = None,
+    now: datetime | None = None,
+    count: int = UPCOMING,
 ) -> list[tuple[datetime, datetime]]:
     """The next `count` fire instants after `now` (up to end_time) as
     (wall time in the cron's timezone, UTC) pairs; [] for an invalid schedule."""
@@ -117,8 +121,15 @@ class CronForm(forms.ModelForm):
     class Meta:
         model = Cron
         fields = [
-            "assistant", "thread", "schedule", "timezone", "enabled", "end_time",
-            "on_run_completed", "payload", "metadata",
+            "assistant",
+            "thread",
+            "schedule",
+            "timezone",
+            "enabled",
+            "end_time",
+            "on_run_completed",
+            "payload",
+            "metadata",
         ]
         help_texts = {
             "schedule": (
@@ -132,7 +143,9 @@ class CronForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "assistant" in self.fields:
-            self.fields["assistant"].queryset = assistant_search(sort_by="graph_id", sort_order="asc")
+            self.fields["assistant"].queryset = assistant_search(
+                sort_by="graph_id", sort_order="asc"
+            )
         if "on_run_completed" in self.fields:
             self.fields["on_run_completed"].help_text = self._meta.help_texts["on_run_completed"]
 
@@ -177,6 +190,10 @@ class CronForm(forms.ModelForm):
             try:
                 validate_schedule(schedule, data["timezone"] or None)
             except Invalid as exc:
-                field = "timezone" if isinstance(exc.__cause__, firetime.InvalidTimezone) else "schedule"
+                field = (
+                    "timezone"
+                    if isinstance(exc.__cause__, firetime.InvalidTimezone)
+                    else "schedule"
+                )
                 self.add_error(field, exc.detail)
         return data

@@ -66,9 +66,7 @@ def _clocked_row(cron: Cron) -> ClockedSchedule | None:
     return row
 
 
-def mirror_sync(cron: Cron) -> PeriodicTask | None:
-    """Create or update the cron's PeriodicTask in the caller's transaction."""
-    task = cron.periodic_task or PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK)
+def _describe(task: PeriodicTask, cron: Cron) -> PeriodicTask:
     task.no_changes = True
     task.kwargs = f'{{"cron_id": "{cron.cron_id}"}}'
     task.enabled = cron.enabled and cron.next_run_date is not None
@@ -76,6 +74,43 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
     task.description = (
         f"Mirror of cronsvc cron {cron.cron_id}: '{cron.schedule}' in "
         f"{cron.timezone or 'UTC'}. cronsvc's scheduler fires it; edit it on the cron's page."
+    )
+    return task
+
+
+def mirrors_bulk_create(crons: list[Cron]) -> list[PeriodicTask]:
+    """Unsaved crons get new PeriodicTask mirrors, inserted in bulk (no signals).
+
+    Sets each cron's periodic_task; the caller then inserts the crons."""
+    crontabs: dict = {}
+    tasks = []
+    for cron in crons:
+        task = _describe(PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK), cron)
+        fields = celery_fields(cron.schedule)
+        if fields is not None:
+            key = (tuple(sorted(fields.items())), cron.timezone or "UTC")
+            if key not in crontabs:
+                crontabs[key] = _crontab_row(fields, cron.timezone or "UTC")
+            task.crontab = crontabs[key]
+        else:
+            task.clocked = _clocked_row(cron) or _clocked_row_at(cron.created_at)
+            task.one_off = True
+        tasks.append(task)
+    PeriodicTask.objects.bulk_create(tasks, batch_size=2000)
+    for cron, task in zip(crons, tasks, strict=True):
+        cron.periodic_task = task
+    return tasks
+
+
+def _clocked_row_at(when) -> ClockedSchedule:
+    (row,) = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=when)])
+    return row
+
+
+def mirror_sync(cron: Cron) -> PeriodicTask | None:
+    """Create or update the cron's PeriodicTask in the caller's transaction."""
+    task = _describe(
+        cron.periodic_task or PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK), cron
     )
     fields = celery_fields(cron.schedule)
     task.crontab = task.clocked = task.interval = task.solar = None
@@ -86,10 +121,8 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
         task.clocked = _clocked_row(cron)
         task.one_off = True
         if task.clocked is None:
-            # Nothing left to fire: keep a disabled row pointing at the epoch.
-            (task.clocked,) = ClockedSchedule.objects.bulk_create(
-                [ClockedSchedule(clocked_time=cron.created_at)]
-            )
+            # Nothing left to fire: a disabled row at the cron's creation time.
+            task.clocked = _clocked_row_at(cron.created_at)
             task.enabled = False
     task.save()
     if cron.periodic_task_id != task.pk:

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import uuid
+from datetime import timedelta
 
 from celery.beat import Scheduler
 from django.conf import settings
@@ -55,6 +56,7 @@ class CronScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
+        self._renew_at = None
         self._own: dict = {}
         super().__init__(*args, **kwargs)
         self.max_interval = settings.CRONSVC_BEAT_MAX_INTERVAL
@@ -97,7 +99,12 @@ class CronScheduler(DatabaseScheduler):
         try:
             close_old_connections()
             now = ticking.db_now()
-            self.epoch = ticking.lease_acquire(holder=self.holder, now=now)
+            # Renew the lease when a third of it is used, not on every tick;
+            # the claims check it (under a row lock) anyway.
+            if self.epoch is None or self._renew_at is None or now >= self._renew_at:
+                self.epoch = ticking.lease_acquire(holder=self.holder, now=now)
+                lease = settings.CRONSVC_BEAT_LEASE_SECONDS
+                self._renew_at = now + timedelta(seconds=lease / 3) if self.epoch else None
             if self.epoch is None:
                 return min(own_delay, self.max_interval)
             report = ticking.fire_due(now=now, holder=self.holder, epoch=self.epoch)
@@ -111,6 +118,7 @@ class CronScheduler(DatabaseScheduler):
             next_due = ticking.next_due_at()
         except ticking.LeaseLost as exc:
             log.warning("%s", exc)
+            self.epoch = None
             return self.max_interval
         except (DatabaseError, InterfaceError) as exc:
             log.warning("scheduler tick failed, retrying: %s", exc)

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone as djtz
 
 from crons import firetime
-from crons.mirror import mirror_delete, mirror_sync
+from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create
 from crons.models import Cron
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
@@ -123,3 +123,48 @@ def cron_update(
 def cron_delete(*, cron: Cron) -> None:
     Cron.objects.filter(pk=cron.pk).delete()
     mirror_delete(cron)
+
+
+@transaction.atomic
+def crons_bulk_create(
+    *, assistant: Assistant, specs: list[dict], now: datetime | None = None, batch_size: int = 5000
+) -> int:
+    """Create many crons at once (an import): each spec has `schedule` and
+    optionally `timezone`, `payload`, `metadata`, `thread`, `enabled`,
+    `end_time`, `on_run_completed`. All or nothing: one invalid spec aborts the
+    import with its index in the message. Mirrors are inserted in bulk too."""
+    now = now or djtz.now()
+    next_of: dict = {}
+    rows = []
+    for index, spec in enumerate(specs):
+        schedule, tz = spec["schedule"], spec.get("timezone") or None
+        end_time = spec.get("end_time")
+        key = (schedule, tz)
+        if key not in next_of:
+            try:
+                validate_schedule(schedule, tz)
+            except Invalid as exc:
+                raise Invalid(f"cron #{index}: {exc.detail}") from exc
+            next_of[key] = firetime.next_fire(schedule, tz, now)
+        nxt = next_of[key]
+        thread = spec.get("thread")
+        rows.append(
+            Cron(
+                assistant=assistant,
+                thread=thread,
+                schedule=schedule,
+                timezone=tz,
+                payload=spec.get("payload") or {},
+                metadata=spec.get("metadata") or {},
+                end_time=end_time,
+                enabled=spec.get("enabled", True),
+                on_run_completed=None if thread else (spec.get("on_run_completed") or "delete"),
+                next_run_date=None if end_time is not None and nxt > end_time else nxt,
+                created_at=now,
+            )
+        )
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        mirrors_bulk_create(chunk)
+        Cron.objects.bulk_create(chunk)
+    return len(rows)

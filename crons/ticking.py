@@ -31,6 +31,7 @@ from django.db.models import F
 from django.utils import timezone as djtz
 
 from crons import firetime
+from crons.dispatch_sql import EXCLUDED, fire_batch_postgres
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import compute_next_run
 from runs.models import Run
@@ -195,8 +196,7 @@ def _process(cron: Cron, now: datetime, report: FireReport) -> None:
 
 
 FAST_LATENESS = timedelta(seconds=1)
-RUN_KWARGS_EXCLUDED = {"assistant_id", "schedule", "timezone", "end_time", "enabled",
-                       "on_run_completed", "metadata", "multitask_strategy"}
+RUN_KWARGS_EXCLUDED = set(EXCLUDED)
 
 
 def _fast(cron: Cron, now: datetime) -> bool:
@@ -222,16 +222,42 @@ def _fire_batch(crons: list[Cron], report: FireReport) -> list[Cron]:
             .values_list("thread_id", flat=True)
         ):
             pending[tid] = pending.get(tid, 0) + 1
-    slow, threads, runs, ticks, busy = [], [], [], [], set()
+    slow, batch = [], []
     for cron in crons:
-        payload = cron.payload or {}
         if cron.thread_id:
-            if pending.get(cron.thread_id, 0) >= cap:
-                slow.append(cron)
+            if pending.get(cron.thread_id, 0) >= cap or cron.thread_id in {
+                c.thread_id for c in batch
+            }:
+                slow.append(cron)  # over the cap, or a second cron of the thread in this batch
                 continue
             pending[cron.thread_id] = pending.get(cron.thread_id, 0) + 1
+        batch.append(cron)
+    if not batch:
+        return slow
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                run_ids = fire_batch_postgres([c.cron_id for c in batch])
+            else:
+                run_ids = _fire_batch_orm(batch)
+    except IntegrityError:
+        # Some tick exists already (a run-now in the same second, another
+        # scheduler): take the careful path, which skips recorded ticks.
+        return slow + batch
+    report.fired += len(run_ids)
+    report.run_ids += run_ids
+    fanout = min(len(run_ids), settings.CRONSVC_WAKE_FANOUT)
+    transaction.on_commit(lambda: wake_workers(fanout))
+    return slow
+
+
+def _fire_batch_orm(batch: list[Cron]) -> list:
+    threads, runs, ticks, busy = [], [], [], {}
+    for cron in batch:
+        payload = cron.payload or {}
+        if cron.thread_id:
             thread_id, on_completion = cron.thread_id, None
-            busy.add(cron.thread_id)
+            busy[cron.thread_id] = cron.assistant.graph_id
         else:
             thread = Thread(
                 metadata={"cron_id": str(cron.cron_id), "graph_id": cron.assistant.graph_id,
@@ -254,29 +280,13 @@ def _fire_batch(crons: list[Cron], report: FireReport) -> list[Cron]:
         runs.append(run)
         ticks.append(Tick(cron=cron, scheduled_at=cron.next_run_date, status=Tick.Status.FIRED,
                           run_id=run.run_id))
-    if not runs:
-        return slow
-    try:
-        with transaction.atomic():
-            Thread.objects.bulk_create(threads, batch_size=1000)
-            Tick.objects.bulk_create(ticks, batch_size=1000)
-            Run.objects.bulk_create(runs, batch_size=1000)
-            if busy:
-                graph_of = {c.thread_id: c.assistant for c in crons if c.thread_id in busy}
-                Thread.objects.filter(pk__in=busy).update(status=Thread.Status.BUSY)
-                for tid, assistant in graph_of.items():
-                    Thread.objects.filter(pk=tid, graph_id__isnull=True).update(
-                        graph_id=assistant.graph_id
-                    )
-    except IntegrityError:
-        # Some tick exists already (a run-now in the same second, another
-        # scheduler): take the careful path, which skips recorded ticks.
-        return slow + [c for c in crons if c not in slow]
-    report.fired += len(runs)
-    report.run_ids += [r.run_id for r in runs]
-    fanout = min(len(runs), settings.CRONSVC_WAKE_FANOUT)
-    transaction.on_commit(lambda: wake_workers(fanout))
-    return slow
+    Thread.objects.bulk_create(threads, batch_size=1000)
+    Tick.objects.bulk_create(ticks, batch_size=1000)
+    Run.objects.bulk_create(runs, batch_size=1000)
+    for tid, graph_id in busy.items():
+        Thread.objects.filter(pk=tid).update(status=Thread.Status.BUSY)
+        Thread.objects.filter(pk=tid, graph_id__isnull=True).update(graph_id=graph_id)
+    return [r.run_id for r in runs]
 
 
 def fire_due(
@@ -292,13 +302,14 @@ def fire_due(
     report = FireReport()
     while True:
         with transaction.atomic():
-            _check_lease(holder, epoch, now)
             due = list(
                 Cron.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("assistant", "thread")
                 .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=now)
                 .order_by("next_run_date")[:batch]
             )
+            if not due:
+                return report
+            _check_lease(holder, epoch, now)
             fast = [c for c in due if _fast(c, now)]
             slow = [c for c in due if not _fast(c, now)] + _fire_batch(fast, report)
             fired_fast = [c for c in fast if c not in slow]

@@ -176,7 +176,12 @@ def _state_schema(graph) -> dict:
 
 def _config_schema(graph) -> dict:
     """Only the `configurable` part of the config schema, as the server returns it."""
-    model = graph.config_schema()
+    import warnings
+
+    with warnings.catch_warnings():
+        # Deprecated in LangGraph 1.0, but still what the server reports as config_schema.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = graph.config_schema()
     fields = getattr(model, "model_fields", None) or {}
     if "configurable" not in fields:
         return {}

@@ -22,3 +22,25 @@ class Assistant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.graph_id} ({self.assistant_id})"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's last sign of life, one row per worker node (see cronsvc/health.py).
+
+    `seen_at` is written with the database's clock, so readers on other hosts
+    compare ages without trusting their own clocks."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Celery's node name (celery@host, worker1@host): unique among live workers.
+    name = models.CharField(max_length=255, unique=True)
+    # The host (container) the worker runs on, for that host's health check.
+    hostname = models.CharField(max_length=255, db_index=True)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"

@@ -162,13 +162,14 @@ CRONSVC_SQLITE_CHECKPOINTS = DATA_DIR / "checkpoints.sqlite3"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = DATA_DIR / "broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -186,6 +187,32 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "crons.scheduler:CronScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="cronsvc")
+# Workers. A run mostly waits on LLM calls (I/O), so the worker command
+# (cronsvc/topology.py) uses the threads pool: many runs per process for little
+# memory and CPU. CELERY_WORKER_CONCURRENCY is threads per worker process;
+# each busy thread can hold one Django connection and one checkpointer
+# connection (see the connection budget in the README).
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
+# Seconds a task (one drain of a thread's pending runs) may take: the soft limit
+# raises SoftTimeLimitExceeded in the task, the hard limit kills it. Celery
+# enforces both in the prefork pool only; the threads pool does not interrupt
+# a running thread. Keep the worker's stop_grace_period above the hard limit
+# so a warm shutdown (SIGTERM) lets in-flight runs finish.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise environ.ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
+if CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")) <= CELERY_TASK_TIME_LIMIT:
+    # Redis redelivers a message unacknowledged this long: to a second worker
+    # while the first still runs it, if a run may outlast it.
+    raise environ.ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT")
+# Workers and beat import this at start: the worker's heartbeat bootstep.
+CELERY_IMPORTS = ["cronsvc.health"]
+# Seconds between worker heartbeats, and the age after which a worker (its
+# last heartbeat) or beat (its last scheduler lease renewal) counts as dead
+# (GET /health, manage.py healthcheck).
+CRONSVC_HEARTBEAT_INTERVAL = env.float("CRONSVC_HEARTBEAT_INTERVAL", default=10)
+CRONSVC_HEARTBEAT_STALE = env.float("CRONSVC_HEARTBEAT_STALE", default=60)
 
 # --- scheduler -------------------------------------------------------------
 # Longest sleep of beat between ticks (seconds).
@@ -194,6 +221,9 @@ CRONSVC_BEAT_MAX_INTERVAL = env.float("CRONSVC_BEAT_MAX_INTERVAL", default=1.0)
 CRONSVC_MISSED_TICK_GRACE = env.int("CRONSVC_MISSED_TICK_GRACE", default=300)
 # Pending runs a thread may hold; a tick beyond it is rejected.
 CRONSVC_MAX_PENDING_RUNS_PER_THREAD = env.int("CRONSVC_MAX_PENDING_RUNS_PER_THREAD", default=10)
+# Wake-up messages a fired batch publishes at most (each wakes one worker slot,
+# which then drains ready runs until none is left).
+CRONSVC_WAKE_FANOUT = env.int("CRONSVC_WAKE_FANOUT", default=16)
 # The beat lease: a standby takes over when the holder has not renewed for this long.
 CRONSVC_BEAT_LEASE_SECONDS = env.float("CRONSVC_BEAT_LEASE_SECONDS", default=10)
 # Connections each process's checkpointer pool may open (PostgreSQL).

@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from cronsvc import apis
+from cronsvc import apis, health
 
 urlpatterns = [
     path("ok", apis.OkApi.as_view()),
+    path("health", health.HealthApi.as_view()),
     path("assistants", apis.AssistantsApi.as_view()),
     path("assistants/search", apis.AssistantSearchApi.as_view()),
     path("assistants/count", apis.AssistantCountApi.as_view()),

@@ -40,11 +40,13 @@ def _wake(thread_id) -> None:
 
 
 def wake_workers(count: int) -> None:
-    """Publish `count` wake-ups; each worker that takes one drains ready runs."""
+    """Publish `count` wake-ups over one connection; each worker slot that takes
+    one drains ready runs until none is left."""
     from runs.tasks import drain
 
-    for _ in range(count):
-        drain.delay()
+    with drain.app.producer_or_acquire() as producer:
+        for _ in range(count):
+            drain.apply_async(producer=producer)
 
 
 @transaction.atomic

@@ -1,0 +1,77 @@
+"""The processes of a cronsvc deployment and their command lines.
+
+docker-compose.yml runs each in a container and `manage.py runall` runs them as
+local processes; tests/test_deploy.py asserts that the compose file's commands
+are exactly these. Everything else reaches them through the environment
+(DATABASE_URL, CELERY_BROKER_URL, CELERY_WORKER_CONCURRENCY, CRONSVC_BIND…), so
+one command line serves both.
+
+- migrate: one-shot; applies migrations (including the checkpointer's tables)
+  before anything else starts.
+- api: the HTTP API, gunicorn via `manage.py serve` (refuses to start without
+  API keys unless CRONSVC_ALLOW_ANONYMOUS=true).
+- beat: cronsvc's scheduler; fires due crons. Exactly one is active (the
+  scheduler lease); a second one would wait as a standby.
+- worker: executes runs. Threads pool, because a run mostly waits on LLM calls;
+  scale by adding processes (`--scale worker=N`, `runall --workers N`).
+  Gossip and mingle are off: cronsvc uses neither, and with many workers they
+  add broker traffic that grows with the square of their number.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+MIGRATE = ("python", "manage.py", "migrate", "--noinput")
+API = ("python", "manage.py", "serve")
+BEAT = ("celery", "-A", "cronsvc", "beat", "--loglevel=INFO", "-S", "crons.scheduler:CronScheduler")
+WORKER = (
+    "celery",
+    "-A",
+    "cronsvc",
+    "worker",
+    "--pool=threads",
+    "--loglevel=INFO",
+    "--without-gossip",
+    "--without-mingle",
+)
+
+# Compose service name -> command line.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "migrate": MIGRATE,
+    "api": API,
+    "beat": BEAT,
+    "worker": WORKER,
+}
+
+
+def local_argv(command: Sequence[str]) -> list[str]:
+    """The command line for this interpreter: `python` and `celery` resolved to
+    sys.executable, so a virtualenv works without being activated."""
+    program, *args = command
+    if program == "python":
+        return [sys.executable, *args]
+    if program == "celery":
+        return [sys.executable, "-m", "celery", *args]
+    raise ValueError(f"unknown program {program!r}")
+
+
+def connection_budget(
+    *, workers: int, concurrency: int, web_workers: int, web_threads: int, pool_size: int
+) -> int:
+    """The most PostgreSQL connections the topology holds open at once.
+
+    Django keeps one connection per thread that uses it (CONN_MAX_AGE), and
+    each process that runs or reads graphs has one checkpointer pool of up to
+    `pool_size` (CRONSVC_CHECKPOINTER_POOL_SIZE) connections:
+    - a worker process: one per pool thread (`concurrency`), its main thread
+      and its heartbeat thread, plus its checkpointer pool;
+    - a gunicorn worker of the API: one per thread, plus its checkpointer pool;
+    - beat: its scheduler thread, plus a checkpointer pool at most.
+    Health checks, migrate and pg_dump each add one while they run.
+    """
+    worker = concurrency + 2 + pool_size
+    api = web_workers * (web_threads + pool_size)
+    beat = 1 + pool_size
+    return workers * worker + api + beat

