@@ -136,3 +136,11 @@ def mirror_delete(cron: Cron) -> None:
     if task is not None:
         task.no_changes = True
         task.delete()
+
+
+def mirrors_delete_for(crons) -> None:
+    """Delete the mirrors of crons about to be removed by a cascade (thread or
+    assistant deletion), without bumping PeriodicTasks."""
+    for task in PeriodicTask.objects.filter(cron__in=crons):
+        task.no_changes = True
+        task.delete()

@@ -126,4 +126,8 @@ def assistant_delete(*, assistant: Assistant, delete_threads: bool = False) -> N
     if delete_threads:
         for thread in Thread.objects.filter(metadata__assistant_id=str(assistant.pk)):
             thread_delete(thread=thread)
+    from crons.mirror import mirrors_delete_for
+    from crons.models import Cron
+
+    mirrors_delete_for(Cron.objects.filter(assistant_id=assistant.pk))
     Assistant.objects.filter(pk=assistant.pk).delete()

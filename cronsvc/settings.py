@@ -228,6 +228,8 @@ CRONSVC_WAKE_FANOUT = env.int("CRONSVC_WAKE_FANOUT", default=16)
 CRONSVC_BEAT_LEASE_SECONDS = env.float("CRONSVC_BEAT_LEASE_SECONDS", default=10)
 # Connections each process's checkpointer pool may open (PostgreSQL).
 CRONSVC_CHECKPOINTER_POOL_SIZE = env.int("CRONSVC_CHECKPOINTER_POOL_SIZE", default=4)
+# Longest a run may execute (checked between graph steps); then it ends as "timeout".
+CRONSVC_RUN_TIMEOUT = env.float("CRONSVC_RUN_TIMEOUT", default=600)
 # How long /runs/wait and join wait for a run (seconds).
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.

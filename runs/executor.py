@@ -8,9 +8,11 @@ has its state. A cancel request is checked between graph steps.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from typing import Any
 
+from django.conf import settings
 from langgraph.types import Command
 
 from cronsvc import checkpointer, graphs
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class RunCancelled(Exception):
+    pass
+
+
+class RunTimedOut(Exception):
     pass
 
 
@@ -88,10 +94,14 @@ def execute(run: Run) -> str:
             interrupt_after=kwargs.get("interrupt_after"),
             durability=durability,
         )
+        deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
         for _ in stream:
             if services.run_cancel_requested(run.run_id):
                 stream.close()
                 raise RunCancelled()
+            if time.monotonic() > deadline:
+                stream.close()
+                raise RunTimedOut()
         snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
         values = to_jsonable(snapshot.values)
         status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
@@ -104,6 +114,13 @@ def execute(run: Run) -> str:
             error="Cancelled",
         )
         return Run.Status.INTERRUPTED
+    except RunTimedOut:
+        values = _safe_values(assistant.graph_id, run)
+        services.run_finish(
+            run_id=run.run_id, status=Run.Status.TIMEOUT, output=values, values=values,
+            error=f"Run exceeded CRONSVC_RUN_TIMEOUT ({settings.CRONSVC_RUN_TIMEOUT:g} s)",
+        )
+        return Run.Status.TIMEOUT
     except Exception as exc:  # noqa: BLE001 - a graph's failure is recorded on its run
         log.warning("run %s failed: %s", run.run_id, exc)
         error = f"{type(exc).__name__}: {exc}"

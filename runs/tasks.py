@@ -1,6 +1,7 @@
 """Celery tasks of runs. They take ids and are safe to run twice."""
 
 from celery import shared_task
+from celery.worker import state as worker_state
 from django.db import InterfaceError, OperationalError
 
 from runs import executor, services
@@ -22,6 +23,10 @@ def drain(thread_id: str | None = None) -> int:
     and returns. Returns how many runs it executed."""
     done = 0
     while True:
+        if worker_state.should_stop or worker_state.should_terminate:
+            # Warm shutdown: claim nothing more; another worker takes the rest.
+            drain.delay()
+            return done
         run = services.run_claim_next(thread_id=thread_id) if thread_id else None
         if run is None:
             run = services.run_claim_ready()

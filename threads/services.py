@@ -44,7 +44,11 @@ def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
 @transaction.atomic
 def thread_delete(*, thread: Thread) -> None:
     """Delete a thread with its runs and crons; its checkpoints go after commit."""
+    from crons.mirror import mirrors_delete_for
+    from crons.models import Cron
+
     thread_id = str(thread.thread_id)
+    mirrors_delete_for(Cron.objects.filter(thread_id=thread.pk))
     Thread.objects.filter(pk=thread.pk).delete()
     transaction.on_commit(lambda: checkpointer.delete_thread(thread_id))
 
