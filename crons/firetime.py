@@ -47,7 +47,13 @@ Accepted syntax
   or ``L5`` = last Friday in the day-of-week field), ``#`` (``5#2`` = second
   Friday), ``?`` (same as ``*``), ``W`` (nearest weekday) — whatever croniter
   accepts, except:
-* Rejected: empty strings, 7+ fields (croniter's year form), ``@reboot`` and
+* A restricted day-of-month and a restricted day-of-week are OR-ed by
+  croniter (``0 9 1 * 1`` = the 1st and every Monday).
+* Rejected: a restricted day-of-month combined with a ``#``/``L<n>``
+  day-of-week, and ``W`` combined with a restricted day-of-week: croniter
+  7.0.0 gives neither AND nor OR results for those (``0 0 1 * 5#1`` yields
+  every first Friday, ``0 0 15 * 5#2`` never fires, ``0 0 15W * 1`` ignores
+  the Monday).  Also rejected: empty strings, 7+ fields (croniter's year form), ``@reboot`` and
   other unknown aliases, croniter's hashed/random ``H``/``R`` tokens (they are
   not deterministic across processes), expressions that can never fire
   (``0 0 30 2 *``), and anything croniter cannot parse.
@@ -64,7 +70,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone as dt_timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import islice
 from typing import NamedTuple
@@ -81,7 +87,6 @@ __all__ = [
     "validate",
 ]
 
-UTC = dt_timezone.utc
 
 _ALIASES: dict[str, str] = {
     "@hourly": "0 * * * *",
@@ -98,11 +103,10 @@ _FIELD_RE = re.compile(r"\S+", re.ASCII)
 # croniter's hashed ("H", needs a hash_id) and random ("R") field syntax.
 _HASH_RE = re.compile(r"^[hr](\(\d+-\d+\))?(/\d+)?$", re.ASCII | re.IGNORECASE)
 
-# A wall time's instants can lie after ``after`` only if the wall time is at
-# most this far (plus the size of a fold) before ``after``'s wall time.  We
-# look this far ahead for a backwards offset change (fall-back).
+# How far past ``after`` to look for a fall-back whose repeated wall times
+# could still fire after ``after`` (longer than any real backwards jump).
 _FOLD_PROBE = timedelta(hours=25)
-_ONE_SECOND = timedelta(seconds=1)
+_EPOCH = datetime(1970, 1, 1)
 # Arbitrary fixed reference used to check that a schedule fires at all.
 _REFERENCE_WALL = datetime(2000, 1, 1)
 
@@ -117,6 +121,9 @@ class InvalidSchedule(ValueError):
         self.schedule = schedule
         self.reason = reason
         super().__init__(f"Invalid cron schedule {schedule!r}: {reason}")
+
+    def __reduce__(self):  # picklable despite the two-argument constructor
+        return (type(self), (self.schedule, self.reason))
 
 
 class InvalidTimezone(ValueError):
@@ -133,6 +140,9 @@ class InvalidTimezone(ValueError):
         if reason:
             message += f": {reason}"
         super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.timezone, self.reason))
 
 
 class _Parsed(NamedTuple):
@@ -177,6 +187,18 @@ def _parse(schedule: str) -> _Parsed:
             )
     try:
         template = croniter(expression, _REFERENCE_WALL, ret_type=datetime)
+        if template.nth_weekday_of_month and template.expanded[2] != ["*"]:
+            raise InvalidSchedule(
+                schedule,
+                "a day-of-month cannot be combined with a '#' or 'L<n>' day-of-week "
+                "(croniter's result would be neither 'and' nor 'or')",
+            )
+        if template.nearest_weekday and template.expanded[4] != ["*"]:
+            raise InvalidSchedule(
+                schedule,
+                "'W' cannot be combined with a day-of-week "
+                "(croniter's result would be neither 'and' nor 'or')",
+            )
         if template.expanded[4] == ["*"] and not template.nth_weekday_of_month:
             # Only the day-of-month decides the day: let croniter reject
             # impossible day/month combinations (Feb 30th).  Not done when the
@@ -185,6 +207,8 @@ def _parse(schedule: str) -> _Parsed:
         # Make sure it fires at all (croniter searches 50 years ahead).
         probe = _copy_iter(template, _REFERENCE_WALL)
         probe.get_next()
+    except InvalidSchedule:
+        raise
     except CroniterBadDateError:
         raise InvalidSchedule(schedule, "the schedule never fires") from None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
@@ -231,6 +255,8 @@ def _copy_iter(template: croniter, start_wall: datetime) -> croniter:
     cached template is never mutated)."""
     it = croniter.__new__(croniter)
     it.__dict__.update(template.__dict__)
+    if it.nth_weekday_of_month:  # croniter may update these sets in place
+        it.nth_weekday_of_month = {k: set(v) for k, v in it.nth_weekday_of_month.items()}
     it.set_current(start_wall, force=True)
     return it
 
@@ -257,9 +283,6 @@ def _gap_end(lo: datetime, hi: datetime, tz: tzinfo, after_offset: timedelta) ->
         else:
             lo_s = mid
     return _EPOCH + timedelta(seconds=hi_s)
-
-
-_EPOCH = datetime(1970, 1, 1)
 
 
 def _require_aware(value: datetime) -> None:
@@ -414,9 +437,7 @@ def fires_between(
     return result
 
 
-def next_fires(
-    schedule: str, timezone: str | None, after: datetime, count: int
-) -> list[datetime]:
+def next_fires(schedule: str, timezone: str | None, after: datetime, count: int) -> list[datetime]:
     """The first ``count`` fire instants strictly after ``after`` (aware UTC,
     ascending, no duplicates).  ``count`` must be >= 0."""
     if count < 0:

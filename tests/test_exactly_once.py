@@ -82,7 +82,8 @@ def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
         for i in range(2)
     ]
     time.sleep(1)  # both are ticking
-    cron = cron_create(assistant=agent, schedule="* * * * * */2")
+    # "keep": a worker running meanwhile must not delete the runs with their threads.
+    cron = cron_create(assistant=agent, schedule="* * * * * */2", on_run_completed="keep")
     try:
         wait_until(lambda: Tick.objects.filter(cron=cron).count() >= 6, timeout=40)
         time.sleep(2)

@@ -74,7 +74,8 @@ def test_sigterm_to_one_of_two_workers_during_a_burst_completes_every_run_once(t
         assert len(after_sigterm) == 2, b.output()[-3000:]
         assert "succeeded" in after_sigterm[1]
         # Its heartbeat went with it; a's is still there.
-        assert [h.name.split("-")[0] for h in WorkerHeartbeat.objects.all()] == ["a"]
+        names = [h.name.split("-")[0] for h in WorkerHeartbeat.objects.all()]
+        assert "a" in names and "b" not in names
 
         wait_until(
             lambda: not Run.objects.filter(status__in=["pending", "running"]).exists(), timeout=120
