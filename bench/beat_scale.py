@@ -84,8 +84,8 @@ def recreate_database():
 def load(size: int) -> float:
     from django.db import connection
 
-    from cronsvc.selectors import assistant_get_or_404
     from crons.services import crons_bulk_create
+    from cronsvc.selectors import assistant_get_or_404
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -254,9 +254,9 @@ def child_dispatch(kind, size, due, boundary, bound):
 def cronsvc_steady(size, args):
     from django.test import Client
 
-    from cronsvc.celery import app
     from crons.models import Cron
     from crons.scheduler import CronScheduler
+    from cronsvc.celery import app
 
     base = rss_mb()
     t0 = time.perf_counter()

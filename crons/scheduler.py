@@ -57,6 +57,7 @@ class CronScheduler(DatabaseScheduler):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
         self._renew_at = None
+        self._wakes: dict = {}  # prepared instant -> runs to wake workers for
         self._own: dict = {}
         super().__init__(*args, **kwargs)
         self.max_interval = settings.CRONSVC_BEAT_MAX_INTERVAL
@@ -102,12 +103,24 @@ class CronScheduler(DatabaseScheduler):
             # Renew the lease when a third of it is used, not on every tick;
             # the claims check it (under a row lock) anyway.
             if self.epoch is None or self._renew_at is None or now >= self._renew_at:
+                previous = self.epoch
                 self.epoch = ticking.lease_acquire(holder=self.holder, now=now)
+                if self.epoch is not None and self.epoch != previous:
+                    # Taking over: wake workers for runs another beat prepared.
+                    grace = timedelta(seconds=settings.CRONSVC_MISSED_TICK_GRACE)
+                    for instant, count in ticking.prepared_instants(since=now - grace).items():
+                        self._wakes[instant] = max(self._wakes.get(instant, 0), count)
                 lease = settings.CRONSVC_BEAT_LEASE_SECONDS
                 self._renew_at = now + timedelta(seconds=lease / 3) if self.epoch else None
             if self.epoch is None:
                 return min(own_delay, self.max_interval)
-            report = ticking.fire_due(now=now, holder=self.holder, epoch=self.epoch)
+            report = ticking.fire_due(
+                now=now, holder=self.holder, epoch=self.epoch,
+                lookahead=settings.CRONSVC_DISPATCH_LOOKAHEAD,
+            )
+            for instant, count in report.prepared.items():
+                self._wakes[instant] = self._wakes.get(instant, 0) + count
+            self._wake_due(now)
             if report.fired:
                 self.advancer.wake.set()
             if report.fired or report.skipped or report.rejected:
@@ -124,6 +137,15 @@ class CronScheduler(DatabaseScheduler):
             log.warning("scheduler tick failed, retrying: %s", exc)
             return self.max_interval
         delay = self.max_interval
+        now = ticking.db_now()
         if next_due is not None:
-            delay = min(delay, max((next_due - ticking.db_now()).total_seconds(), 0.0))
+            lookahead = timedelta(seconds=settings.CRONSVC_DISPATCH_LOOKAHEAD)
+            delay = min(delay, max((next_due - lookahead - now).total_seconds(), 0.0))
+        if self._wakes:
+            delay = min(delay, max((min(self._wakes) - now).total_seconds(), 0.0))
         return min(own_delay, delay)
+
+    def _wake_due(self, now) -> None:
+        """At each prepared instant, wake workers for the runs prepared for it."""
+        for instant in sorted(i for i in self._wakes if i <= now):
+            ticking.wake_workers(min(self._wakes.pop(instant), settings.CRONSVC_WAKE_FANOUT))

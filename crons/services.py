@@ -106,6 +106,10 @@ def cron_update(
     if metadata is not None:
         cron.metadata = {**cron.metadata, **metadata}
     validate_schedule(cron.schedule, cron.timezone)
+    if reschedule or not cron.enabled:
+        from crons.ticking import withdraw_prepared
+
+        withdraw_prepared(cron, now=now)
     if reschedule:
         cron.needs_advance = False
         cron.next_run_date = compute_next_run(
@@ -121,6 +125,9 @@ def cron_update(
 
 @transaction.atomic
 def cron_delete(*, cron: Cron) -> None:
+    from crons.ticking import withdraw_prepared
+
+    withdraw_prepared(cron)
     Cron.objects.filter(pk=cron.pk).delete()
     mirror_delete(cron)
 

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone as djtz
 
 from crons import firetime
@@ -55,6 +55,8 @@ class FireReport:
     skipped: int = 0
     rejected: int = 0
     run_ids: list = field(default_factory=list)
+    # Runs created ahead of their instant: instant -> count, to wake at the instant.
+    prepared: dict = field(default_factory=dict)
 
 
 def db_now() -> datetime:
@@ -208,7 +210,7 @@ def _fast(cron: Cron, now: datetime) -> bool:
     return cron.thread_id is None or strategy == "enqueue"
 
 
-def _fire_batch(crons: list[Cron], report: FireReport) -> list[Cron]:
+def _fire_batch(crons: list[Cron], report: FireReport, now: datetime) -> list[Cron]:
     """Record a tick and create a pending run for each cron, with set-based writes.
 
     Returns the crons that must go the per-cron way instead (a thread over its
@@ -246,8 +248,13 @@ def _fire_batch(crons: list[Cron], report: FireReport) -> list[Cron]:
         return slow + batch
     report.fired += len(run_ids)
     report.run_ids += run_ids
-    fanout = min(len(run_ids), settings.CRONSVC_WAKE_FANOUT)
-    transaction.on_commit(lambda: wake_workers(fanout))
+    due_now = sum(1 for c in batch if c.next_run_date <= now)
+    for cron in batch:
+        if cron.next_run_date > now:
+            report.prepared[cron.next_run_date] = report.prepared.get(cron.next_run_date, 0) + 1
+    if due_now:
+        fanout = min(due_now, settings.CRONSVC_WAKE_FANOUT)
+        transaction.on_commit(lambda: wake_workers(fanout))
     return slow
 
 
@@ -289,29 +296,44 @@ def _fire_batch_orm(batch: list[Cron]) -> list:
     return [r.run_id for r in runs]
 
 
+BATCHABLE = (
+    Q(thread__isnull=True)
+    | Q(payload__multitask_strategy__isnull=True)
+    | Q(payload__multitask_strategy="enqueue")
+)
+
+
 def fire_due(
     *, now: datetime | None = None, holder: str | None = None, epoch: int | None = None,
-    batch: int = BATCH,
+    batch: int = BATCH, lookahead: float = 0,
 ) -> FireReport:
     """Fire every cron due at `now` (default: the database's clock).
 
     On-time crons are fired in set-based batches and their next fire time is
     left to `advance` (off the dispatch path); late ones, and thread crons
-    whose overlap policy needs a decision, go one by one through `_process`."""
+    whose overlap policy needs a decision, go one by one through `_process`.
+
+    With `lookahead` seconds, batchable crons due within that window are
+    prepared ahead: their tick and pending run are written now, with the
+    instant as `scheduled_at`, which no worker claims before it comes; the
+    caller wakes workers at the instant (report.prepared). So a second with
+    10,000 due crons costs only the wake-up messages at that second."""
     now = now or db_now()
+    horizon = now + timedelta(seconds=lookahead)
     report = FireReport()
     while True:
         with transaction.atomic():
             due = list(
                 Cron.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=now)
+                .filter(enabled=True, next_run_date__isnull=False)
+                .filter(Q(next_run_date__lte=now) | (Q(next_run_date__lte=horizon) & BATCHABLE))
                 .order_by("next_run_date")[:batch]
             )
             if not due:
                 return report
             _check_lease(holder, epoch, now)
             fast = [c for c in due if _fast(c, now)]
-            slow = [c for c in due if not _fast(c, now)] + _fire_batch(fast, report)
+            slow = [c for c in due if not _fast(c, now)] + _fire_batch(fast, report, now)
             fired_fast = [c for c in fast if c not in slow]
             if fired_fast:
                 Cron.objects.filter(pk__in=[c.pk for c in fired_fast]).update(
@@ -349,6 +371,37 @@ def advance(*, limit: int = 2000) -> int:
                 next_run_date=nxt, needs_advance=False
             )
     return len(updates)
+
+
+def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
+    """Remove the ticks and runs prepared ahead for `cron` whose instant has not
+    come (caller's transaction): a rescheduled, disabled or deleted cron does
+    not fire them. Returns how many runs were withdrawn."""
+    now = now or db_now()
+    runs = Run.objects.filter(
+        cron=cron, status=Run.Status.PENDING, scheduled_at__gt=now, attempts=0
+    )
+    rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
+    if not rows:
+        return 0
+    Tick.objects.filter(cron=cron, scheduled_at__in=[r[2] for r in rows]).delete()
+    runs.filter(pk__in=[r[0] for r in rows]).delete()
+    if cron.thread_id is None:
+        Thread.objects.filter(pk__in=[r[1] for r in rows]).delete()
+    return len(rows)
+
+
+def prepared_instants(*, since: datetime) -> dict:
+    """Instants (at or after `since`) with cron runs still pending: what a beat
+    taking over must wake workers for, since the beat that prepared them can't."""
+    from django.db.models import Count
+
+    rows = (
+        Run.objects.filter(status=Run.Status.PENDING, cron__isnull=False, scheduled_at__gte=since)
+        .values("scheduled_at")
+        .annotate(n=Count("run_id"))
+    )
+    return {row["scheduled_at"]: row["n"] for row in rows}
 
 
 def next_due_at() -> datetime | None:

@@ -221,6 +221,10 @@ CRONSVC_BEAT_MAX_INTERVAL = env.float("CRONSVC_BEAT_MAX_INTERVAL", default=1.0)
 CRONSVC_MISSED_TICK_GRACE = env.int("CRONSVC_MISSED_TICK_GRACE", default=300)
 # Pending runs a thread may hold; a tick beyond it is rejected.
 CRONSVC_MAX_PENDING_RUNS_PER_THREAD = env.int("CRONSVC_MAX_PENDING_RUNS_PER_THREAD", default=10)
+# Seconds ahead of their instant that beat prepares batchable crons' ticks and
+# pending runs (workers do not claim them before the instant), so a second
+# with many due crons only costs the wake-up messages. 0 disables.
+CRONSVC_DISPATCH_LOOKAHEAD = env.float("CRONSVC_DISPATCH_LOOKAHEAD", default=10)
 # Wake-up messages a fired batch publishes at most (each wakes one worker slot,
 # which then drains ready runs until none is left).
 CRONSVC_WAKE_FANOUT = env.int("CRONSVC_WAKE_FANOUT", default=16)

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from cronsvc.errors import Conflict
@@ -137,6 +139,11 @@ def run_delete(*, run: Run) -> None:
     Run.objects.filter(pk=run.pk).delete()
 
 
+# A run prepared ahead of its cron's instant is not ready before it (the
+# database's clock decides, as it does for beat).
+READY = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())
+
+
 def _claim(run: Run) -> Run | None:
     """pending → running for `run`, under its thread's row lock (caller's transaction)."""
     now = timezone.now()
@@ -165,7 +172,9 @@ def run_claim_next(*, thread_id) -> Run | None:
             .order_by("created_at", "run_id")
             .first()
         )
-        return _claim(run) if run is not None else None
+        if run is None or not Run.objects.filter(READY, pk=run.pk).exists():
+            return None  # nothing pending, or the oldest waits for its instant
+        return _claim(run)
 
 
 CLAIM_SCAN = 20
@@ -181,7 +190,7 @@ def run_claim_ready() -> Run | None:
         with transaction.atomic():
             candidates = list(
                 Run.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(status=Run.Status.PENDING)
+                .filter(READY, status=Run.Status.PENDING)
                 .exclude(thread_id__in=skipped_threads)
                 .order_by("created_at", "run_id")[:CLAIM_SCAN]
             )
@@ -206,6 +215,9 @@ def run_claim_ready() -> Run | None:
                     .first()
                 )
                 if first is not None and first.pk != run.pk:
+                    if not Run.objects.filter(READY, pk=first.pk).exists():
+                        skipped_threads.add(run.thread_id)
+                        continue
                     run = first  # keep each thread's runs in order
                 return _claim(run)
     return None

@@ -4,9 +4,9 @@ django-celery-beat mirrors in step."""
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from crons.services import cron_create
 from cronsvc.selectors import assistant_get_or_404
 from cronsvc.services import assistant_create, assistant_delete
-from crons.services import cron_create
 from runs import tasks
 from runs.models import Run
 from runs.services import run_create

@@ -235,3 +235,46 @@ def test_a_beat_without_the_lease_fires_nothing():
     ticking.advance()
     assert report.fired == 1
     assert SchedulerLease.objects.get().holder == "b"
+
+
+def test_lookahead_prepares_runs_no_worker_claims_before_their_instant(monkeypatch):
+    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    start = dt.datetime.now(UTC).replace(microsecond=0)
+    cron = make_cron("* * * * * */30", start=start)  # every 30 s
+    instant = cron.next_run_date
+    report = ticking.fire_due(now=start, lookahead=40)
+    assert report.fired == 1 and report.prepared == {instant: 1}
+    run = Run.objects.get(cron=cron)
+    assert (run.status, run.scheduled_at) == ("pending", instant)
+    assert Tick.objects.get(cron=cron).scheduled_at == instant
+    # The run exists, but nothing claims it before its instant.
+    from runs.services import run_claim_next, run_claim_ready
+
+    assert run_claim_ready() is None
+    assert run_claim_next(thread_id=run.thread_id) is None
+    ticking.advance()
+    cron.refresh_from_db()
+    assert cron.next_run_date == instant + dt.timedelta(seconds=30)
+
+
+def test_rescheduling_or_deleting_withdraws_prepared_runs():
+    from crons.services import cron_delete
+
+    start = dt.datetime.now(UTC).replace(microsecond=0)
+    cron = make_cron("* * * * * */30", start=start)
+    ticking.fire_due(now=start, lookahead=40)
+    ticking.advance()
+    assert Run.objects.filter(cron=cron).count() == 1
+    cron_update(cron=Cron.objects.get(pk=cron.pk), schedule="0 0 1 1 *")
+    assert Run.objects.filter(cron=cron).count() == 0
+    assert Tick.objects.filter(cron=cron).count() == 0
+    assert Cron.objects.get(pk=cron.pk).next_run_date.month == 1
+
+    other = make_cron("* * * * * */30", start=start)
+    ticking.fire_due(now=start, lookahead=40)
+    thread_id = Run.objects.get(cron=other).thread_id
+    cron_delete(cron=other)
+    assert not Run.objects.filter(thread_id=thread_id).exists()
+    from threads.models import Thread
+
+    assert not Thread.objects.filter(pk=thread_id).exists()
