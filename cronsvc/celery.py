@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 
@@ -19,3 +19,12 @@ def _reset_checkpointer_after_fork(**_: object) -> None:
     from cronsvc import checkpointer
 
     checkpointer.reset()
+
+
+@worker_ready.connect
+def _open_checkpointer(**_: object) -> None:
+    # Open the saver (and its connection pool) when the worker starts, not on
+    # its first run.
+    from cronsvc import checkpointer
+
+    checkpointer.get_saver()

@@ -21,3 +21,13 @@ urlpatterns = [
     path("openapi.json", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
+
+
+def not_found(request, exception=None):
+    """Unknown routes answer JSON, like every other error of the API."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"detail": "Not Found"}, status=404)
+
+
+handler404 = not_found

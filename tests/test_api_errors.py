@@ -346,3 +346,4 @@ def test_no_client_mistake_is_a_server_error_nor_a_write(api, thread_id):
         response = api.request(method, path.format(t=thread_id), json=body)
         assert response.status_code < 500, (method, path, body, response.text)
         assert rows() == before, (method, path, body, response.text)
+
