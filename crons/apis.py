@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 
 from crons import selectors, services
 from crons.models import Cron
-from cronsvc.api import RunOptionsIn, iso, paginated, require_uuid, validated
+from cronsvc.api import RunOptionsIn, iso, require_uuid, search_page, validated
 from cronsvc.errors import ServiceError
 from cronsvc.selectors import assistant_get_or_404
 from threads.selectors import thread_get_or_404
@@ -163,9 +163,7 @@ class CronSearchApi(APIView):
             sort_by=data.get("sort_by"),
             sort_order=data.get("sort_order"),
         )
-        offset, limit = data["offset"], data["limit"]
-        items = [cron_out(c, data.get("select")) for c in qs[offset : offset + limit]]
-        return paginated(items, total=qs.count(), offset=offset, limit=limit)
+        return search_page(qs, data, cron_out)
 
 
 class CronCountApi(APIView):

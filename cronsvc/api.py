@@ -51,6 +51,14 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def search_page(qs, data: dict, render) -> Response:
+    """One page of a search (`offset`, `limit`, `select` from `data`), each row
+    rendered by `render(row, select)`, with the pagination headers."""
+    offset, limit = data["offset"], data["limit"]
+    items = [render(row, data.get("select")) for row in qs[offset : offset + limit]]
+    return paginated(items, total=qs.count(), offset=offset, limit=limit)
+
+
 def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
     response = Response(items)
     response["X-Pagination-Total"] = str(total)

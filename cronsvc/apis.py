@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs, services
-from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, paginated, query_bool, validated
+from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, query_bool, search_page, validated
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
@@ -104,9 +104,7 @@ class AssistantSearchApi(APIView):
             sort_by=data.get("sort_by"),
             sort_order=data.get("sort_order"),
         )
-        offset, limit = data["offset"], data["limit"]
-        items = [assistant_out(a, data.get("select")) for a in qs[offset : offset + limit]]
-        return paginated(items, total=qs.count(), offset=offset, limit=limit)
+        return search_page(qs, data, assistant_out)
 
 
 class AssistantCountApi(APIView):

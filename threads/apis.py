@@ -10,9 +10,9 @@ from cronsvc.api import (
     JSONObject,
     StrictUUID,
     iso,
-    paginated,
     query_int,
     require_uuid,
+    search_page,
     validated,
 )
 from threads import selectors, services, state
@@ -139,9 +139,7 @@ class ThreadSearchApi(APIView):
             sort_by="updated_at" if sort_by == "state_updated_at" else sort_by,
             sort_order=data.get("sort_order"),
         )
-        offset, limit = data["offset"], data["limit"]
-        items = [thread_out(t, data.get("select")) for t in qs[offset : offset + limit]]
-        return paginated(items, total=qs.count(), offset=offset, limit=limit)
+        return search_page(qs, data, thread_out)
 
 
 class ThreadCountApi(APIView):
