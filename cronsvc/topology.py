@@ -68,10 +68,11 @@ def connection_budget(
     - a worker process: one per pool thread (`concurrency`), its main thread
       and its heartbeat thread, plus its checkpointer pool;
     - a gunicorn worker of the API: one per thread, plus its checkpointer pool;
-    - beat: its scheduler thread, plus a checkpointer pool at most.
+    - beat: its scheduler thread and the thread that advances next fire
+      times, plus a checkpointer pool at most.
     Health checks, migrate and pg_dump each add one while they run.
     """
     worker = concurrency + 2 + pool_size
     api = web_workers * (web_threads + pool_size)
-    beat = 1 + pool_size
+    beat = 2 + pool_size
     return workers * worker + api + beat
