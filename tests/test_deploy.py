@@ -373,6 +373,6 @@ def test_default_compose_with_four_workers_fits_postgres_max_connections():
         pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
     )
 
-    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 4) + (1 + 4))
+    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 4) + (2 + 4))
     # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
     assert budget + 3 + 10 <= max_connections
