@@ -109,8 +109,18 @@ def load(size: int) -> float:
 
 
 def child(kind: str, phase: str, size: int, due: int, bound: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--phase", phase, "--sizes", str(size),
-           "--due", str(due)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--phase",
+        phase,
+        "--sizes",
+        str(size),
+        "--due",
+        str(due),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=bound, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -130,7 +140,11 @@ def fmt(value, unit="", lower=False):
 def ratio(ours, theirs, lower=False):
     if ours in (None, 0) or theirs is None:
         return "n/a"
-    return ("≥" if lower else "") + f"{theirs / ours:,.0f}× better" if theirs >= ours else f"{ours / theirs:,.1f}× worse"
+    return (
+        ("≥" if lower else "") + f"{theirs / ours:,.0f}× better"
+        if theirs >= ours
+        else f"{ours / theirs:,.1f}× worse"
+    )
 
 
 def report(size, load_s, ours, stock, due):
@@ -150,12 +164,18 @@ def report(size, load_s, ours, stock, due):
     for name, a, b in rows:
         lower = stock_lower and b is None
         bval = stock_lower and None or b
-        print(f"{name:28}{fmt(a):>14}{(fmt(bval) if not lower else '> bound'):>16}   {ratio(a, bval) if bval is not None else 'stock did not finish'}")
+        print(
+            f"{name:28}{fmt(a):>14}{(fmt(bval) if not lower else '> bound'):>16}   {ratio(a, bval) if bval is not None else 'stock did not finish'}"
+        )
     if "rows_loaded" in stock:
-        print(f"stock loaded {stock['rows_loaded']:,} of {size:,} periodic tasks (fixed-hour crontabs "
-              f"outside ±2 h are hidden) and reloads them all every 300 s and on any change")
+        print(
+            f"stock loaded {stock['rows_loaded']:,} of {size:,} periodic tasks (fixed-hour crontabs "
+            f"outside ±2 h are hidden) and reloads them all every 300 s and on any change"
+        )
     if stock_lower:
-        print(f"stock did not finish its load/tick/edit steps within {stock_lower and stock or ''}the bound")
+        print(
+            f"stock did not finish its load/tick/edit steps within {stock_lower and stock or ''}the bound"
+        )
 
 
 def report_dispatch(size, due, ours, stock):
@@ -164,12 +184,18 @@ def report_dispatch(size, due, ours, stock):
     for key in ("p50", "p99", "max"):
         a = ours.get(key)
         b = stock.get(key) if "timeout" not in stock else None
-        print(f"{key + ' (s)':28}{fmt(a):>14}{(fmt(b) if b is not None else '> bound'):>16}   {ratio(a, b) if b is not None else 'stock did not finish'}")
-    print(f"dispatched: cronsvc {ours.get('dispatched', 0):,}/{due:,}, stock "
-          f"{stock.get('dispatched', 'n/a') if 'timeout' not in stock else '> bound'}")
+        print(
+            f"{key + ' (s)':28}{fmt(a):>14}{(fmt(b) if b is not None else '> bound'):>16}   {ratio(a, b) if b is not None else 'stock did not finish'}"
+        )
+    print(
+        f"dispatched: cronsvc {ours.get('dispatched', 0):,}/{due:,}, stock "
+        f"{stock.get('dispatched', 'n/a') if 'timeout' not in stock else '> bound'}"
+    )
     target = ours.get("p99")
-    print(f"design target p99 < 1 s: {'met' if target is not None and target < 1 else 'NOT met'}"
-          f" (cronsvc p99 {fmt(target)} s)")
+    print(
+        f"design target p99 < 1 s: {'met' if target is not None and target < 1 else 'NOT met'}"
+        f" (cronsvc p99 {fmt(target)} s)"
+    )
 
 
 def make_due(due: int) -> datetime:
@@ -185,8 +211,9 @@ def make_due(due: int) -> datetime:
         boundary += timedelta(minutes=1)
     ids = list(Cron.objects.order_by("cron_id").values_list("cron_id", flat=True)[:due])
     Cron.objects.filter(pk__in=ids).update(schedule="* * * * *", next_run_date=boundary)
-    every = CrontabSchedule.objects.create(minute="*", hour="*", day_of_week="*",
-                                           day_of_month="*", month_of_year="*", timezone="UTC")
+    every = CrontabSchedule.objects.create(
+        minute="*", hour="*", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
+    )
     PeriodicTask.objects.filter(cron__cron_id__in=ids).update(crontab=every, last_run_at=None)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
@@ -205,8 +232,11 @@ def main(argv=None):
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--due", type=int, default=10000)
     parser.add_argument("--bound", type=float, default=300)
-    parser.add_argument("--cronsvc-only", default="",
-                        help="sizes (e.g. 1000000) measured for cronsvc alone: load, memory, idle tick, edit")
+    parser.add_argument(
+        "--cronsvc-only",
+        default="",
+        help="sizes (e.g. 1000000) measured for cronsvc alone: load, memory, idle tick, edit",
+    )
     parser.add_argument("--child")
     parser.add_argument("--phase")
     parser.add_argument("--boundary")
@@ -218,8 +248,10 @@ def main(argv=None):
         print(json.dumps(result))
         return
     started = time.monotonic()
-    print(f"cronsvc beat benchmark — PostgreSQL {os.environ['DATABASE_URL']}, "
-          f"Redis {os.environ['CELERY_BROKER_URL']}")
+    print(
+        f"cronsvc beat benchmark — PostgreSQL {os.environ['DATABASE_URL']}, "
+        f"Redis {os.environ['CELERY_BROKER_URL']}"
+    )
     recreate_database()
     for size in sizes:
         load_s = load(size)
@@ -240,15 +272,31 @@ def main(argv=None):
         load_s = load(size)
         ours = child("cronsvc", "steady", size, args.due, args.bound)
         print(f"\n== {size:,} crons, cronsvc only (bulk import {load_s:.0f} s) ==")
-        for key, label in (("load_s", "scheduler load (s)"), ("mem_mb", "memory growth (MB)"),
-                           ("idle_tick_ms", "idle tick (ms)"), ("edit_s", "one edit visible (s)")):
+        for key, label in (
+            ("load_s", "scheduler load (s)"),
+            ("mem_mb", "memory growth (MB)"),
+            ("idle_tick_ms", "idle tick (ms)"),
+            ("edit_s", "one edit visible (s)"),
+        ):
             print(f"{label:28}{fmt(ours.get(key)):>14}")
     print(f"\ntotal benchmark time {time.monotonic() - started:.0f} s")
 
 
 def child_dispatch(kind, size, due, boundary, bound):
-    cmd = [sys.executable, __file__, "--child", kind, "--phase", "dispatch", "--sizes", str(size),
-           "--due", str(due), "--boundary", boundary.isoformat()]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--phase",
+        "dispatch",
+        "--sizes",
+        str(size),
+        "--due",
+        str(due),
+        "--boundary",
+        boundary.isoformat(),
+    ]
     wait = (boundary - datetime.now(UTC)).total_seconds()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=wait + bound, cwd=ROOT)
@@ -280,14 +328,19 @@ def cronsvc_steady(size, args):
         ticks.append(time.perf_counter() - t)
     cron = Cron.objects.order_by("cron_id").last()
     t = time.perf_counter()
-    response = Client().patch(f"/runs/crons/{cron.cron_id}", {"schedule": "* * * * *"},
-                              content_type="application/json")
+    response = Client().patch(
+        f"/runs/crons/{cron.cron_id}", {"schedule": "* * * * *"}, content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     scheduler.tick()  # the edit is read here: next_run_date is an indexed column
     edit_s = time.perf_counter() - t
     scheduler.advancer.stopped.set()
-    return {"load_s": load_s, "mem_mb": rss_mb() - base,
-            "idle_tick_ms": statistics.median(ticks[1:]) * 1000, "edit_s": edit_s}
+    return {
+        "load_s": load_s,
+        "mem_mb": rss_mb() - base,
+        "idle_tick_ms": statistics.median(ticks[1:]) * 1000,
+        "edit_s": edit_s,
+    }
 
 
 def stock_steady(size, args):
@@ -315,8 +368,13 @@ def stock_steady(size, args):
     t = time.perf_counter()
     scheduler.tick()
     edit_s = time.perf_counter() - t
-    return {"load_s": load_s, "mem_mb": mem, "idle_tick_ms": statistics.median(ticks[1:]) * 1000,
-            "edit_s": edit_s, "rows_loaded": loaded}
+    return {
+        "load_s": load_s,
+        "mem_mb": mem,
+        "idle_tick_ms": statistics.median(ticks[1:]) * 1000,
+        "edit_s": edit_s,
+        "rows_loaded": loaded,
+    }
 
 
 def cronsvc_dispatch(size, args):
@@ -351,8 +409,12 @@ def cronsvc_dispatch(size, args):
         after = [p for p in published if p >= c.timestamp() - 0.001]
         done = after[0] if after else c.timestamp()
         delays.append(done - boundary.timestamp())
-    return {"dispatched": len(created), "p50": pct(delays, 50), "p99": pct(delays, 99),
-            "max": max(delays) if delays else None}
+    return {
+        "dispatched": len(created),
+        "p50": pct(delays, 50),
+        "p99": pct(delays, 99),
+        "max": max(delays) if delays else None,
+    }
 
 
 def stock_dispatch(size, args):
@@ -377,8 +439,12 @@ def stock_dispatch(size, args):
         delay = scheduler.tick()
         time.sleep(min(delay, 1.0))
     delays = [s - boundary.timestamp() for s in sent if s >= boundary.timestamp() - 1]
-    return {"dispatched": len(delays), "p50": pct(delays, 50), "p99": pct(delays, 99),
-            "max": max(delays) if delays else None}
+    return {
+        "dispatched": len(delays),
+        "p50": pct(delays, 50),
+        "p99": pct(delays, 99),
+        "max": max(delays) if delays else None,
+    }
 
 
 CHILDREN = {

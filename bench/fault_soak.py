@@ -122,11 +122,24 @@ def main() -> int:
     redis = beat = None
     workers: list[Child] = []
     try:
-        redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                      "--save", "", "--appendonly", "no", "--daemonize", "no"]
+        redis_argv = [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
         redis = Child("redis", redis_argv, env, tmp)
         redis.wait_log("Ready to accept connections")
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
+        )
 
         import django
 
@@ -142,33 +155,68 @@ def main() -> int:
         celery = [sys.executable, "-m", "celery", "-A", "cronsvc"]
 
         def worker(n: int) -> Child:
-            return Child(f"worker{n}", [*celery, "worker", "--pool=threads", "--concurrency=4",
-                                        "-Q", queue, "-n", f"soak{n}-{uuid.uuid4().hex[:4]}@%h",
-                                        "--loglevel=INFO", "--without-gossip", "--without-mingle"],
-                         env, tmp)
+            return Child(
+                f"worker{n}",
+                [
+                    *celery,
+                    "worker",
+                    "--pool=threads",
+                    "--concurrency=4",
+                    "-Q",
+                    queue,
+                    "-n",
+                    f"soak{n}-{uuid.uuid4().hex[:4]}@%h",
+                    "--loglevel=INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                env,
+                tmp,
+            )
 
         workers = [worker(1), worker(2)]
-        beat = Child("beat", [*celery, "beat", "-S", "crons.scheduler:CronScheduler",
-                              "-s", str(tmp / "beat-schedule"), "--loglevel=INFO"], env, tmp)
+        beat = Child(
+            "beat",
+            [
+                *celery,
+                "beat",
+                "-S",
+                "crons.scheduler:CronScheduler",
+                "-s",
+                str(tmp / "beat-schedule"),
+                "--loglevel=INFO",
+            ],
+            env,
+            tmp,
+        )
         for child in (*workers, beat):
             child.wait_log("ready." if child is not beat else "beat: Starting")
 
         slow = assistant_get_or_404("slow")
         schedule = f"* * * * * */{args.every}"
         crons = [
-            cron_create(assistant=slow, schedule=schedule, on_run_completed="keep",
-                        payload={"input": {"messages": [{"role": "user", "content": "tick"}]}})
+            cron_create(
+                assistant=slow,
+                schedule=schedule,
+                on_run_completed="keep",
+                payload={"input": {"messages": [{"role": "user", "content": "tick"}]}},
+            )
             for _ in range(args.crons)
         ]
         started = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
-        log(f"{args.crons} crons '{schedule}' for {args.duration:g} s; db {dbname}, redis :{redis_port}")
+        log(
+            f"{args.crons} crons '{schedule}' for {args.duration:g} s; db {dbname}, redis :{redis_port}"
+        )
 
         faults = [
             (0.25, "kill -9 worker1", lambda: workers[0].kill9()),
             (0.25 + 4 / args.duration, "restart worker1", lambda: workers[0].start()),
-            (0.5, "restart redis (no persistence: queued messages are lost)", lambda: (
-                redis.stop(), time.sleep(1), redis.start())),
+            (
+                0.5,
+                "restart redis (no persistence: queued messages are lost)",
+                lambda: (redis.stop(), time.sleep(1), redis.start()),
+            ),
             (0.7, "kill -9 worker2", lambda: workers[1].kill9()),
             (0.7 + 4 / args.duration, "restart worker2", lambda: workers[1].start()),
         ]
@@ -209,7 +257,9 @@ def main() -> int:
             ticks = Counter(Tick.objects.filter(cron=cron).values_list("scheduled_at", flat=True))
             runs = Counter(Run.objects.filter(cron=cron).values_list("scheduled_at", flat=True))
             recorded_skips = set(
-                Tick.objects.filter(cron=cron).exclude(status="fired").values_list("scheduled_at", flat=True)
+                Tick.objects.filter(cron=cron)
+                .exclude(status="fired")
+                .values_list("scheduled_at", flat=True)
             )
             skipped += len(recorded_skips)
             for instant in instants:
@@ -217,7 +267,9 @@ def main() -> int:
                     missing += 1
                 elif instant not in recorded_skips and runs[instant] == 0:
                     missing += 1
-            doubled += sum(1 for n in ticks.values() if n > 1) + sum(1 for n in runs.values() if n > 1)
+            doubled += sum(1 for n in ticks.values() if n > 1) + sum(
+                1 for n in runs.values() if n > 1
+            )
             for run in Run.objects.filter(cron=cron):
                 statuses[run.status] += 1
                 attempts[run.attempts] += 1
@@ -227,8 +279,10 @@ def main() -> int:
                     ai = [m for m in run.output["messages"] if m["type"] == "ai"]
                     if len(ai) != 1:
                         doubled += 1  # the graph ran to completion twice into its state
-        log(f"instants due {expected_total}, ticks {Tick.objects.filter(cron__in=crons).count()}, "
-            f"runs {Run.objects.filter(cron__in=crons).count()}")
+        log(
+            f"instants due {expected_total}, ticks {Tick.objects.filter(cron__in=crons).count()}, "
+            f"runs {Run.objects.filter(cron__in=crons).count()}"
+        )
         log(f"run statuses {dict(statuses)}, attempts {dict(sorted(attempts.items()))}")
         print(f"missing {missing}, doubled {doubled}, stuck {stuck}, skipped (recorded) {skipped}")
         return 0 if missing == doubled == stuck == 0 else 1

@@ -77,27 +77,51 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
     # cron fires exactly once during the round.
     crons_bulk_create(
         assistant=assistant_get_or_404("slow"),
-        specs=[{"schedule": "0 0 1 1 *", "payload": {"input": {"messages": []}},
-                "on_run_completed": "keep"} for _ in range(runs)],
+        specs=[
+            {
+                "schedule": "0 0 1 1 *",
+                "payload": {"input": {"messages": []}},
+                "on_run_completed": "keep",
+            }
+            for _ in range(runs)
+        ],
     )
     instant = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
     Cron.objects.update(next_run_date=instant)
 
-    env = {**os.environ, "CELERY_WORKER_CONCURRENCY": str(concurrency),
-           "CRONSVC_DATA_DIR": tempfile.mkdtemp()}
-    procs = [subprocess.Popen(local_argv(BEAT), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
+    env = {
+        **os.environ,
+        "CELERY_WORKER_CONCURRENCY": str(concurrency),
+        "CRONSVC_DATA_DIR": tempfile.mkdtemp(),
+    }
+    procs = [
+        subprocess.Popen(
+            local_argv(BEAT),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     for i in range(workers):
-        procs.append(subprocess.Popen(
-            local_argv(WORKER) + ["-n", f"bench{i}@%h", "-Q", os.environ["CELERY_QUEUE"]],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                local_argv(WORKER) + ["-n", f"bench{i}@%h", "-Q", os.environ["CELERY_QUEUE"]],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs}
     peak_connections = 0
     deadline = time.time() + (instant - datetime.now(UTC)).total_seconds() + bound
     try:
         while time.time() < deadline:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DB_NAME])
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DB_NAME]
+                )
                 peak_connections = max(peak_connections, cursor.fetchone()[0])
             done = Run.objects.filter(status__in=["success", "error"]).count()
             if done >= runs:
@@ -146,25 +170,38 @@ def main():
     with connection.cursor() as cursor:
         cursor.execute("SHOW max_connections")
         max_connections = int(cursor.fetchone()[0])
-    print(f"worker scaling — {args.runs:,} runs of `slow` ({os.environ['SLOW_GRAPH_SECONDS']} s each) "
-          f"due at one instant; threads pool, concurrency {args.concurrency}; "
-          f"{os.cpu_count()} cores; PostgreSQL max_connections {max_connections}")
-    results = [one_round(int(n), args.runs, args.concurrency, args.bound)
-               for n in args.workers.split(",")]
+    print(
+        f"worker scaling — {args.runs:,} runs of `slow` ({os.environ['SLOW_GRAPH_SECONDS']} s each) "
+        f"due at one instant; threads pool, concurrency {args.concurrency}; "
+        f"{os.cpu_count()} cores; PostgreSQL max_connections {max_connections}"
+    )
+    results = [
+        one_round(int(n), args.runs, args.concurrency, args.bound) for n in args.workers.split(",")
+    ]
     base = results[0]["runs_per_s"]
-    print(f"{'workers':>8}{'done':>7}{'runs/s':>9}{'× 1 worker':>12}{'worker CPU':>12}"
-          f"{'beat CPU':>10}{'last start':>12}{'peak conns':>12}{'budget':>8}")
+    print(
+        f"{'workers':>8}{'done':>7}{'runs/s':>9}{'× 1 worker':>12}{'worker CPU':>12}"
+        f"{'beat CPU':>10}{'last start':>12}{'peak conns':>12}{'budget':>8}"
+    )
     for r in results:
-        budget = connection_budget(workers=r["workers"], concurrency=args.concurrency,
-                                   web_workers=0, web_threads=0,
-                                   pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE)
-        print(f"{r['workers']:>8}{r['done']:>7}{r['runs_per_s'] or 0:>9.1f}"
-              f"{(r['runs_per_s'] or 0) / base if base else 0:>11.2f}×{r['worker_cpu_pct'] or 0:>11.0f}%"
-              f"{r['beat_cpu_pct'] or 0:>9.0f}%{r['last_start_delay_s'] or 0:>11.1f}s"
-              f"{r['peak_connections']:>12}{budget:>8}")
+        budget = connection_budget(
+            workers=r["workers"],
+            concurrency=args.concurrency,
+            web_workers=0,
+            web_threads=0,
+            pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
+        )
+        print(
+            f"{r['workers']:>8}{r['done']:>7}{r['runs_per_s'] or 0:>9.1f}"
+            f"{(r['runs_per_s'] or 0) / base if base else 0:>11.2f}×{r['worker_cpu_pct'] or 0:>11.0f}%"
+            f"{r['beat_cpu_pct'] or 0:>9.0f}%{r['last_start_delay_s'] or 0:>11.1f}s"
+            f"{r['peak_connections']:>12}{budget:>8}"
+        )
     ideal = args.concurrency / float(os.environ["SLOW_GRAPH_SECONDS"])
-    print(f"ideal per worker (concurrency / wait) {ideal:.0f} runs/s; "
-          f"errors: {sum(r['errors'] for r in results)}")
+    print(
+        f"ideal per worker (concurrency / wait) {ideal:.0f} runs/s; "
+        f"errors: {sum(r['errors'] for r in results)}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,19 @@ from cronsvc.selectors import assistant_get_or_404
 from threads.selectors import thread_get_or_404
 
 CRON_FIELDS = [
-    "cron_id", "assistant_id", "thread_id", "on_run_completed", "end_time", "schedule",
-    "timezone", "created_at", "updated_at", "user_id", "payload", "next_run_date", "metadata",
+    "cron_id",
+    "assistant_id",
+    "thread_id",
+    "on_run_completed",
+    "end_time",
+    "schedule",
+    "timezone",
+    "created_at",
+    "updated_at",
+    "user_id",
+    "payload",
+    "next_run_date",
+    "metadata",
     "enabled",
 ]
 # Body keys that describe the cron itself rather than the run it creates.

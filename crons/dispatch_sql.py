@@ -15,12 +15,31 @@ from runs.models import Run
 from threads.models import Thread
 
 # Payload keys that describe the cron rather than the run it creates.
-EXCLUDED = ["assistant_id", "schedule", "timezone", "end_time", "enabled", "on_run_completed",
-            "metadata", "multitask_strategy"]
+EXCLUDED = [
+    "assistant_id",
+    "schedule",
+    "timezone",
+    "end_time",
+    "enabled",
+    "on_run_completed",
+    "metadata",
+    "multitask_strategy",
+]
 
 _RUN_COLUMNS = [
-    "run_id", "thread_id", "assistant_id", "status", "metadata", "kwargs", "multitask_strategy",
-    "on_completion", "cron_id", "scheduled_at", "attempts", "created_at", "updated_at",
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+    "on_completion",
+    "cron_id",
+    "scheduled_at",
+    "attempts",
+    "created_at",
+    "updated_at",
 ]
 
 

@@ -53,7 +53,9 @@ def _crontab_row(fields: dict, timezone: str) -> CrontabSchedule:
     if row is None:
         (row,) = CrontabSchedule.objects.bulk_create([CrontabSchedule(**fields, timezone=timezone)])
         if row.pk is None:  # backends that do not return ids from bulk_create
-            row = CrontabSchedule.objects.filter(**fields, timezone=timezone).order_by("-id").first()
+            row = (
+                CrontabSchedule.objects.filter(**fields, timezone=timezone).order_by("-id").first()
+            )
     return row
 
 
@@ -62,7 +64,9 @@ def _clocked_row(cron: Cron) -> ClockedSchedule | None:
         return None
     (row,) = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=cron.next_run_date)])
     if row.pk is None:
-        row = ClockedSchedule.objects.filter(clocked_time=cron.next_run_date).order_by("-id").first()
+        row = (
+            ClockedSchedule.objects.filter(clocked_time=cron.next_run_date).order_by("-id").first()
+        )
     return row
 
 

@@ -55,7 +55,9 @@ class Cron(models.Model):
                 condition=models.Q(enabled=True, next_run_date__isnull=False),
             ),
             models.Index(
-                fields=["last_tick_at"], name="cron_to_advance", condition=models.Q(needs_advance=True)
+                fields=["last_tick_at"],
+                name="cron_to_advance",
+                condition=models.Q(needs_advance=True),
             ),
         ]
 

@@ -21,7 +21,7 @@ import threading
 import uuid
 from datetime import timedelta
 
-from celery.beat import Scheduler
+from celery.beat import ScheduleEntry, Scheduler
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
@@ -53,6 +53,9 @@ class Advancer(threading.Thread):
 
 
 class CronScheduler(DatabaseScheduler):
+    # Own entries are plain in-memory entries, not django-celery-beat models.
+    Entry = ScheduleEntry
+
     def __init__(self, *args, **kwargs):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
@@ -115,7 +118,9 @@ class CronScheduler(DatabaseScheduler):
             if self.epoch is None:
                 return min(own_delay, self.max_interval)
             report = ticking.fire_due(
-                now=now, holder=self.holder, epoch=self.epoch,
+                now=now,
+                holder=self.holder,
+                epoch=self.epoch,
                 lookahead=settings.CRONSVC_DISPATCH_LOOKAHEAD,
             )
             for instant, count in report.prepared.items():
@@ -126,7 +131,10 @@ class CronScheduler(DatabaseScheduler):
             if report.fired or report.skipped or report.rejected:
                 log.info(
                     "tick %s: fired %s, skipped %s, rejected %s",
-                    now.isoformat(), report.fired, report.skipped, report.rejected,
+                    now.isoformat(),
+                    report.fired,
+                    report.skipped,
+                    report.rejected,
                 )
             next_due = ticking.next_due_at()
         except ticking.LeaseLost as exc:

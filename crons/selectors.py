@@ -7,7 +7,13 @@ from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
 
 SORTABLE = {
-    "cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at",
+    "cron_id",
+    "assistant_id",
+    "thread_id",
+    "next_run_date",
+    "end_time",
+    "created_at",
+    "updated_at",
 }
 
 
@@ -31,9 +37,11 @@ def cron_search(
     qs = Cron.objects.all()
     if assistant_id:
         # Accepts a graph name as well as a UUID (the reference server refuses names).
-        qs = qs.filter(assistant_id=assistant_id_from(assistant_id)) if assistant_id_from(
-            assistant_id
-        ) else qs.none()
+        qs = (
+            qs.filter(assistant_id=assistant_id_from(assistant_id))
+            if assistant_id_from(assistant_id)
+            else qs.none()
+        )
     if thread_id:
         pk = parse_uuid(thread_id)
         qs = qs.filter(thread_id=pk) if pk else qs.none()
@@ -53,7 +61,9 @@ def cron_next_run_date(cron: Cron):
         from crons.services import compute_next_run
 
         return compute_next_run(
-            schedule=cron.schedule, timezone=cron.timezone, end_time=cron.end_time,
+            schedule=cron.schedule,
+            timezone=cron.timezone,
+            end_time=cron.end_time,
             after=cron.last_tick_at,
         )
     return cron.next_run_date

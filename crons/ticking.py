@@ -142,8 +142,17 @@ def fire_tick(cron: Cron, instant: datetime, report: FireReport) -> None:
     kwargs = {
         k: v
         for k, v in payload.items()
-        if k not in {"assistant_id", "schedule", "timezone", "end_time", "enabled",
-                     "on_run_completed", "metadata", "multitask_strategy"}
+        if k
+        not in {
+            "assistant_id",
+            "schedule",
+            "timezone",
+            "end_time",
+            "enabled",
+            "on_run_completed",
+            "metadata",
+            "multitask_strategy",
+        }
     }
     metadata = {**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)}
     try:
@@ -186,7 +195,9 @@ def _process(cron: Cron, now: datetime, report: FireReport) -> None:
             report.skipped += 1
     if now - latest > grace:
         if _record(
-            cron, latest, Tick.Status.SKIPPED,
+            cron,
+            latest,
+            Tick.Status.SKIPPED,
             f"missed by {int((now - latest).total_seconds())} s (grace {int(grace.total_seconds())} s)",
         ):
             report.skipped += 1
@@ -229,10 +240,9 @@ def _fire_batch(crons: list[Cron], report: FireReport, now: datetime) -> list[Cr
     thread_ids = {c.thread_id for c in crons if c.thread_id}
     pending: dict = {}
     if thread_ids:
-        for tid in (
-            Run.objects.filter(thread_id__in=thread_ids, status=Run.Status.PENDING)
-            .values_list("thread_id", flat=True)
-        ):
+        for tid in Run.objects.filter(
+            thread_id__in=thread_ids, status=Run.Status.PENDING
+        ).values_list("thread_id", flat=True):
             pending[tid] = pending.get(tid, 0) + 1
     slow, batch = [], []
     for cron in crons:
@@ -278,8 +288,11 @@ def _fire_batch_orm(batch: list[Cron]) -> list:
             busy[cron.thread_id] = cron.assistant.graph_id
         else:
             thread = Thread(
-                metadata={"cron_id": str(cron.cron_id), "graph_id": cron.assistant.graph_id,
-                          "assistant_id": str(cron.assistant_id)},
+                metadata={
+                    "cron_id": str(cron.cron_id),
+                    "graph_id": cron.assistant.graph_id,
+                    "assistant_id": str(cron.assistant_id),
+                },
                 graph_id=cron.assistant.graph_id,
                 status=Thread.Status.BUSY,
             )
@@ -296,8 +309,14 @@ def _fire_batch_orm(batch: list[Cron]) -> list:
             scheduled_at=cron.next_run_date,
         )
         runs.append(run)
-        ticks.append(Tick(cron=cron, scheduled_at=cron.next_run_date, status=Tick.Status.FIRED,
-                          run_id=run.run_id))
+        ticks.append(
+            Tick(
+                cron=cron,
+                scheduled_at=cron.next_run_date,
+                status=Tick.Status.FIRED,
+                run_id=run.run_id,
+            )
+        )
     Thread.objects.bulk_create(threads, batch_size=1000)
     Tick.objects.bulk_create(ticks, batch_size=1000)
     Run.objects.bulk_create(runs, batch_size=1000)
@@ -315,8 +334,12 @@ BATCHABLE = (
 
 
 def fire_due(
-    *, now: datetime | None = None, holder: str | None = None, epoch: int | None = None,
-    batch: int = BATCH, lookahead: float = 0,
+    *,
+    now: datetime | None = None,
+    holder: str | None = None,
+    epoch: int | None = None,
+    batch: int = BATCH,
+    lookahead: float = 0,
 ) -> FireReport:
     """Fire every cron due at `now` (default: the database's clock).
 
@@ -355,7 +378,8 @@ def fire_due(
                 _process(cron, now, report)
                 # Compare-and-set: only advance from the instant we claimed.
                 Cron.objects.filter(pk=cron.pk, next_run_date=claimed_instant).update(
-                    next_run_date=cron.next_run_date, last_tick_at=claimed_instant,
+                    next_run_date=cron.next_run_date,
+                    last_tick_at=claimed_instant,
                     needs_advance=False,
                 )
         if len(due) < batch:

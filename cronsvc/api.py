@@ -121,7 +121,14 @@ class NodeList(serializers.JSONField):
 
 
 STREAM_MODES = {
-    "values", "messages", "messages-tuple", "tasks", "checkpoints", "updates", "events", "debug",
+    "values",
+    "messages",
+    "messages-tuple",
+    "tasks",
+    "checkpoints",
+    "updates",
+    "events",
+    "debug",
     "custom",
 }
 

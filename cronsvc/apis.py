@@ -13,8 +13,16 @@ from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
 
 ASSISTANT_FIELDS = [
-    "assistant_id", "graph_id", "config", "context", "created_at", "updated_at", "metadata",
-    "version", "name", "description",
+    "assistant_id",
+    "graph_id",
+    "config",
+    "context",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "version",
+    "name",
+    "description",
 ]
 
 

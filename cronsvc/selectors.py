@@ -77,7 +77,12 @@ def assistant_search(
     if name:
         qs = qs.filter(name__icontains=name)
     qs = filter_metadata(qs, "metadata", metadata)
-    return order(qs, sort_by, sort_order, allowed={"assistant_id", "graph_id", "name", "created_at", "updated_at"})
+    return order(
+        qs,
+        sort_by,
+        sort_order,
+        allowed={"assistant_id", "graph_id", "name", "created_at", "updated_at"},
+    )
 
 
 def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:
@@ -94,7 +99,9 @@ def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet
     return qs
 
 
-def order(qs: QuerySet, sort_by: str | None, sort_order: str | None, *, allowed: set[str]) -> QuerySet:
+def order(
+    qs: QuerySet, sort_by: str | None, sort_order: str | None, *, allowed: set[str]
+) -> QuerySet:
     if not sort_by:
         return qs
     if sort_by not in allowed:

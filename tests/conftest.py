@@ -107,9 +107,24 @@ class Proc:
 
 def start_worker(tmp_dir: Path, name: str = "w1", concurrency: int = 4, **env) -> Proc:
     proc = Proc(
-        [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", "--pool=threads",
-         f"--concurrency={concurrency}", "-Q", QUEUE, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cronsvc",
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "-Q",
+            QUEUE,
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         subprocess_env(tmp_dir, **env),
         f"worker {name}",
     )
@@ -119,8 +134,19 @@ def start_worker(tmp_dir: Path, name: str = "w1", concurrency: int = 4, **env) -
 
 def start_beat(tmp_dir: Path, **env) -> Proc:
     proc = Proc(
-        [sys.executable, "-m", "celery", "-A", "cronsvc", "beat", "--loglevel=INFO",
-         "-S", "crons.scheduler:CronScheduler", "-s", str(tmp_dir / "beat-schedule")],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cronsvc",
+            "beat",
+            "--loglevel=INFO",
+            "-S",
+            "crons.scheduler:CronScheduler",
+            "-s",
+            str(tmp_dir / "beat-schedule"),
+        ],
         subprocess_env(tmp_dir, **env),
         "beat",
     )

@@ -38,7 +38,9 @@ def counts():
 
 def test_thread_cron_stores_and_returns_every_option(sdk):
     thread = sdk.threads.create()
-    cron = sdk.crons.create_for_thread(thread["thread_id"], "agent", schedule="0 9 * * 1-5", **ALL_OPTIONS)
+    cron = sdk.crons.create_for_thread(
+        thread["thread_id"], "agent", schedule="0 9 * * 1-5", **ALL_OPTIONS
+    )
 
     assert cron["thread_id"] == thread["thread_id"]
     assert cron["assistant_id"] == "fe096781-5601-53d2-b2f6-0d3403f7e9ca"
@@ -50,9 +52,20 @@ def test_thread_cron_stores_and_returns_every_option(sdk):
     assert cron["metadata"] == {"team": "ops", "n": 1}
     assert cron["user_id"] is None
     payload = cron["payload"]
-    for key in ("input", "config", "context", "interrupt_before", "interrupt_after", "webhook",
-                "multitask_strategy", "stream_mode", "stream_subgraphs", "stream_resumable",
-                "durability", "metadata"):
+    for key in (
+        "input",
+        "config",
+        "context",
+        "interrupt_before",
+        "interrupt_after",
+        "webhook",
+        "multitask_strategy",
+        "stream_mode",
+        "stream_subgraphs",
+        "stream_resumable",
+        "durability",
+        "metadata",
+    ):
         expected = ALL_OPTIONS[key]
         assert payload[key] == expected, key
     assert payload["assistant_id"] == "agent"
@@ -84,8 +97,12 @@ def test_cron_mirrors_a_periodic_task_without_bumping_change_tracking(sdk):
     task = row.periodic_task
     assert task.task == "crons.fire_cron"
     assert json.loads(task.kwargs) == {"cron_id": cron["cron_id"]}
-    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_month,
-            task.crontab.day_of_week) == ("0", "9", "1", "1")
+    assert (
+        task.crontab.minute,
+        task.crontab.hour,
+        task.crontab.day_of_month,
+        task.crontab.day_of_week,
+    ) == ("0", "9", "1", "1")
     assert task.enabled is True
     # L is never handed to Celery's crontab.
     last = sdk.crons.create("agent", schedule="0 0 L * *")
@@ -105,8 +122,13 @@ def test_get_patch_delete(sdk):
     assert got == cron
 
     patched = sdk.crons.update(
-        cron["cron_id"], schedule="15 * * * *", timezone="Europe/Paris", metadata={"b": 2},
-        input={"messages": []}, end_time=dt.datetime(2031, 5, 1, tzinfo=dt.UTC), enabled=False,
+        cron["cron_id"],
+        schedule="15 * * * *",
+        timezone="Europe/Paris",
+        metadata={"b": 2},
+        input={"messages": []},
+        end_time=dt.datetime(2031, 5, 1, tzinfo=dt.UTC),
+        enabled=False,
         on_run_completed="keep",
     )
     assert patched["schedule"] == "15 * * * *"
@@ -147,13 +169,18 @@ def test_search_filters_sort_select_and_pagination(sdk, live_server):
     assert len(sdk.crons.search(thread_id=thread["thread_id"])) == 1
     assert {c["metadata"]["i"] for c in sdk.crons.search(metadata={"even": True})} == {0, 2, 4}
     assert len(sdk.crons.search(assistant_id="agent", limit=100)) == 6
-    assert len(sdk.crons.search(assistant_id="fe096781-5601-53d2-b2f6-0d3403f7e9ca", limit=100)) == 6
+    assert (
+        len(sdk.crons.search(assistant_id="fe096781-5601-53d2-b2f6-0d3403f7e9ca", limit=100)) == 6
+    )
     asc = sdk.crons.search(sort_by="created_at", sort_order="asc", limit=100)
     assert [c["cron_id"] for c in asc][:5] == [c["cron_id"] for c in made]
     by_next = sdk.crons.search(sort_by="next_run_date", sort_order="asc", enabled=True, limit=100)
     dates = [c["next_run_date"] for c in by_next]
     assert dates == sorted(dates)
-    assert sdk.crons.search(select=["cron_id", "schedule"], limit=1)[0].keys() == {"cron_id", "schedule"}
+    assert sdk.crons.search(select=["cron_id", "schedule"], limit=1)[0].keys() == {
+        "cron_id",
+        "schedule",
+    }
 
     page1 = httpx.post(f"{live_server.url}/runs/crons/search", json={"limit": 4, "offset": 0})
     assert page1.headers["X-Pagination-Total"] == "6"
@@ -173,16 +200,36 @@ def test_search_filters_sort_select_and_pagination(sdk, live_server):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"assistant_id": "agent", "schedule": "61 * * * *"}, 422, "Invalid cron schedule '61 * * * *'"),
+        (
+            {"assistant_id": "agent", "schedule": "61 * * * *"},
+            422,
+            "Invalid cron schedule '61 * * * *'",
+        ),
         ({"assistant_id": "agent", "schedule": "not a cron"}, 422, "Invalid cron schedule"),
-        ({"assistant_id": "agent", "schedule": "* * * * *", "timezone": "Mars/Olympus"}, 422, "Mars/Olympus"),
+        (
+            {"assistant_id": "agent", "schedule": "* * * * *", "timezone": "Mars/Olympus"},
+            422,
+            "Mars/Olympus",
+        ),
         ({"assistant_id": "nope", "schedule": "* * * * *"}, 404, "Assistant 'nope' not found"),
         ({"assistant_id": "agent"}, 422, "schedule"),
         ({"assistant_id": "agent", "schedule": "* * * * *", "metadata": [1]}, 422, "metadata"),
         ({"assistant_id": "agent", "schedule": "* * * * *", "end_time": "soon"}, 422, "end_time"),
-        ({"assistant_id": "agent", "schedule": "* * * * *", "on_run_completed": "maybe"}, 422, "on_run_completed"),
-        ({"assistant_id": "agent", "schedule": "* * * * *", "multitask_strategy": "x"}, 422, "multitask_strategy"),
-        ({"assistant_id": "agent", "schedule": "* * * * *", "interrupt_before": 3}, 422, "interrupt_before"),
+        (
+            {"assistant_id": "agent", "schedule": "* * * * *", "on_run_completed": "maybe"},
+            422,
+            "on_run_completed",
+        ),
+        (
+            {"assistant_id": "agent", "schedule": "* * * * *", "multitask_strategy": "x"},
+            422,
+            "multitask_strategy",
+        ),
+        (
+            {"assistant_id": "agent", "schedule": "* * * * *", "interrupt_before": 3},
+            422,
+            "interrupt_before",
+        ),
     ],
 )
 def test_create_errors_write_nothing(live_server, body, status, message):
@@ -199,20 +246,29 @@ def test_sdk_surfaces_error_detail(sdk):
         sdk.crons.create_for_thread(thread["thread_id"], "agent", schedule="* * * *")
     assert "Invalid cron schedule '* * * *'" in str(err.value)
     with pytest.raises(NotFoundError) as err:
-        sdk.crons.create_for_thread("00000000-0000-0000-0000-000000000000", "agent", schedule="* * * * *")
+        sdk.crons.create_for_thread(
+            "00000000-0000-0000-0000-000000000000", "agent", schedule="* * * * *"
+        )
     assert "Thread with ID 00000000-0000-0000-0000-000000000000 not found" in str(err.value)
     assert counts() == (0, 0)
 
 
 def test_malformed_and_oversized_bodies(live_server, settings):
     before = counts()
-    bad = httpx.post(f"{live_server.url}/runs/crons", content=b'{"schedule": ', headers={"content-type": "application/json"})
+    bad = httpx.post(
+        f"{live_server.url}/runs/crons",
+        content=b'{"schedule": ',
+        headers={"content-type": "application/json"},
+    )
     assert bad.status_code == 422
     assert "Invalid JSON" in bad.json()["detail"]
     not_object = httpx.post(f"{live_server.url}/runs/crons", json=[1, 2])
     assert not_object.status_code == 422
     settings.CRONSVC_MAX_BODY_BYTES = 1000
-    big = httpx.post(f"{live_server.url}/runs/crons", json={"assistant_id": "agent", "schedule": "* * * * *", "input": {"x": "y" * 2000}})
+    big = httpx.post(
+        f"{live_server.url}/runs/crons",
+        json={"assistant_id": "agent", "schedule": "* * * * *", "input": {"x": "y" * 2000}},
+    )
     assert big.status_code == 413
     assert "limit is 1000 bytes" in big.json()["detail"]
     assert counts() == before

@@ -29,27 +29,45 @@ def test_every_minute_cron_fires_at_the_boundary_and_stops_after_delete(sdk, wor
         if dt.datetime.now(dt.UTC).second >= 55:
             time.sleep(6)
         thread = sdk.threads.create()
-        on_thread = sdk.crons.create_for_thread(thread["thread_id"], "agent", schedule="* * * * *", input=QUESTION)
+        on_thread = sdk.crons.create_for_thread(
+            thread["thread_id"], "agent", schedule="* * * * *", input=QUESTION
+        )
         deleting = sdk.crons.create("agent", schedule="* * * * *", input=QUESTION)
-        keeping = sdk.crons.create("agent", schedule="* * * * *", input=QUESTION, on_run_completed="keep")
+        keeping = sdk.crons.create(
+            "agent", schedule="* * * * *", input=QUESTION, on_run_completed="keep"
+        )
         boundary = dt.datetime.fromisoformat(on_thread["next_run_date"])
         assert boundary.second == 0 and boundary > dt.datetime.now(dt.UTC)
         assert boundary - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=1)
         assert {deleting["next_run_date"], keeping["next_run_date"]} == {on_thread["next_run_date"]}
 
-        runs = wait_until(lambda: [r for r in sdk.runs.list(thread["thread_id"]) if r["status"] == "success"], timeout=90)
+        runs = wait_until(
+            lambda: [r for r in sdk.runs.list(thread["thread_id"]) if r["status"] == "success"],
+            timeout=90,
+        )
         run = Run.objects.get(pk=runs[0]["run_id"])
         assert run.scheduled_at == boundary
         assert str(run.cron_id) == on_thread["cron_id"]
-        log.warning("tick %s: run started %.3f s after it", boundary, (run.started_at - boundary).total_seconds())
+        log.warning(
+            "tick %s: run started %.3f s after it",
+            boundary,
+            (run.started_at - boundary).total_seconds(),
+        )
         state = sdk.threads.get_state(thread["thread_id"])
         assert state["values"]["messages"][-1]["content"].startswith("It is ")
 
         for cron in (deleting, keeping):
-            tick = wait_until(lambda cron=cron: Tick.objects.filter(cron_id=cron["cron_id"], status="fired").first(), timeout=30)
+            tick = wait_until(
+                lambda cron=cron: Tick.objects.filter(
+                    cron_id=cron["cron_id"], status="fired"
+                ).first(),
+                timeout=30,
+            )
             assert tick.scheduled_at == boundary
         keep_tick = Tick.objects.get(cron_id=keeping["cron_id"])
-        kept = wait_until(lambda: Run.objects.filter(pk=keep_tick.run_id, status="success").first(), timeout=30)
+        kept = wait_until(
+            lambda: Run.objects.filter(pk=keep_tick.run_id, status="success").first(), timeout=30
+        )
         assert Thread.objects.filter(pk=kept.thread_id).exists()
         assert sdk.threads.get_state(str(kept.thread_id))["values"]["messages"][-1]["type"] == "ai"
         # on_run_completed="delete": the thread (and its run) go; the tick stays.

@@ -28,10 +28,14 @@ def free_port() -> int:
 @pytest.fixture
 def dev_server(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE")
+    }
     env.update({"CRONSVC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
-    proc = Proc([sys.executable, "manage.py", "dev", "--port", str(port)], env, "manage.py dev")
+    # The README's run command, as a user types it.
+    proc = Proc(["bash", "scripts/dev.sh", "--port", str(port)], env, "scripts/dev.sh")
     proc.wait_for("cronsvc API on", timeout=90)
     proc.wait_for("ready.", timeout=60)  # the worker
     yield proc, f"http://127.0.0.1:{port}", tmp_path / "data"
@@ -53,8 +57,10 @@ def test_dev_server_on_sqlite_serves_runs_and_fires_crons(dev_server):
         )
         # 50 concurrent cron writes against one SQLite file.
         results = await asyncio.gather(
-            *[client.crons.create("agent", schedule=f"{i % 60} 3 * * *", metadata={"i": i})
-              for i in range(50)],
+            *[
+                client.crons.create("agent", schedule=f"{i % 60} 3 * * *", metadata={"i": i})
+                for i in range(50)
+            ],
             return_exceptions=True,
         )
         count = await client.crons.count()
@@ -90,7 +96,13 @@ def test_dev_refuses_a_public_bind_without_api_keys(tmp_path):
     env["CRONSVC_DATA_DIR"] = str(tmp_path)
     import subprocess
 
-    done = subprocess.run([sys.executable, "manage.py", "dev", "--host", "0.0.0.0"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "dev", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "only binds to loopback" in done.stderr

@@ -68,19 +68,25 @@ def test_two_schedulers_ticking_at_once_fire_each_instant_once():
     assert set(Tick.objects.values_list("status", flat=True)) == {"fired"}
     for cron in crons:
         assert sorted(Run.objects.filter(cron=cron).values_list("scheduled_at", flat=True)) == [
-            start + dt.timedelta(minutes=m) for m in (1, 2, 3)]
+            start + dt.timedelta(minutes=m) for m in (1, 2, 3)
+        ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lease_seconds", ["10", "0.1"], ids=["with-lease", "lease-expiring-every-tick"])
+@pytest.mark.parametrize(
+    "lease_seconds", ["10", "0.1"], ids=["with-lease", "lease-expiring-every-tick"]
+)
 def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
     # Both beats run; with a lease shorter than their tick they take it from each other
     # on every tick, so only the row claims and unique keys stand between
     # them and a double fire.
     agent = assistant_get_or_404("agent")
     beats = [
-        start_beat(tmp_path / f"b{i}", CRONSVC_BEAT_LEASE_SECONDS=lease_seconds,
-                   CRONSVC_BEAT_MAX_INTERVAL="0.2")
+        start_beat(
+            tmp_path / f"b{i}",
+            CRONSVC_BEAT_LEASE_SECONDS=lease_seconds,
+            CRONSVC_BEAT_MAX_INTERVAL="0.2",
+        )
         for i in range(2)
     ]
     time.sleep(1)  # both are ticking

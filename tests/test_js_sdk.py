@@ -18,7 +18,10 @@ def test_js_sdk_cron_flow(live_server):
     )
     out = subprocess.run(
         ["node", str(JS / "cron_flow.mjs"), live_server.url],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     result = json.loads(out.stdout)
     assert result["on_thread"]["thread_id"] == result["thread_id"]

@@ -19,7 +19,9 @@ def test_a_run_over_its_time_limit_ends_as_timeout(settings, monkeypatch):
     monkeypatch.setenv("SLOW_GRAPH_SECONDS", "0.3")
     settings.CRONSVC_RUN_TIMEOUT = 0.1
     thread = thread_create()
-    run = run_create(thread=thread, assistant=assistant_get_or_404("slow"), kwargs={"input": {"messages": []}})
+    run = run_create(
+        thread=thread, assistant=assistant_get_or_404("slow"), kwargs={"input": {"messages": []}}
+    )
     assert tasks.drain(str(thread.thread_id)) == 1
     run.refresh_from_db()
     assert run.status == "timeout"

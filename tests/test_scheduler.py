@@ -77,7 +77,9 @@ YEAR_END = z("2027-01-01T00:00:00Z")
 
 
 @pytest.mark.parametrize("tz", [None, "America/New_York"])
-@pytest.mark.parametrize("schedule", ["0 9 1 * 1", "0 0 L * *", "0 12 * * 5#2", "30 2 * * *", "30 1 * * *"])
+@pytest.mark.parametrize(
+    "schedule", ["0 9 1 * 1", "0 0 L * *", "0 12 * * 5#2", "30 2 * * *", "30 1 * * *"]
+)
 def test_a_year_of_fires_matches_croniter(schedule, tz):
     cron = make_cron(schedule, tz, start=YEAR_START)
     fired = drive(cron, YEAR_END)
@@ -91,19 +93,28 @@ def test_known_instants_of_or_and_nth_weekday():
     # 0 9 1 * 1: the 1st of the month OR any Monday (Celery's crontab would AND them).
     cron = make_cron("0 9 1 * 1", "America/New_York", start=YEAR_START)
     fired = drive(cron, z("2026-02-10T00:00:00Z"))
-    assert fired[:4] == [z("2026-01-01T14:00:00Z"), z("2026-01-05T14:00:00Z"),
-                         z("2026-01-12T14:00:00Z"), z("2026-01-19T14:00:00Z")]
+    assert fired[:4] == [
+        z("2026-01-01T14:00:00Z"),
+        z("2026-01-05T14:00:00Z"),
+        z("2026-01-12T14:00:00Z"),
+        z("2026-01-19T14:00:00Z"),
+    ]
     assert z("2026-02-01T14:00:00Z") in fired  # a Sunday, the 1st
     second_friday = make_cron("0 12 * * 5#2", None, start=YEAR_START)
     assert drive(second_friday, z("2026-04-01T00:00:00Z")) == [
-        z("2026-01-09T12:00:00Z"), z("2026-02-13T12:00:00Z"), z("2026-03-13T12:00:00Z")]
+        z("2026-01-09T12:00:00Z"),
+        z("2026-02-13T12:00:00Z"),
+        z("2026-03-13T12:00:00Z"),
+    ]
 
 
 @pytest.mark.parametrize("day", TABLE["days"], ids=lambda d: f"{d['tz']}-{d['date']}")
 def test_dst_days_follow_the_committed_table(day):
     for schedule, expected in day["expected"].items():
         cron = make_cron(schedule, day["tz"], start=z(day["start"]))
-        assert [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in drive(cron, z(day["end"]))] == expected, schedule
+        assert [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in drive(cron, z(day["end"]))] == expected, (
+            schedule
+        )
         Cron.objects.filter(pk=cron.pk).delete()
 
 
@@ -125,8 +136,11 @@ def test_minute_level_windows(schedule, tz, start, end):
     assert off_dst_days(fired, tz) == off_dst_days(expected, tz)
     for day in TABLE["days"]:
         if day["tz"] == tz and schedule in day["expected"] and start < z(day["start"]) < end:
-            on_day = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in fired
-                      if z(day["start"]) < t <= z(day["end"])]
+            on_day = [
+                t.strftime("%Y-%m-%dT%H:%M:%SZ")
+                for t in fired
+                if z(day["start"]) < t <= z(day["end"])
+            ]
             assert on_day == day["expected"][schedule]
     # Real time through the repeated hour: 6 fires of */20 1 on fall-back day.
     if schedule == "*/20 1 * * *" and start.month == 10:
@@ -137,7 +151,9 @@ def test_minute_level_windows(schedule, tz, start, end):
 def test_disabled_and_ended_crons_do_not_fire():
     start = z("2026-05-01T00:00:00Z")
     disabled = make_cron("* * * * *", start=start, enabled=False)
-    ended = make_cron("* * * * *", start=start, end_time=start + dt.timedelta(minutes=2, seconds=30))
+    ended = make_cron(
+        "* * * * *", start=start, end_time=start + dt.timedelta(minutes=2, seconds=30)
+    )
     live = make_cron("* * * * *", start=start)
     for minute in range(1, 6):
         tick(start + dt.timedelta(minutes=minute))
@@ -152,7 +168,9 @@ def test_schedule_edit_takes_effect_at_next_tick():
     cron = make_cron("0 * * * *", start=start)
     cron_update(cron=cron, schedule="*/10 * * * *", now=start + dt.timedelta(minutes=1))
     tick(start + dt.timedelta(minutes=10))
-    assert list(Tick.objects.values_list("scheduled_at", flat=True)) == [start + dt.timedelta(minutes=10)]
+    assert list(Tick.objects.values_list("scheduled_at", flat=True)) == [
+        start + dt.timedelta(minutes=10)
+    ]
 
 
 def test_missed_ticks_fire_latest_within_grace_and_record_skips(settings):
@@ -163,11 +181,18 @@ def test_missed_ticks_fire_latest_within_grace_and_record_skips(settings):
     tick(start + dt.timedelta(minutes=5, seconds=30))
     ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
     assert [(t.scheduled_at.minute, t.status) for t in ticks] == [
-        (1, "skipped"), (2, "skipped"), (3, "skipped"), (4, "skipped"), (5, "fired")]
+        (1, "skipped"),
+        (2, "skipped"),
+        (3, "skipped"),
+        (4, "skipped"),
+        (5, "fired"),
+    ]
     assert ticks[0].reason == "missed: a later tick was due"
     # Back on time: the following tick fires normally.
     tick(start + dt.timedelta(minutes=6))
-    assert Tick.objects.get(cron=cron, scheduled_at=start + dt.timedelta(minutes=6)).status == "fired"
+    assert (
+        Tick.objects.get(cron=cron, scheduled_at=start + dt.timedelta(minutes=6)).status == "fired"
+    )
     cron.refresh_from_db()
     assert cron.next_run_date == start + dt.timedelta(minutes=7)
 
@@ -188,8 +213,9 @@ def test_overlap_reject_and_pending_cap(settings):
     settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD = 2
     start = z("2026-05-01T00:00:00Z")
     thread = thread_create()
-    reject = make_cron("* * * * *", start=start, thread=thread,
-                       payload={"multitask_strategy": "reject"})
+    reject = make_cron(
+        "* * * * *", start=start, thread=thread, payload={"multitask_strategy": "reject"}
+    )
     for minute in (1, 2):
         tick(start + dt.timedelta(minutes=minute))
     ticks = list(Tick.objects.filter(cron=reject).order_by("scheduled_at"))
@@ -200,7 +226,9 @@ def test_overlap_reject_and_pending_cap(settings):
     enqueue = make_cron("* * * * *", start=start + dt.timedelta(minutes=2), thread=other)
     for minute in (3, 4, 5):
         tick(start + dt.timedelta(minutes=minute))
-    statuses = list(Tick.objects.filter(cron=enqueue).order_by("scheduled_at").values_list("status", "reason"))
+    statuses = list(
+        Tick.objects.filter(cron=enqueue).order_by("scheduled_at").values_list("status", "reason")
+    )
     assert [s for s, _ in statuses] == ["fired", "fired", "rejected"]
     assert "2 pending runs (limit 2)" in statuses[2][1]
 

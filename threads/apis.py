@@ -19,8 +19,15 @@ from threads import selectors, services, state
 from threads.models import Thread
 
 THREAD_FIELDS = [
-    "thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "config", "status",
-    "values", "interrupts",
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "config",
+    "status",
+    "values",
+    "interrupts",
 ]
 
 
@@ -35,7 +42,9 @@ def thread_out(thread: Thread, select: list[str] | None = None) -> dict:
         "status": thread.status,
         "values": thread.values,
         "interrupts": {},
-        "error": selectors.thread_last_error(thread) if thread.status == Thread.Status.ERROR else None,
+        "error": selectors.thread_last_error(thread)
+        if thread.status == Thread.Status.ERROR
+        else None,
     }
     return {k: data[k] for k in select} if select else data
 
@@ -57,9 +66,7 @@ class ThreadSearchIn(serializers.Serializer):
     ids = serializers.ListField(child=StrictUUID(), required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     values = JSONObject(required=False, allow_null=True)
-    status = serializers.ChoiceField(
-        choices=Thread.Status.values, required=False, allow_null=True
-    )
+    status = serializers.ChoiceField(choices=Thread.Status.values, required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     sort_by = serializers.ChoiceField(

@@ -25,7 +25,9 @@ def thread_create(
             raise Conflict(f"Thread with ID {thread_id} already exists")
     try:
         with transaction.atomic():
-            return Thread.objects.create(thread_id=thread_id or uuid.uuid4(), metadata=metadata or {})
+            return Thread.objects.create(
+                thread_id=thread_id or uuid.uuid4(), metadata=metadata or {}
+            )
     except IntegrityError as exc:
         if if_exists == "do_nothing":
             return Thread.objects.get(pk=thread_id)
@@ -67,8 +69,9 @@ def thread_update_state(
 
     thread = Thread.objects.select_for_update().get(pk=thread.pk)
     active = list(
-        Run.objects.filter(thread=thread, status__in=(Run.Status.PENDING, Run.Status.RUNNING))
-        .values_list("run_id", flat=True)
+        Run.objects.filter(
+            thread=thread, status__in=(Run.Status.PENDING, Run.Status.RUNNING)
+        ).values_list("run_id", flat=True)
     )
     if active:
         raise Conflict(

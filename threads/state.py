@@ -94,7 +94,9 @@ def _graph(thread: Thread):
     return graphs.get_graph(graph_id, checkpointer=checkpointer.get_saver())
 
 
-def thread_get_state(*, thread: Thread, checkpoint: dict | None = None, subgraphs: bool = False) -> dict:
+def thread_get_state(
+    *, thread: Thread, checkpoint: dict | None = None, subgraphs: bool = False
+) -> dict:
     graph = _graph(thread)
     if graph is None:
         return empty_state(thread)
@@ -105,7 +107,11 @@ def thread_get_state(*, thread: Thread, checkpoint: dict | None = None, subgraph
 
 
 def thread_history(
-    *, thread: Thread, limit: int = 10, before: dict | None = None, metadata: dict | None = None,
+    *,
+    thread: Thread,
+    limit: int = 10,
+    before: dict | None = None,
+    metadata: dict | None = None,
     checkpoint: dict | None = None,
 ) -> list[dict]:
     graph = _graph(thread)
@@ -116,7 +122,9 @@ def thread_history(
         kwargs["before"] = _config(thread, before)
     if metadata:
         kwargs["filter"] = metadata
-    return [snapshot_to_dict(s) for s in graph.get_state_history(_config(thread, checkpoint), **kwargs)]
+    return [
+        snapshot_to_dict(s) for s in graph.get_state_history(_config(thread, checkpoint), **kwargs)
+    ]
 
 
 def thread_update_state(

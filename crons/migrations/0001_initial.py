@@ -6,69 +6,134 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('cronsvc', '0001_initial'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('threads', '0001_initial'),
+        ("cronsvc", "0001_initial"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("threads", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SchedulerLease',
+            name="SchedulerLease",
             fields=[
-                ('name', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('holder', models.CharField(max_length=255)),
-                ('epoch', models.PositiveBigIntegerField(default=0)),
-                ('expires_at', models.DateTimeField()),
+                ("name", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("holder", models.CharField(max_length=255)),
+                ("epoch", models.PositiveBigIntegerField(default=0)),
+                ("expires_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='Cron',
+            name="Cron",
             fields=[
-                ('cron_id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('schedule', models.CharField(max_length=255)),
-                ('timezone', models.CharField(blank=True, max_length=64, null=True)),
-                ('payload', models.JSONField(blank=True, default=dict)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('end_time', models.DateTimeField(blank=True, null=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('on_run_completed', models.CharField(blank=True, choices=[('delete', 'Delete'), ('keep', 'Keep')], max_length=8, null=True)),
-                ('user_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('next_run_date', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('assistant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crons', to='cronsvc.assistant')),
-                ('periodic_task', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cron', to='django_celery_beat.periodictask')),
-                ('thread', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='crons', to='threads.thread')),
+                (
+                    "cron_id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("schedule", models.CharField(max_length=255)),
+                ("timezone", models.CharField(blank=True, max_length=64, null=True)),
+                ("payload", models.JSONField(blank=True, default=dict)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("end_time", models.DateTimeField(blank=True, null=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "on_run_completed",
+                    models.CharField(
+                        blank=True,
+                        choices=[("delete", "Delete"), ("keep", "Keep")],
+                        max_length=8,
+                        null=True,
+                    ),
+                ),
+                ("user_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("next_run_date", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "assistant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crons",
+                        to="cronsvc.assistant",
+                    ),
+                ),
+                (
+                    "periodic_task",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="cron",
+                        to="django_celery_beat.periodictask",
+                    ),
+                ),
+                (
+                    "thread",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crons",
+                        to="threads.thread",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Tick',
+            name="Tick",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scheduled_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('fired', 'Fired'), ('skipped', 'Skipped'), ('rejected', 'Rejected')], max_length=16)),
-                ('reason', models.CharField(blank=True, default='', max_length=255)),
-                ('run_id', models.UUIDField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('cron', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ticks', to='crons.cron')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scheduled_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("fired", "Fired"),
+                            ("skipped", "Skipped"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, default="", max_length=255)),
+                ("run_id", models.UUIDField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "cron",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ticks",
+                        to="crons.cron",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-scheduled_at'],
+                "ordering": ["-scheduled_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='cron',
-            index=models.Index(condition=models.Q(('enabled', True), ('next_run_date__isnull', False)), fields=['next_run_date'], name='cron_due'),
+            model_name="cron",
+            index=models.Index(
+                condition=models.Q(("enabled", True), ("next_run_date__isnull", False)),
+                fields=["next_run_date"],
+                name="cron_due",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tick',
-            constraint=models.UniqueConstraint(fields=('cron', 'scheduled_at'), name='tick_unique_instant'),
+            model_name="tick",
+            constraint=models.UniqueConstraint(
+                fields=("cron", "scheduled_at"), name="tick_unique_instant"
+            ),
         ),
     ]

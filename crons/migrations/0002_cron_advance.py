@@ -4,27 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crons', '0001_initial'),
-        ('cronsvc', '0001_initial'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('threads', '0002_checkpointer_tables'),
+        ("crons", "0001_initial"),
+        ("cronsvc", "0001_initial"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("threads", "0002_checkpointer_tables"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='cron',
-            name='last_tick_at',
+            model_name="cron",
+            name="last_tick_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cron',
-            name='needs_advance',
+            model_name="cron",
+            name="needs_advance",
             field=models.BooleanField(default=False),
         ),
         migrations.AddIndex(
-            model_name='cron',
-            index=models.Index(condition=models.Q(('needs_advance', True)), fields=['last_tick_at'], name='cron_to_advance'),
+            model_name="cron",
+            index=models.Index(
+                condition=models.Q(("needs_advance", True)),
+                fields=["last_tick_at"],
+                name="cron_to_advance",
+            ),
         ),
     ]

@@ -52,16 +52,31 @@ class Command(BaseCommand):
             for i in range(workers):
                 children.append(
                     subprocess.Popen(
-                        base + ["worker", "--pool=threads", f"--concurrency={concurrency}",
-                                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--loglevel=INFO",
-                                "-n", f"dev{i}@%h"]
+                        base
+                        + [
+                            "worker",
+                            "--pool=threads",
+                            f"--concurrency={concurrency}",
+                            "-Q",
+                            settings.CELERY_TASK_DEFAULT_QUEUE,
+                            "--loglevel=INFO",
+                            "-n",
+                            f"dev{i}@%h",
+                        ]
                     )
                 )
         if not no_beat:
             children.append(
                 subprocess.Popen(
-                    base + ["beat", "--loglevel=INFO", "-S", "crons.scheduler:CronScheduler",
-                            "-s", str(settings.DATA_DIR / "celerybeat-schedule")]
+                    base
+                    + [
+                        "beat",
+                        "--loglevel=INFO",
+                        "-S",
+                        "crons.scheduler:CronScheduler",
+                        "-s",
+                        str(settings.DATA_DIR / "celerybeat-schedule"),
+                    ]
                 )
             )
 
@@ -86,7 +101,9 @@ class Command(BaseCommand):
             while not stopping.is_set():
                 for child in children:
                     if child.poll() is not None and not stopping.is_set():
-                        self.stderr.write(f"child {child.args[4]} exited ({child.returncode}); stopping")
+                        self.stderr.write(
+                            f"child {child.args[4]} exited ({child.returncode}); stopping"
+                        )
                         signal.raise_signal(signal.SIGTERM)
                         return
                 time.sleep(1)

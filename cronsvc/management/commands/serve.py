@@ -12,8 +12,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("CRONSVC_BIND", "0.0.0.0:8123"))
-        parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)))
-        parser.add_argument("--threads", type=int, default=int(os.environ.get("CRONSVC_WEB_THREADS", 8)))
+        parser.add_argument(
+            "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2))
+        )
+        parser.add_argument(
+            "--threads", type=int, default=int(os.environ.get("CRONSVC_WEB_THREADS", 8))
+        )
 
     def handle(self, *args, bind, workers, threads, **options):
         if not settings.CRONSVC_API_KEYS and not settings.CRONSVC_ALLOW_ANONYMOUS:
@@ -22,8 +26,19 @@ class Command(BaseCommand):
                 "CRONSVC_ALLOW_ANONYMOUS=true to allow anonymous access explicitly."
             )
         argv = [
-            sys.executable, "-m", "gunicorn", "cronsvc.wsgi:application",
-            "--bind", bind, "--workers", str(workers), "--threads", str(threads),
-            "--timeout", str(int(settings.CRONSVC_WAIT_TIMEOUT) + 30), "--access-logfile", "-",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "cronsvc.wsgi:application",
+            "--bind",
+            bind,
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--timeout",
+            str(int(settings.CRONSVC_WAIT_TIMEOUT) + 30),
+            "--access-logfile",
+            "-",
         ]
         os.execv(sys.executable, argv)
