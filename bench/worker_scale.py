@@ -62,11 +62,11 @@ def recreate_database():
 def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
     from django.db import connection
 
+    from crons.models import Cron
+    from crons.services import crons_bulk_create
     from cronsvc.celery import app
     from cronsvc.selectors import assistant_get_or_404
     from cronsvc.topology import BEAT, WORKER, local_argv
-    from crons.models import Cron
-    from crons.services import crons_bulk_create
     from runs.models import Run
 
     with connection.cursor() as cursor:
