@@ -405,15 +405,18 @@ def cronsvc_dispatch(size, args):
         time.sleep(min(delay, 0.5))
     scheduler.advancer.stopped.set()
     created = sorted(Run.objects.filter(scheduled_at=boundary).values_list("created_at", flat=True))
-    # A run is dispatched once its row exists and its batch's wake-ups are
-    # published: the first publish after its creation.
+    # A run is dispatched once its row exists and a wake-up that can claim it
+    # is published: the first publish after both its creation and its instant
+    # (no worker claims a run before its instant).
     delays = []
     for c in created:
-        after = [p for p in published if p >= c.timestamp() - 0.001]
-        done = after[0] if after else c.timestamp()
-        delays.append(done - boundary.timestamp())
+        ready = max(c.timestamp(), boundary.timestamp()) - 0.001
+        after = [p for p in published if p >= ready]
+        done = after[0] if after else None
+        if done is not None:
+            delays.append(done - boundary.timestamp())
     return {
-        "dispatched": len(created),
+        "dispatched": len(delays),
         "p50": pct(delays, 50),
         "p99": pct(delays, 99),
         "max": max(delays) if delays else None,

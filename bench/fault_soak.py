@@ -86,7 +86,8 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=3, help="seconds between a cron's ticks")
     parser.add_argument("--duration", type=float, default=150, help="seconds the crons tick")
     parser.add_argument("--small", action="store_true", help="CI size: 4 crons every 2 s for 26 s")
-    parser.add_argument("--graph-seconds", type=float, default=0.5)
+    # Long enough that each worker has runs in flight when it is killed.
+    parser.add_argument("--graph-seconds", type=float, default=1.5)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     args = parser.parse_args()
     if args.small:
@@ -284,6 +285,10 @@ def main() -> int:
             f"runs {Run.objects.filter(cron__in=crons).count()}"
         )
         log(f"run statuses {dict(statuses)}, attempts {dict(sorted(attempts.items()))}")
+        logs = "".join(p.read_text(errors="replace") for p in tmp.glob("*.log"))
+        log(f"faults seen: runs reaped {logs.count('back to pending')}, "
+            f"reconciler passes that woke workers {logs.count('for a worker; waking workers')}, "
+            f"wake-ups the broker refused {logs.count('wake-up not published')}")
         print(f"missing {missing}, doubled {doubled}, stuck {stuck}, skipped (recorded) {skipped}")
         return 0 if missing == doubled == stuck == 0 else 1
     finally:
