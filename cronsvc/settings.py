@@ -238,3 +238,51 @@ CRONSVC_RUN_TIMEOUT = env.float("CRONSVC_RUN_TIMEOUT", default=600)
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
 CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)
+
+# --- durability: run leases, reaper, reconciler ------------------------------
+# A running run's lease: its worker renews it every third of this while the
+# graph runs; the reaper returns a run whose lease expired (its worker died) to
+# the queue, or errors it once it has been attempted CRONSVC_RUN_MAX_ATTEMPTS times.
+CRONSVC_RUN_LEASE_SECONDS = env.float("CRONSVC_RUN_LEASE_SECONDS", default=60)
+CRONSVC_RUN_MAX_ATTEMPTS = env.int("CRONSVC_RUN_MAX_ATTEMPTS", default=3)
+# Seconds between reaper passes (runs.reap) and runs it handles per pass.
+CRONSVC_REAP_INTERVAL = env.float("CRONSVC_REAP_INTERVAL", default=15)
+CRONSVC_REAP_BATCH = env.int("CRONSVC_REAP_BATCH", default=100)
+# A run ready and still pending this many seconds gets a fresh wake-up (its
+# message was lost); runs.reconcile runs every CRONSVC_RECONCILE_INTERVAL
+# seconds and publishes at most CRONSVC_RECONCILE_MAX_WAKES wake-ups a pass.
+CRONSVC_RECONCILE_AFTER = env.float("CRONSVC_RECONCILE_AFTER", default=60)
+CRONSVC_RECONCILE_INTERVAL = env.float("CRONSVC_RECONCILE_INTERVAL", default=30)
+CRONSVC_RECONCILE_MAX_WAKES = env.int("CRONSVC_RECONCILE_MAX_WAKES", default=16)
+if CRONSVC_RUN_LEASE_SECONDS <= 0 or CRONSVC_RUN_MAX_ATTEMPTS < 1:
+    raise environ.ImproperlyConfigured(
+        "CRONSVC_RUN_LEASE_SECONDS must be positive and CRONSVC_RUN_MAX_ATTEMPTS at least 1"
+    )
+
+# --- webhooks --------------------------------------------------------------
+# POST of a finished run to its `webhook`: per-attempt timeout (seconds),
+# attempts at most, first retry delay (doubled each retry).
+CRONSVC_WEBHOOK_TIMEOUT = env.float("CRONSVC_WEBHOOK_TIMEOUT", default=10)
+CRONSVC_WEBHOOK_MAX_ATTEMPTS = env.int("CRONSVC_WEBHOOK_MAX_ATTEMPTS", default=5)
+CRONSVC_WEBHOOK_BACKOFF = env.float("CRONSVC_WEBHOOK_BACKOFF", default=2)
+# Targets on loopback, private, link-local, shared or metadata addresses are
+# refused unless listed here: comma-separated host names and IPs/CIDRs.
+CRONSVC_WEBHOOK_ALLOWLIST = env.list("CRONSVC_WEBHOOK_ALLOWLIST", default=[])
+
+# --- retention -------------------------------------------------------------
+# Finished runs and ticks older than this many days are deleted (0: keep all).
+CRONSVC_RETENTION_DAYS = env.float("CRONSVC_RETENTION_DAYS", default=30)
+# Checkpoints kept per (thread, namespace), newest first (0: keep all).
+CRONSVC_CHECKPOINTS_KEEP = env.int("CRONSVC_CHECKPOINTS_KEEP", default=50)
+# Seconds between prune passes (runs.prune); rows (or threads, for
+# checkpoints) deleted per batch, and batches per pass.
+CRONSVC_PRUNE_INTERVAL = env.float("CRONSVC_PRUNE_INTERVAL", default=3600)
+CRONSVC_PRUNE_BATCH = env.int("CRONSVC_PRUNE_BATCH", default=500)
+CRONSVC_PRUNE_MAX_BATCHES = env.int("CRONSVC_PRUNE_MAX_BATCHES", default=20)
+
+# cronsvc's own periodic tasks, run by the same beat as the crons.
+CELERY_BEAT_SCHEDULE = {
+    "runs.reap": {"task": "runs.reap", "schedule": CRONSVC_REAP_INTERVAL},
+    "runs.reconcile": {"task": "runs.reconcile", "schedule": CRONSVC_RECONCILE_INTERVAL},
+    "runs.prune": {"task": "runs.prune", "schedule": CRONSVC_PRUNE_INTERVAL},
+}

@@ -18,6 +18,7 @@ from langgraph.types import Command
 from cronsvc import checkpointer, graphs
 from cronsvc.jsonable import to_jsonable
 from runs import services
+from runs.leases import LeaseKeeper
 from runs.models import Run
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,29 @@ class RunCancelled(Exception):
 
 class RunTimedOut(Exception):
     pass
+
+
+class LeaseLost(Exception):
+    """The run was reaped (this worker stopped renewing in time) and belongs to
+    another attempt now: stop without recording anything."""
+
+
+LOST = "lost"
+
+
+def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
+    """On a retried attempt, continue from the previous attempt's checkpoint
+    instead of feeding the input again. Returns (already_done, input)."""
+    if run.attempts <= 1:
+        return False, graph_input
+    snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
+    if (snapshot.metadata or {}).get("run_id") != str(run.run_id):
+        return False, graph_input  # the previous attempt wrote nothing
+    before = run.kwargs.get("interrupt_before") or []
+    paused = snapshot.interrupts or before == "*" or set(snapshot.next) & set(before)
+    if snapshot.next and not paused:
+        return False, None
+    return True, None  # it got to the end or its interrupt; only its finish was lost
 
 
 def _merge(base: dict | None, extra: dict | None) -> dict:
@@ -69,10 +93,27 @@ def build_config(run: Run) -> dict:
 
 
 def execute(run: Run) -> str:
-    """Run the graph for a claimed (running) run; record its end. Returns the status."""
+    """Run the graph for a claimed (running) run; record its end. Returns the status.
+
+    Holds the run's lease meanwhile: renewed between steps and by a
+    LeaseKeeper thread during a step; when it is lost the run is left to
+    the attempt that holds it now."""
+    keeper = LeaseKeeper(run)
+    keeper.start()
+    try:
+        return _execute(run, keeper)
+    finally:
+        keeper.stop()
+
+
+def _execute(run: Run, keeper: LeaseKeeper) -> str:
+    attempt = run.attempts
     assistant = run.assistant
     if assistant is None:
-        services.run_finish(run_id=run.run_id, status=Run.Status.ERROR, error="Assistant was deleted")
+        services.run_finish(
+            run_id=run.run_id, status=Run.Status.ERROR, error="Assistant was deleted",
+            attempt=attempt,
+        )
         return Run.Status.ERROR
     kwargs = run.kwargs or {}
     config = build_config(run)
@@ -81,11 +122,12 @@ def execute(run: Run) -> str:
         graph = graphs.get_graph(assistant.graph_id, checkpointer=saver, config=config)
         command = kwargs.get("command")
         graph_input: Any = Command(**command) if command else kwargs.get("input")
+        done, graph_input = _resume_input(graph, run, graph_input)
         context = _merge(assistant.context, kwargs.get("context")) or None
         durability = kwargs.get("durability")
         if durability is None and kwargs.get("checkpoint_during") is False:
             durability = "exit"
-        stream = graph.stream(
+        stream = iter(()) if done else graph.stream(
             graph_input,
             config,
             context=context,
@@ -96,22 +138,33 @@ def execute(run: Run) -> str:
         )
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
         for _ in stream:
+            if keeper.lost.is_set() or not keeper.renew_if_due():
+                stream.close()
+                raise LeaseLost()
             if services.run_cancel_requested(run.run_id):
                 stream.close()
                 raise RunCancelled()
             if time.monotonic() > deadline:
                 stream.close()
                 raise RunTimedOut()
+        if keeper.lost.is_set():
+            raise LeaseLost()
         snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
         values = to_jsonable(snapshot.values)
         status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
-        services.run_finish(run_id=run.run_id, status=status, output=values, values=values)
+        if not services.run_finish(
+            run_id=run.run_id, status=status, output=values, values=values, attempt=attempt
+        ):
+            return LOST
         return status
+    except LeaseLost:
+        log.warning("run %s: lease lost on attempt %s; leaving it to the reaper", run.run_id, attempt)
+        return LOST
     except RunCancelled:
         values = _safe_values(assistant.graph_id, run)
         services.run_finish(
             run_id=run.run_id, status=Run.Status.INTERRUPTED, output=values, values=values,
-            error="Cancelled",
+            error="Cancelled", attempt=attempt,
         )
         return Run.Status.INTERRUPTED
     except RunTimedOut:
@@ -119,6 +172,7 @@ def execute(run: Run) -> str:
         services.run_finish(
             run_id=run.run_id, status=Run.Status.TIMEOUT, output=values, values=values,
             error=f"Run exceeded CRONSVC_RUN_TIMEOUT ({settings.CRONSVC_RUN_TIMEOUT:g} s)",
+            attempt=attempt,
         )
         return Run.Status.TIMEOUT
     except Exception as exc:  # noqa: BLE001 - a graph's failure is recorded on its run
@@ -130,6 +184,7 @@ def execute(run: Run) -> str:
             error=error,
             output={"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=5)},
             values=_safe_values(assistant.graph_id, run),
+            attempt=attempt,
         )
         return Run.Status.ERROR
 

@@ -20,6 +20,12 @@ class Run(models.Model):
         ROLLBACK = "rollback"
         ENQUEUE = "enqueue"
 
+    class WebhookStatus(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        REFUSED = "refused"
+
     FINISHED = (Status.ERROR, Status.SUCCESS, Status.TIMEOUT, Status.INTERRUPTED)
 
     run_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -47,6 +53,17 @@ class Run(models.Model):
     cancel_action = models.CharField(max_length=16, null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Held by the worker executing the run, renewed while the graph runs; a
+    # running run whose lease expired lost its worker (see runs.leases).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Delivery of kwargs["webhook"] after the run finished (see runs.webhooks).
+    webhook_status = models.CharField(
+        max_length=16, choices=WebhookStatus.choices, null=True, blank=True
+    )
+    webhook_attempts = models.PositiveIntegerField(default=0)
+    webhook_status_code = models.PositiveIntegerField(null=True, blank=True)
+    webhook_error = models.TextField(null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,6 +73,18 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["thread", "status", "created_at"], name="run_thread_status"),
             models.Index(fields=["status", "created_at"], name="run_status_created"),
+            # The reaper's scan: running runs by lease expiry.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(status="running"),
+                name="run_lease_expiry",
+            ),
+            # Retention: finished runs by age.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(finished_at__isnull=False),
+                name="run_finished_at",
+            ),
         ]
         constraints = [
             # At most one run per (cron, scheduled instant).

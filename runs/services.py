@@ -9,20 +9,25 @@ nothing to claim and returns.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from cronsvc.errors import Conflict
 from cronsvc.models import Assistant
 from runs.models import Run
 from threads.models import Thread
+
+log = logging.getLogger(__name__)
 
 ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
 
@@ -38,7 +43,8 @@ class TooManyPending(Conflict):
 def _wake(thread_id) -> None:
     from runs.tasks import drain
 
-    drain.delay(str(thread_id))
+    with wake_lost_is_logged():
+        drain.delay(str(thread_id))
 
 
 def wake_workers(count: int) -> None:
@@ -46,9 +52,24 @@ def wake_workers(count: int) -> None:
     one drains ready runs until none is left."""
     from runs.tasks import drain
 
-    with drain.app.producer_or_acquire() as producer:
+    with wake_lost_is_logged(), drain.app.producer_or_acquire() as producer:
         for _ in range(count):
             drain.apply_async(producer=producer)
+
+
+@contextmanager
+def wake_lost_is_logged():
+    """A wake-up the broker refused (down, restarting) is logged, not raised:
+    the run is committed, and the reconciler (runs.leases) wakes a worker for
+    it after CRONSVC_RECONCILE_AFTER seconds. Raising would fail an API call
+    whose run exists, or stop beat."""
+    try:
+        yield
+    except (KombuOperationalError, OSError) as exc:
+        log.warning(
+            "wake-up not published (%s); the reconciler wakes a worker within %g s",
+            exc, settings.CRONSVC_RECONCILE_AFTER + settings.CRONSVC_RECONCILE_INTERVAL,
+        )
 
 
 @transaction.atomic
@@ -144,11 +165,22 @@ def run_delete(*, run: Run) -> None:
 READY = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())
 
 
+def lease_expiry():
+    """When a lease taken or renewed now expires, on the database's clock."""
+    return ExpressionWrapper(
+        Now() + timedelta(seconds=settings.CRONSVC_RUN_LEASE_SECONDS),
+        output_field=DateTimeField(),
+    )
+
+
 def _claim(run: Run) -> Run | None:
-    """pending → running for `run`, under its thread's row lock (caller's transaction)."""
+    """pending → running for `run`, under its thread's row lock (caller's transaction).
+
+    The claim takes the run's lease (runs.leases) and counts the attempt."""
     now = timezone.now()
     claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-        status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1
+        status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1,
+        lease_expires_at=lease_expiry(),
     )
     if not claimed:
         return None
@@ -246,32 +278,68 @@ def _settle_thread(thread_id) -> None:
 
 
 def run_finish(
-    *, run_id, status: str, output: Any = None, error: str | None = None, values: Any = None
+    *,
+    run_id,
+    status: str,
+    output: Any = None,
+    error: str | None = None,
+    values: Any = None,
+    attempt: int | None = None,
 ) -> bool:
     """Record a run's end. Idempotent: only a running run is finished, once.
 
+    With `attempt`, only that attempt may finish it: a worker whose lease
+    expired (the run was reaped and claimed again) cannot end the run.
     Called after the graph's checkpoint is written, so the run's status is the
     last thing to change."""
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != Run.Status.RUNNING:
             return False
-        now = timezone.now()
-        Run.objects.filter(pk=run_id).update(
-            status=status, output=output, error=error, finished_at=now, updated_at=now
-        )
+        if attempt is not None and run.attempts != attempt:
+            return False
+        _finish_locked(run, status=status, output=output, error=error, values=values)
+    return True
+
+
+KEEP_VALUES = object()
+
+
+def _finish_locked(
+    run: Run, *, status: str, output: Any, error: str | None, values: Any = KEEP_VALUES
+) -> None:
+    """End a running run locked by the caller's transaction; after commit,
+    delete a stateless run's thread and deliver its webhook. The thread's
+    values are left as they are with KEEP_VALUES."""
+    now = timezone.now()
+    webhook = (run.kwargs or {}).get("webhook")
+    Run.objects.filter(pk=run.pk).update(
+        status=status, output=output, error=error, finished_at=now, updated_at=now,
+        lease_expires_at=None,
+        webhook_status=Run.WebhookStatus.PENDING if webhook else None,
+    )
+    if values is KEEP_VALUES:
+        Thread.objects.filter(pk=run.thread_id).update(updated_at=now)
+    else:
         Thread.objects.filter(pk=run.thread_id).update(values=values, updated_at=now)
-        _settle_thread(run.thread_id)
-        delete_thread = run.on_completion == "delete"
-        thread_id = run.thread_id
-    if delete_thread:
-        # Deferred a little, so a client waiting on the run still reads its result.
+    _settle_thread(run.thread_id)
+    run_id, thread_id = run.pk, run.thread_id
+    if webhook:
+        from runs.tasks import deliver_webhook
+
+        # robust: a broker blip must not fail the finish; the reconciler
+        # re-enqueues deliveries left pending.
+        transaction.on_commit(lambda: deliver_webhook.delay(str(run_id)), robust=True)
+    if run.on_completion == "delete":
         from runs.tasks import delete_stateless_thread
 
-        delete_stateless_thread.apply_async(
-            (str(thread_id),), countdown=settings.CRONSVC_STATELESS_THREAD_GRACE
+        # Deferred a little, so a client waiting on the run still reads its
+        # result (and its webhook its values).
+        transaction.on_commit(
+            lambda: delete_stateless_thread.apply_async(
+                (str(thread_id),), countdown=settings.CRONSVC_STATELESS_THREAD_GRACE
+            )
         )
-    return True
 
 
 def thread_delete_when_idle(*, thread_id) -> None:

@@ -2,9 +2,10 @@
 
 from celery import shared_task
 from celery.worker import state as worker_state
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from runs import executor, services
+from runs import executor, leases, retention, services, webhooks
 
 
 @shared_task(
@@ -45,3 +46,70 @@ def drain(thread_id: str | None = None) -> int:
 def delete_stateless_thread(thread_id: str) -> None:
     """Delete a finished stateless run's thread (on_completion="delete"). Idempotent."""
     services.thread_delete_when_idle(thread_id=thread_id)
+
+
+@shared_task(
+    name="runs.reap",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def reap() -> dict:
+    """Periodic (CRONSVC_REAP_INTERVAL): running runs whose lease expired go back
+    to pending with a wake-up, or end as error once their attempts are spent.
+    Claims rows with SKIP LOCKED; two passes at once split the work."""
+    return leases.runs_reap()
+
+
+@shared_task(
+    name="runs.reconcile",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def reconcile() -> dict:
+    """Periodic (CRONSVC_RECONCILE_INTERVAL): wake workers for pending runs
+    ready longer than CRONSVC_RECONCILE_AFTER (their message was lost), and
+    re-enqueue stalled webhook deliveries. Wake-ups only claim, so a spare one
+    is harmless."""
+    return leases.runs_reconcile()
+
+
+@shared_task(
+    name="runs.prune",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def prune() -> dict:
+    """Periodic (CRONSVC_PRUNE_INTERVAL): delete finished runs and ticks older
+    than CRONSVC_RETENTION_DAYS and checkpoints beyond the newest
+    CRONSVC_CHECKPOINTS_KEEP per thread, in bounded batches."""
+    return retention.prune()
+
+
+@shared_task(
+    bind=True,
+    name="runs.deliver_webhook",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=10,
+)
+def deliver_webhook(self, run_id: str) -> str | None:
+    """POST a finished run to its webhook (runs.webhooks). Each attempt is
+    claimed and recorded on the run; a 5xx, 408, 429 or network error is
+    retried with exponential backoff up to CRONSVC_WEBHOOK_MAX_ATTEMPTS
+    attempts; a refused target is recorded and not retried."""
+    from runs.models import Run
+
+    attempts = Run.objects.filter(pk=run_id).values_list("webhook_attempts", flat=True).first()
+    if attempts is None:
+        return None
+    final = attempts + 1 >= settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS
+    outcome = webhooks.deliver(run_id, final=final)
+    if outcome is None:
+        return None
+    if outcome.retry:
+        countdown = settings.CRONSVC_WEBHOOK_BACKOFF * 2**attempts
+        raise self.retry(countdown=countdown)
+    return outcome.status

@@ -1,0 +1,201 @@
+"""Run leases, the reaper and the reconciler: no run lost, none stuck.
+
+A worker that claims a run takes its lease (`lease_expires_at`, on the
+database's clock, `CRONSVC_RUN_LEASE_SECONDS` ahead) and renews it while the
+graph runs: between graph steps, and from a small timer thread while a step
+runs (`LeaseKeeper`). A worker killed mid-run stops renewing; the reaper
+(`runs.reap`, a periodic task) finds its run `running` with an expired lease
+and returns it to `pending` (it keeps its attempt count) with a wake-up, or,
+once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times, ends it as
+`error` with the reason. A renewal or finish names its attempt, so a worker
+that lost its lease cannot renew or finish the run again.
+
+The reconciler (`runs.reconcile`) covers the other loss: a pending, ready run
+whose wake-up message never reached a worker (the publisher died between
+commit and publish, Redis restarted without persistence, the filesystem
+broker's read-and-delete). It publishes fresh wake-ups; they only claim, so a
+spare one claims nothing.
+
+Both work in bounded passes on row claims (SELECT … FOR UPDATE SKIP LOCKED,
+then a compare-and-set on status and attempt), never check-then-act.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from runs.models import Run
+from runs.services import READY, _finish_locked, _settle_thread, lease_expiry, wake_workers
+
+log = logging.getLogger(__name__)
+
+
+def run_lease_renew(*, run_id, attempt: int) -> bool:
+    """Extend the lease of `run_id`'s attempt `attempt`. False when the run is
+    no longer that attempt's (reaped, re-claimed, finished or deleted): its
+    worker must stop."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, attempts=attempt).update(
+            lease_expires_at=lease_expiry()
+        )
+    )
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a run's lease every third of it while a graph step runs.
+
+    `lost` is set when a renewal finds the run no longer this attempt's. A
+    failed renewal (database blip) is retried at the next beat: the lease
+    has two more thirds to go."""
+
+    def __init__(self, run: Run):
+        super().__init__(name=f"lease-{run.run_id}", daemon=True)
+        self.run_id = run.run_id
+        self.attempt = run.attempts
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.interval = settings.CRONSVC_RUN_LEASE_SECONDS / 3
+        self._renewed_at = time.monotonic()  # the claim took the lease
+
+    def renew(self) -> bool:
+        with self._lock:
+            if not self.lost.is_set():
+                if run_lease_renew(run_id=self.run_id, attempt=self.attempt):
+                    self._renewed_at = time.monotonic()
+                else:
+                    self.lost.set()
+        return not self.lost.is_set()
+
+    def renew_if_due(self) -> bool:
+        """Renew when a third of the lease has passed since the last renewal
+        (between graph steps, on the executing thread). False when lost."""
+        if time.monotonic() - self._renewed_at >= self.interval:
+            try:
+                return self.renew()
+            except Exception as exc:  # noqa: BLE001 - the timer retries; the lease has time left
+                log.warning("renewing the lease of run %s failed: %s", self.run_id, exc)
+        return not self.lost.is_set()
+
+    def run(self) -> None:
+        try:
+            while not self._stop.wait(
+                max(0.05, self._renewed_at + self.interval - time.monotonic())
+            ):
+                if self.lost.is_set():
+                    return
+                if time.monotonic() - self._renewed_at < self.interval:
+                    continue
+                try:
+                    self.renew()
+                except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                    log.warning("renewing the lease of run %s failed: %s", self.run_id, exc)
+                    close_old_connections()
+                    time.sleep(min(self.interval, 1.0))
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _lost_reason(run: Run) -> str:
+    return (
+        f"Run's worker was lost (lease expired) on attempt {run.attempts} of "
+        f"{settings.CRONSVC_RUN_MAX_ATTEMPTS} (CRONSVC_RUN_MAX_ATTEMPTS)"
+    )
+
+
+def runs_reap(*, limit: int | None = None) -> dict[str, int]:
+    """Return running runs whose lease expired to pending, or error them once
+    their attempts are spent. Returns {"requeued": n, "errored": m}."""
+    limit = limit or settings.CRONSVC_REAP_BATCH
+    requeued = errored = 0
+    with transaction.atomic():
+        expired = list(
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(status=Run.Status.RUNNING, lease_expires_at__lt=Now())
+            .order_by("lease_expires_at")[:limit]
+        )
+        for run in expired:
+            if run.attempts >= settings.CRONSVC_RUN_MAX_ATTEMPTS:
+                reason = _lost_reason(run)
+                log.warning("run %s: %s; ending it as error", run.run_id, reason)
+                _finish_locked(
+                    run,
+                    status=Run.Status.ERROR,
+                    error=reason,
+                    output={"error": "WorkerLost", "message": reason},
+                )
+                errored += 1
+                continue
+            back = Run.objects.filter(
+                pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts
+            ).update(
+                status=Run.Status.PENDING,
+                started_at=None,
+                lease_expires_at=None,
+                updated_at=timezone.now(),
+            )
+            if back:
+                log.warning(
+                    "run %s: worker lost on attempt %s (lease expired); back to pending",
+                    run.run_id,
+                    run.attempts,
+                )
+                _settle_thread(run.thread_id)
+                requeued += 1
+        if requeued:
+            count = min(requeued, settings.CRONSVC_WAKE_FANOUT)
+            transaction.on_commit(lambda: wake_workers(count))
+    return {"requeued": requeued, "errored": errored}
+
+
+def _stalled_pending(after: float):
+    """Pending runs ready for more than `after` seconds on threads with
+    nothing running (a run queued behind a running one is waiting, not lost)."""
+    cutoff = timezone.now() - timedelta(seconds=after)
+    busy = Run.objects.filter(thread_id=OuterRef("thread_id"), status=Run.Status.RUNNING)
+    return (
+        Run.objects.filter(READY, status=Run.Status.PENDING, updated_at__lt=cutoff)
+        .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lt=cutoff))
+        .filter(~Exists(busy))
+    )
+
+
+def _stalled_webhooks(after: float):
+    """Finished runs whose webhook delivery has not moved for longer than a
+    whole retry schedule (its task message was lost)."""
+    retry_span = settings.CRONSVC_WEBHOOK_BACKOFF * 2**settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS
+    cutoff = timezone.now() - timedelta(seconds=after + retry_span)
+    return Run.objects.filter(webhook_status=Run.WebhookStatus.PENDING, updated_at__lt=cutoff)
+
+
+def runs_reconcile(*, after: float | None = None, max_wakes: int | None = None) -> dict[str, Any]:
+    """Publish wake-ups for stalled pending runs, at most `max_wakes`; re-enqueue
+    stalled webhook deliveries. Returns {"stalled": n, "woken": k, "webhooks": w}."""
+    from runs.tasks import deliver_webhook
+
+    after = settings.CRONSVC_RECONCILE_AFTER if after is None else after
+    max_wakes = settings.CRONSVC_RECONCILE_MAX_WAKES if max_wakes is None else max_wakes
+    stalled = _stalled_pending(after).values_list("pk", flat=True)[:max_wakes]
+    count = len(stalled)
+    if count:
+        log.warning("%s pending run(s) waited over %g s for a worker; waking workers", count, after)
+        wake_workers(count)
+    webhooks = list(
+        _stalled_webhooks(after).values_list("pk", flat=True)[: settings.CRONSVC_REAP_BATCH]
+    )
+    for run_id in webhooks:
+        deliver_webhook.delay(str(run_id))
+    return {"stalled": count, "woken": count, "webhooks": len(webhooks)}

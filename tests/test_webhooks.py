@@ -1,0 +1,260 @@
+"""Webhooks: a finished run is POSTed to its `webhook` as the LangGraph Server
+does; 5xx answers are retried with backoff; targets on private, loopback and
+metadata addresses are refused before any connection and the refusal is
+recorded on the run.
+
+The receiver runs in the test on 127.0.0.1, admitted by the allowlist. Every
+test also guards the socket layer: a connection to anything but loopback
+fails the test instead of leaving the machine."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.db import transaction
+
+from cronsvc.celery import app
+from cronsvc.selectors import assistant_get_or_404
+from runs import tasks, webhooks
+from runs.models import Run
+from runs.services import run_create
+from tests.conftest import QUEUE, Proc, subprocess_env, wait_until
+from threads.services import thread_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUESTION = {"input": {"messages": [{"role": "user", "content": "What time is it?"}]}}
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 answering POSTs with scripted statuses."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.answers: list[tuple[int, dict]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                receiver.requests.append({
+                    "at": time.monotonic(), "method": self.command, "path": self.path,
+                    "headers": dict(self.headers), "body": json.loads(body) if body else None,
+                })
+                status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def outbound(monkeypatch):
+    """Connections attempted from this process; anything but loopback is blocked."""
+    attempts: list[str] = []
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        attempts.append(address[0])
+        if not ipaddress.ip_address(address[0]).is_loopback:
+            raise AssertionError(f"connection to {address[0]} attempted")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    return attempts
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """Run wake-ups and webhook deliveries in this process (retries immediately)."""
+    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda run_id: tasks.deliver_webhook.apply((run_id,)))
+
+
+def run_here(thread, **kwargs) -> Run:
+    """Create and execute a run in this process, in one transaction: no other
+    worker of the session sees it before it has finished. Its webhook is
+    delivered on commit."""
+    with transaction.atomic():
+        run = run_create(thread=thread, assistant=assistant_get_or_404("agent"), **kwargs)
+        assert tasks.drain(str(thread.thread_id)) == 1
+    run.refresh_from_db()
+    return run
+
+
+def finished_run_with_webhook(url: str) -> Run:
+    return run_here(thread_create(), kwargs={**QUESTION, "webhook": url}, metadata={"source": "test"})
+
+
+def test_a_finished_run_is_posted_to_its_webhook(settings, receiver, outbound, eager):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    run = finished_run_with_webhook(receiver.url)
+
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook")]
+    request = receiver.requests[0]
+    assert request["headers"]["Host"] == f"127.0.0.1:{receiver.port}"
+    assert request["headers"]["Content-Type"] == "application/json"
+    body = request["body"]
+    assert set(body) == {
+        "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
+        "kwargs", "multitask_strategy", "langsmith_session_name", "run_started_at",
+        "run_ended_at", "webhook_sent_at", "values",
+    }
+    assert (body["run_id"], body["thread_id"], body["status"]) == (
+        str(run.run_id), str(run.thread_id), "success")
+    assert body["kwargs"]["webhook"] == receiver.url
+    assert body["metadata"]["source"] == "test"
+    assert [m["type"] for m in body["values"]["messages"]] == ["human", "ai"]
+    assert body["values"] == run.output
+    assert body["run_started_at"] == run.started_at.isoformat()
+    assert body["run_ended_at"] == run.finished_at.isoformat()
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (
+        "delivered", 1, 200, None)
+    assert set(outbound) == {"127.0.0.1"}
+    # A duplicate delivery task sends nothing more.
+    assert tasks.deliver_webhook.apply((str(run.run_id),)).get() is None
+    assert len(receiver.requests) == 1
+
+
+def test_a_failed_run_is_posted_with_its_error(settings, receiver, outbound, eager, monkeypatch):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.0/8"]
+    monkeypatch.setattr("cronsvc.graphs.get_graph", lambda *a, **k: 1 / 0)
+    run_here(thread_create(), kwargs={**QUESTION, "webhook": receiver.url})
+    body = receiver.requests[0]["body"]
+    assert body["status"] == "error"
+    assert body["error"] == {"error": "ZeroDivisionError", "message": "ZeroDivisionError: division by zero"}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254, a cloud metadata address"),
+        ("http://10.20.30.40:8080/hook", "10.20.30.40, a private address"),
+        ("http://[fd00:ec2::254]/latest", "fd00:ec2::254, a cloud metadata address"),
+        ("http://100.64.1.2/hook", "100.64.1.2, not a public address"),
+        ("loopback", "127.0.0.1, a loopback address"),
+        ("localhost", "a loopback address"),
+    ],
+)
+def test_private_and_metadata_targets_are_refused_without_a_connection(
+    settings, receiver, outbound, eager, url, reason
+):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["203.0.113.0/24", "hooks.example.com"]  # not these
+    url = {"loopback": receiver.url, "localhost": f"http://localhost:{receiver.port}/hook"}.get(url, url)
+    run = finished_run_with_webhook(url)
+    assert receiver.requests == []
+    assert outbound == []
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("refused", 1, None)
+    assert reason in run.webhook_error
+    assert run.webhook_error.endswith("(admit it with CRONSVC_WEBHOOK_ALLOWLIST)")
+    # Refusals are final: a redelivered task does not try again.
+    assert tasks.deliver_webhook.apply((str(run.run_id),)).get() is None
+    assert Run.objects.get(pk=run.pk).webhook_attempts == 1
+
+
+def test_a_redirect_to_a_metadata_address_is_refused_at_that_hop(settings, receiver, outbound, eager):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    receiver.answers = [(307, {"Location": "http://169.254.169.254/latest/meta-data/"})]
+    run = finished_run_with_webhook(receiver.url)
+    assert [r["path"] for r in receiver.requests] == ["/hook"]
+    assert outbound == ["127.0.0.1"]
+    assert run.webhook_status == "refused"
+    assert "169.254.169.254, a cloud metadata address" in run.webhook_error
+
+
+def test_a_redirect_within_the_allowlist_is_followed_with_the_body(settings, receiver, outbound, eager):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    receiver.answers = [(308, {"Location": "/moved"})]
+    run = finished_run_with_webhook(receiver.url)
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook"), ("POST", "/moved")]
+    assert receiver.requests[1]["body"]["run_id"] == str(run.run_id)
+    assert (run.webhook_status, run.webhook_status_code) == ("delivered", 200)
+
+
+def test_a_webhook_failing_every_attempt_ends_failed(settings, receiver, outbound, eager):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS = 3
+    receiver.answers = [(503, {})] * 5
+    run = finished_run_with_webhook(receiver.url)
+    assert len(receiver.requests) == 3
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (
+        "failed", 3, 503, "HTTP 503")
+
+
+@pytest.mark.slow
+def test_500_answers_are_retried_with_backoff_by_a_worker_then_delivered(
+    settings, tmp_path, receiver, monkeypatch
+):
+    private = f"{QUEUE}-webhooks-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr(
+        tasks.deliver_webhook, "delay",
+        lambda run_id: tasks.deliver_webhook.apply_async((run_id,), queue=private),
+    )
+    receiver.answers = [(500, {}), (500, {}), (200, {})]
+    worker = Proc(
+        [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", "--pool=threads",
+         "--concurrency=2", "-Q", private, "-n", f"hooks-{uuid.uuid4().hex[:6]}@%h",
+         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        subprocess_env(tmp_path, CRONSVC_WEBHOOK_ALLOWLIST="127.0.0.1",
+                       CRONSVC_WEBHOOK_BACKOFF="0.5"),
+        "webhook worker",
+    )
+    try:
+        worker.wait_for("ready.", timeout=60)
+        run = finished_run_with_webhook(receiver.url)
+        wait_until(lambda: Run.objects.filter(pk=run.pk, webhook_status="delivered").exists(), timeout=30)
+        run.refresh_from_db()
+        assert (run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (3, 200, None)
+        assert len(receiver.requests) == 3
+        assert {r["body"]["run_id"] for r in receiver.requests} == {str(run.run_id)}
+        at = [r["at"] for r in receiver.requests]
+        # Backoff: 0.5 s, then 1 s (the countdown doubles per attempt).
+        assert at[1] - at[0] >= 0.45 and at[2] - at[1] >= 0.95, at
+    finally:
+        worker.stop()
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(private)
+
+
+def test_resolve_checks_every_address_a_name_resolves_to(settings, monkeypatch):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443)),
+    ])
+    with pytest.raises(webhooks.Refused, match="10.0.0.7, a private address"):
+        webhooks.resolve("rebinding.example", 443)
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["rebinding.example"]
+    assert str(webhooks.resolve("rebinding.example", 443)) == "93.184.215.14"
