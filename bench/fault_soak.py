@@ -286,9 +286,11 @@ def main() -> int:
         )
         log(f"run statuses {dict(statuses)}, attempts {dict(sorted(attempts.items()))}")
         logs = "".join(p.read_text(errors="replace") for p in tmp.glob("*.log"))
-        log(f"faults seen: runs reaped {logs.count('back to pending')}, "
+        log(
+            f"faults seen: runs reaped {logs.count('back to pending')}, "
             f"reconciler passes that woke workers {logs.count('for a worker; waking workers')}, "
-            f"wake-ups the broker refused {logs.count('wake-up not published')}")
+            f"wake-ups the broker refused {logs.count('wake-up not published')}"
+        )
         print(f"missing {missing}, doubled {doubled}, stuck {stuck}, skipped (recorded) {skipped}")
         return 0 if missing == doubled == stuck == 0 else 1
     finally:
