@@ -163,9 +163,13 @@ def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkey
         killed_at = time.monotonic()
         assert Run.objects.get(pk=run.pk).status == "running"
 
-        survivor = start_worker(tmp_path / "b", name="survivor", SLOW_GRAPH_SECONDS="0.5", **lease)
-        beat = start_beat(tmp_path / "beat", CRONSVC_REAP_INTERVAL="0.5",
-                          CRONSVC_RECONCILE_INTERVAL="3600")
+        # Survivor and beat use a queue of their own, so the reaper and the
+        # re-run happen there (with these settings), not on the session's worker.
+        rescue = f"{QUEUE}-rescue-{uuid.uuid4().hex[:6]}"
+        survivor = start_private_worker(tmp_path / "b", rescue, "survivor", CELERY_QUEUE=rescue,
+                                        SLOW_GRAPH_SECONDS="0.5", **lease)
+        beat = start_beat(tmp_path / "beat", CELERY_QUEUE=rescue, CRONSVC_REAP_INTERVAL="0.5",
+                          CRONSVC_RECONCILE_INTERVAL="3600", **lease)
         wait_until(
             lambda: Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).exists(), timeout=60
         )
@@ -192,6 +196,8 @@ def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkey
                 proc.stop()
         with app.connection_for_write() as conn:
             conn.default_channel.queue_purge(private)
+            if survivor is not None:
+                conn.default_channel.queue_purge(rescue)
 
 
 @pytest.mark.slow
