@@ -236,6 +236,11 @@ def main(argv=None):
     parser.add_argument("--due", type=int, default=10000)
     parser.add_argument("--bound", type=float, default=300)
     parser.add_argument(
+        "--dispatch-only",
+        default="",
+        help="sizes for which only cronsvc's dispatch is measured (no baseline)",
+    )
+    parser.add_argument(
         "--cronsvc-only",
         default="",
         help="sizes (e.g. 1000000) measured for cronsvc alone: load, memory, idle tick, edit",
