@@ -182,6 +182,8 @@ def report(size, load_s, ours, stock, due):
 
 
 def report_dispatch(size, due, ours, stock):
+    if "error" in ours:
+        print("cronsvc dispatch failed:", ours["error"])
     print(f"-- {due:,} crons due in the same second (of {size:,}); workers stopped --")
     print(f"{'delay instant → dispatched':28}{'cronsvc':>14}{'stock':>16}   ratio")
     for key in ("p50", "p99", "max"):
@@ -418,7 +420,7 @@ def cronsvc_dispatch(size, args):
         woken = [p for p in published if p >= boundary.timestamp() - 0.001]
         if woken and Run.objects.filter(scheduled_at=boundary).count() >= args.due:
             break
-        time.sleep(min(delay, 0.5))
+        time.sleep(max(0.0, min(delay, 0.5)))
     scheduler.advancer.stopped.set()
     created = sorted(Run.objects.filter(scheduled_at=boundary).values_list("created_at", flat=True))
     # A run is dispatched once its row exists and a wake-up that can claim it
@@ -459,7 +461,7 @@ def stock_dispatch(size, args):
     deadline = time.time() + (boundary - datetime.now(UTC)).total_seconds() + args.bound
     while time.time() < deadline and len([s for s in sent if s >= boundary.timestamp()]) < args.due:
         delay = scheduler.tick()
-        time.sleep(min(delay, 1.0))
+        time.sleep(max(0.0, min(delay, 1.0)))
     delays = [s - boundary.timestamp() for s in sent if s >= boundary.timestamp() - 1]
     return {
         "dispatched": len(delays),

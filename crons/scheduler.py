@@ -151,7 +151,7 @@ class CronScheduler(DatabaseScheduler):
             delay = min(delay, max((next_due - lookahead - now).total_seconds(), 0.0))
         if self._wakes:
             delay = min(delay, max((min(self._wakes) - now).total_seconds(), 0.0))
-        return min(own_delay, delay)
+        return max(0.0, min(own_delay, delay))
 
     def _wake_due(self, now) -> None:
         """At each prepared instant, wake workers for the runs prepared for it."""
