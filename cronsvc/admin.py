@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 
 from crons.models import Cron
 from cronsvc.models import Assistant
+from runs.admin import ViewOnlyAdmin
 
 admin.site.site_header = "cronsvc operations"
 admin.site.site_title = "cronsvc admin"
@@ -15,7 +16,7 @@ admin.site.index_title = "Schedules, runs and what they run"
 
 
 @admin.register(Assistant)
-class AssistantAdmin(admin.ModelAdmin):
+class AssistantAdmin(ViewOnlyAdmin):
     list_display = ("name", "graph_id", "assistant_id", "version", "cron_count", "created_at")
     list_filter = ("graph_id",)
     search_fields = ("assistant_id", "graph_id", "name")
@@ -39,15 +40,6 @@ class AssistantAdmin(admin.ModelAdmin):
             crons.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()
         )
         return super().get_queryset(request).annotate(n_crons=Coalesce(n_crons, 0))
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="crons", ordering="n_crons")
     def cron_count(self, assistant: Assistant) -> int:

@@ -40,6 +40,19 @@ def admin_link(obj, label: str | None = None) -> str:
     return format_html('<a href="{}">{}</a>', url, label or str(obj.pk))
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services only: the admin shows them, never edits them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class HasCronFilter(admin.SimpleListFilter):
     title = "origin"
     parameter_name = "origin"
@@ -56,7 +69,7 @@ class HasCronFilter(admin.SimpleListFilter):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ViewOnlyAdmin):
     list_display = (
         "run_id",
         "status",
@@ -93,15 +106,6 @@ class RunAdmin(admin.ModelAdmin):
         ("Outcome", {"fields": ("error", "output", "cancel_action")}),
         ("Request", {"fields": ("multitask_strategy", "on_completion", "kwargs", "metadata")}),
     )
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_cancel_permission(self, request) -> bool:
         # Runs are read-only here, but an operator with the change permission

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils.html import format_html_join
 
 from crons.models import Cron
-from runs.admin import admin_link, runs_table_context
+from runs.admin import ViewOnlyAdmin, admin_link, runs_table_context
 from runs.models import Run
 from runs.selectors import run_list
 from threads.models import Thread
@@ -23,7 +23,7 @@ def _count(model, fk: str):
 
 
 @admin.register(Thread)
-class ThreadAdmin(admin.ModelAdmin):
+class ThreadAdmin(ViewOnlyAdmin):
     list_display = (
         "thread_id",
         "status",
@@ -54,15 +54,6 @@ class ThreadAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(n_crons=_count(Cron, "thread"), n_runs=_count(Run, "thread"))
         )
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="crons", ordering="n_crons")
     def cron_count(self, thread: Thread) -> int:
