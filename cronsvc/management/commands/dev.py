@@ -15,11 +15,17 @@ import time
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.core.servers.basehttp import get_internal_wsgi_application, run
+from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
 
 from cronsvc.services import assistants_ensure_defaults
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class DevServer(WSGIServer):
+    # socketserver's listen backlog is tiny (Django's WSGIServer: 10): a burst
+    # of concurrent SDK calls would find connections reset.
+    request_queue_size = 128
 
 
 class Command(BaseCommand):
@@ -114,6 +120,13 @@ class Command(BaseCommand):
         self.stdout.write(f"cronsvc API on http://{host}:{port} (docs at /docs, admin at /admin/)")
         self.stdout.flush()
         try:
-            run(host, port, get_internal_wsgi_application(), ipv6=":" in host, threading=True)
+            run(
+                host,
+                port,
+                get_internal_wsgi_application(),
+                ipv6=":" in host,
+                threading=True,
+                server_cls=DevServer,
+            )
         finally:
             stop()
