@@ -55,7 +55,11 @@ def test_redelivered_task_runs_the_graph_once(monkeypatch):
     assert [m["type"] for m in run.output["messages"]] == ["human", "ai"]
 
 
-def test_two_schedulers_ticking_at_once_fire_each_instant_once():
+def test_two_schedulers_ticking_at_once_fire_each_instant_once(monkeypatch):
+    # No wake-ups: the session's worker must not be draining these runs while
+    # the test database is flushed.
+    monkeypatch.setattr("crons.ticking.wake_workers", lambda count: None)
+    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
     start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     agent = assistant_get_or_404("agent")
     crons = [cron_create(assistant=agent, schedule="* * * * *", now=start) for _ in range(40)]
