@@ -139,21 +139,7 @@ def fire_tick(cron: Cron, instant: datetime, report: FireReport) -> None:
         return  # already recorded: a redelivery or a second beat
     payload = cron.payload or {}
     strategy = payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
-    kwargs = {
-        k: v
-        for k, v in payload.items()
-        if k
-        not in {
-            "assistant_id",
-            "schedule",
-            "timezone",
-            "end_time",
-            "enabled",
-            "on_run_completed",
-            "metadata",
-            "multitask_strategy",
-        }
-    }
+    kwargs = {k: v for k, v in payload.items() if k not in RUN_KWARGS_EXCLUDED}
     metadata = {**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)}
     try:
         with transaction.atomic():
