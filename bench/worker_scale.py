@@ -1,6 +1,6 @@
 """Worker scaling: the same burst of cron runs completed by 1, 2 and 4 workers.
 
-    scripts/bench.sh --workers        # runs this file (see scripts/bench.sh)
+    scripts/bench.sh workers          # this file, with the venv and services set up
     .venv/bin/python bench/worker_scale.py --runs 2000 --workers 1,2,4 --concurrency 8
 
 2,000 stateless crons of the `slow` graph (its node waits SLOW_GRAPH_SECONDS,
@@ -8,7 +8,8 @@
 worker count it starts that many worker processes (the deployment's command
 line from cronsvc/topology.py, threads pool, fixed concurrency) and one beat
 on loopback PostgreSQL and Redis, and prints: runs/s, the ratio to 1 worker,
-CPU used by the workers and by beat (as % of one core), the delay from the
+CPU used by the workers, by beat, by the PostgreSQL and Redis servers and by
+the whole machine (as % of one core, from the instant on), the delay from the
 instant to the last run's start, and the peak PostgreSQL connections against
 max_connections and the budget cronsvc.topology computes.
 """
@@ -43,6 +44,27 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine have been busy (not idle or iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICKS
+
+
+def service_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL and Redis server processes."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres" or comm.startswith("redis-server"):
+            total += cpu_seconds(int(proc.name))
+    return total
 
 
 def recreate_database():
@@ -113,11 +135,17 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
                 stderr=subprocess.DEVNULL,
             )
         )
-    cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs}
+    cpu_before = None
     peak_connections = 0
     deadline = time.time() + (instant - datetime.now(UTC)).total_seconds() + bound
     try:
         while time.time() < deadline:
+            if cpu_before is None and datetime.now(UTC) >= instant:
+                # Measured from the instant on: start-up (imports, migrations
+                # check) is not part of the burst.
+                cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs}
+                services_before = service_cpu_seconds()
+                machine_before = machine_busy_seconds()
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DB_NAME]
@@ -126,9 +154,10 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
             done = Run.objects.filter(status__in=["success", "error"]).count()
             if done >= runs:
                 break
-            cpu_before.update({p.pid: cpu_before[p.pid] or cpu_seconds(p.pid) for p in procs})
-            time.sleep(0.5)
+            time.sleep(0.25)
         cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
+        services_cpu = service_cpu_seconds() - services_before
+        machine_cpu = machine_busy_seconds() - machine_before
     finally:
         for p in procs:
             p.terminate()
@@ -149,6 +178,8 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
         "runs_per_s": finished.count() / wall if wall else None,
         "worker_cpu_pct": 100 * sum(cpu[p.pid] for p in procs[1:]) / wall if wall else None,
         "beat_cpu_pct": 100 * cpu[procs[0].pid] / wall if wall else None,
+        "services_cpu_pct": 100 * services_cpu / wall if wall else None,
+        "machine_cpu_pct": 100 * machine_cpu / wall if wall else None,
         "last_start_delay_s": (last_start - instant).total_seconds() if last_start else None,
         "peak_connections": peak_connections,
     }
@@ -181,8 +212,9 @@ def main():
     base = results[0]["runs_per_s"]
     print(
         f"{'workers':>8}{'done':>7}{'runs/s':>9}{'× 1 worker':>12}{'worker CPU':>12}"
-        f"{'beat CPU':>10}{'last start':>12}{'peak conns':>12}{'budget':>8}"
+        f"{'beat CPU':>10}{'PG+Redis CPU':>14}{'machine CPU':>13}{'last start':>12}{'peak conns':>12}{'budget':>8}"
     )
+    over = []
     for r in results:
         budget = connection_budget(
             workers=r["workers"],
@@ -194,13 +226,18 @@ def main():
         print(
             f"{r['workers']:>8}{r['done']:>7}{r['runs_per_s'] or 0:>9.1f}"
             f"{(r['runs_per_s'] or 0) / base if base else 0:>11.2f}×{r['worker_cpu_pct'] or 0:>11.0f}%"
-            f"{r['beat_cpu_pct'] or 0:>9.0f}%{r['last_start_delay_s'] or 0:>11.1f}s"
+            f"{r['beat_cpu_pct'] or 0:>9.0f}%{r['services_cpu_pct'] or 0:>13.0f}%"
+            f"{r['machine_cpu_pct'] or 0:>12.0f}%"
+            f"{r['last_start_delay_s'] or 0:>11.1f}s"
             f"{r['peak_connections']:>12}{budget:>8}"
         )
+        if r["peak_connections"] > min(budget, max_connections):
+            over.append(r["workers"])
     ideal = args.concurrency / float(os.environ["SLOW_GRAPH_SECONDS"])
     print(
         f"ideal per worker (concurrency / wait) {ideal:.0f} runs/s; "
-        f"errors: {sum(r['errors'] for r in results)}"
+        f"errors: {sum(r['errors'] for r in results)}; peak connections over the budget "
+        f"or max_connections: {', '.join(f'{n} workers' for n in over) or 'never'}"
     )
 
 

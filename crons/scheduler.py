@@ -156,4 +156,6 @@ class CronScheduler(DatabaseScheduler):
     def _wake_due(self, now) -> None:
         """At each prepared instant, wake workers for the runs prepared for it."""
         for instant in sorted(i for i in self._wakes if i <= now):
-            ticking.wake_workers(min(self._wakes.pop(instant), settings.CRONSVC_WAKE_FANOUT))
+            fanout = ticking.wake_fanout(self._wakes[instant])  # may fail: kept for the retry
+            del self._wakes[instant]
+            ticking.wake_workers(fanout)

@@ -35,7 +35,7 @@ from crons.dispatch_sql import EXCLUDED, fire_batch_postgres
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import compute_next_run
 from runs.models import Run
-from runs.services import ThreadBusy, TooManyPending, run_create, wake_workers
+from runs.services import ThreadBusy, TooManyPending, run_create, wake_fanout, wake_workers
 from threads.models import Thread
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def _fire_batch(crons: list[Cron], report: FireReport, now: datetime) -> list[Cr
         if cron.next_run_date > now:
             report.prepared[cron.next_run_date] = report.prepared.get(cron.next_run_date, 0) + 1
     if due_now:
-        fanout = min(due_now, settings.CRONSVC_WAKE_FANOUT)
+        fanout = wake_fanout(due_now)
         transaction.on_commit(lambda: wake_workers(fanout))
     return slow
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from celery import bootsteps
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Sum
 from django.db.models.functions import Now
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -45,15 +46,14 @@ FORGET_AFTER = timedelta(days=1)
 # --- writes ----------------------------------------------------------------
 
 
-def worker_heartbeat_write(*, name: str, hostname: str, pid: int) -> None:
-    """Record that worker `name` is alive now (database clock)."""
-    updated = WorkerHeartbeat.objects.filter(name=name).update(
-        hostname=hostname, pid=pid, seen_at=Now()
-    )
+def worker_heartbeat_write(*, name: str, hostname: str, pid: int, concurrency: int = 0) -> None:
+    """Record that worker `name` (with `concurrency` pool slots) is alive now
+    (database clock)."""
+    fields = {"hostname": hostname, "pid": pid, "concurrency": concurrency}
+    updated = WorkerHeartbeat.objects.filter(name=name).update(**fields, seen_at=Now())
     if not updated:
         WorkerHeartbeat.objects.update_or_create(
-            name=name,
-            defaults={"hostname": hostname, "pid": pid, "started_at": Now(), "seen_at": Now()},
+            name=name, defaults={**fields, "started_at": Now(), "seen_at": Now()}
         )
 
 
@@ -83,9 +83,11 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._name = ""
+        self._concurrency = 0
 
     def start(self, worker):
         self._name = worker.hostname
+        self._concurrency = worker.concurrency or 0
         self._thread = threading.Thread(target=self._loop, name="cronsvc-heartbeat", daemon=True)
         self._thread.start()
 
@@ -98,7 +100,9 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
         while not self._stopping.is_set():
             try:
                 close_old_connections()
-                worker_heartbeat_write(name=self._name, hostname=hostname, pid=pid)
+                worker_heartbeat_write(
+                    name=self._name, hostname=hostname, pid=pid, concurrency=self._concurrency
+                )
             except DatabaseError as exc:
                 log.warning("heartbeat of %s not written: %s", self._name, exc)
             self._stopping.wait(settings.CRONSVC_HEARTBEAT_INTERVAL)
@@ -189,6 +193,17 @@ def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
             "dead", round(age, 1), f"no beat tick for {age:.0f} s (limit {stale:.0f} s)"
         )
     return Component("ok", round(age, 1))
+
+
+def live_worker_slots() -> int:
+    """Pool slots of the live workers (heartbeat younger than
+    CRONSVC_HEARTBEAT_STALE, on the database's clock)."""
+    stale = timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE)
+    return (
+        WorkerHeartbeat.objects.filter(seen_at__gte=Now() - stale)
+        .aggregate(slots=Sum("concurrency"))["slots"]
+        or 0
+    )
 
 
 def workers_health(now: datetime, *, hostname: str | None = None) -> Component:

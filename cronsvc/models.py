@@ -36,6 +36,9 @@ class WorkerHeartbeat(models.Model):
     # The host (container) the worker runs on, for that host's health check.
     hostname = models.CharField(max_length=255, db_index=True)
     pid = models.PositiveIntegerField()
+    # Its pool's slots (runs it executes at once); beat wakes as many slots as
+    # the live workers have.
+    concurrency = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
 

@@ -225,8 +225,9 @@ CRONSVC_MAX_PENDING_RUNS_PER_THREAD = env.int("CRONSVC_MAX_PENDING_RUNS_PER_THRE
 # pending runs (workers do not claim them before the instant), so a second
 # with many due crons only costs the wake-up messages. 0 disables.
 CRONSVC_DISPATCH_LOOKAHEAD = env.float("CRONSVC_DISPATCH_LOOKAHEAD", default=10)
-# Wake-up messages a fired batch publishes at most (each wakes one worker slot,
-# which then drains ready runs until none is left).
+# Wake-up messages a fired batch publishes at least (each wakes one worker
+# slot, which then drains ready runs until none is left). Beat publishes one per
+# live worker slot, from the workers' heartbeats, when there are more.
 CRONSVC_WAKE_FANOUT = env.int("CRONSVC_WAKE_FANOUT", default=16)
 # The beat lease: a standby takes over when the holder has not renewed for this long.
 CRONSVC_BEAT_LEASE_SECONDS = env.float("CRONSVC_BEAT_LEASE_SECONDS", default=10)

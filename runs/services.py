@@ -57,6 +57,16 @@ def wake_workers(count: int) -> None:
             drain.apply_async(producer=producer)
 
 
+def wake_fanout(ready: int) -> int:
+    """Wake-ups for `ready` runs that became claimable at once: one per live
+    worker slot (their heartbeats say how many), at least CRONSVC_WAKE_FANOUT
+    (heartbeats not written yet), never more than the runs. Each slot woken
+    drains ready runs until none is left, so a burst uses every slot."""
+    from cronsvc.health import live_worker_slots
+
+    return min(ready, max(settings.CRONSVC_WAKE_FANOUT, live_worker_slots()))
+
+
 @contextmanager
 def wake_lost_is_logged():
     """A wake-up the broker refused (down, restarting) is logged, not raised:

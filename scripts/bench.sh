@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Beat at scale: cronsvc's scheduler vs stock django-celery-beat (bench/beat_scale.py).
+# Benchmarks (bench/), with the venv and PostgreSQL/Redis on loopback set up:
+#   scripts/bench.sh [options]          beat at scale: cronsvc's scheduler vs stock
+#                                       django-celery-beat (bench/beat_scale.py)
+#   scripts/bench.sh workers [options]  worker scaling: 1, 2, 4 worker processes
+#                                       (bench/worker_scale.py)
+#   scripts/bench.sh soak [options]     fault soak (bench/fault_soak.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
 export CRONSVC_DATA_DIR=${CRONSVC_DATA_DIR:-$(mktemp -d)}
-exec .venv/bin/python bench/beat_scale.py "$@"
+case "${1:-}" in
+    workers) shift; exec .venv/bin/python bench/worker_scale.py "$@" ;;
+    soak) shift; exec .venv/bin/python bench/fault_soak.py "$@" ;;
+    *) exec .venv/bin/python bench/beat_scale.py "$@" ;;
+esac

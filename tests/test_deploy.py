@@ -361,6 +361,24 @@ def test_heartbeat_write_keeps_started_at_and_forgets_long_dead_workers():
     assert row.seen_at >= started
 
 
+@pytest.mark.django_db
+def test_wake_fanout_follows_the_live_workers_slots(settings):
+    from runs.services import wake_fanout
+
+    settings.CRONSVC_WAKE_FANOUT = 16
+    # No heartbeat yet: the configured floor, never more wake-ups than runs.
+    assert (wake_fanout(5), wake_fanout(1000)) == (5, 16)
+    for i in range(4):
+        health.worker_heartbeat_write(name=f"w{i}@h", hostname="h", pid=i, concurrency=8)
+    assert health.live_worker_slots() == 32
+    assert (wake_fanout(20), wake_fanout(1000)) == (20, 32)
+    # A dead worker's slots do not count.
+    age({"name": "w3@h"}, timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
+    assert wake_fanout(1000) == 24
+    settings.CRONSVC_WAKE_FANOUT = 100
+    assert wake_fanout(1000) == 100
+
+
 def test_default_compose_with_four_workers_fits_postgres_max_connections():
     postgres_command = " ".join(compose()["services"]["postgres"]["command"])
     max_connections = int(re.search(r"max_connections=(\d+)", interpolate(postgres_command))[1])

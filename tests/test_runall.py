@@ -106,6 +106,9 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
         # (the session's test worker may be listed too)
         names = sorted(n["name"].split("@")[0] for n in health["workers"]["nodes"])
         assert [n for n in names if n.startswith("worker")] == ["worker1", "worker2"]
+        # Each heartbeat says how many slots its pool has (beat wakes that many).
+        slots = WorkerHeartbeat.objects.filter(name__startswith="worker")
+        assert sorted(slots.values_list("concurrency", flat=True)) == [2, 2]
         assert health["beat"]["status"] == "ok"
 
         sdk = get_sync_client(url=url, api_key=None)
