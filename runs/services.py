@@ -17,7 +17,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    IntegerField,
+    Q,
+    Value,
+    When,
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -198,25 +208,49 @@ def _claim(run: Run) -> Run | None:
     return run
 
 
+def _thread_head(thread_id) -> tuple[Any, str, bool] | None:
+    """(run_id, status, ready) of the run that decides what a thread may claim
+    next: its running run if it has one, else its oldest pending run. One query."""
+    return (
+        Run.objects.filter(thread_id=thread_id, status__in=ACTIVE)
+        .annotate(
+            running_first=Case(
+                When(status=Run.Status.RUNNING, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
+            ready=ExpressionWrapper(READY, output_field=BooleanField()),
+        )
+        .order_by("running_first", "created_at", "run_id")
+        .values_list("run_id", "status", "ready")
+        .first()
+    )
+
+
+def _lock_thread(thread_id, *, skip_locked: bool = False) -> bool:
+    """Lock a thread's row (caller's transaction) without reading its values.
+    False when it does not exist, or, with skip_locked, another claimer holds it."""
+    return (
+        Thread.objects.select_for_update(skip_locked=skip_locked)
+        .filter(pk=thread_id)
+        .values_list("pk", flat=True)
+        .first()
+        is not None
+    )
+
+
 def run_claim_next(*, thread_id) -> Run | None:
     """Claim the oldest pending run of a thread, unless one is running there.
 
     The thread row lock serialises claimers; the status compare-and-set makes a
     second claim of the same run impossible."""
     with transaction.atomic():
-        thread = Thread.objects.select_for_update().filter(pk=thread_id).first()
-        if thread is None:
+        if not _lock_thread(thread_id):
             return None
-        if Run.objects.filter(thread=thread, status=Run.Status.RUNNING).exists():
-            return None
-        run = (
-            Run.objects.filter(thread=thread, status=Run.Status.PENDING)
-            .order_by("created_at", "run_id")
-            .first()
-        )
-        if run is None or not Run.objects.filter(READY, pk=run.pk).exists():
-            return None  # nothing pending, or the oldest waits for its instant
-        return _claim(run)
+        head = _thread_head(thread_id)
+        if head is None or head[1] == Run.Status.RUNNING or not head[2]:
+            return None  # nothing pending, one running, or the oldest waits for its instant
+        return _claim(Run.objects.get(pk=head[0]))
 
 
 CLAIM_SCAN = 20
@@ -241,26 +275,17 @@ def run_claim_ready() -> Run | None:
             for run in candidates:
                 if run.thread_id in skipped_threads:
                     continue
-                thread = (
-                    Thread.objects.select_for_update(skip_locked=True)
-                    .filter(pk=run.thread_id)
-                    .first()
-                )
-                if thread is None or Run.objects.filter(
-                    thread_id=run.thread_id, status=Run.Status.RUNNING
-                ).exists():
+                head = _thread_head(run.thread_id) if _lock_thread(
+                    run.thread_id, skip_locked=True
+                ) else None
+                if head is None or head[1] == Run.Status.RUNNING:
                     skipped_threads.add(run.thread_id)
                     continue
-                first = (
-                    Run.objects.filter(thread_id=run.thread_id, status=Run.Status.PENDING)
-                    .order_by("created_at", "run_id")
-                    .first()
-                )
-                if first is not None and first.pk != run.pk:
-                    if not Run.objects.filter(READY, pk=first.pk).exists():
+                if head[0] != run.pk:
+                    if not head[2]:
                         skipped_threads.add(run.thread_id)
                         continue
-                    run = first  # keep each thread's runs in order
+                    run = Run.objects.get(pk=head[0])  # keep each thread's runs in order
                 return _claim(run)
     return None
 
@@ -269,22 +294,34 @@ def run_cancel_requested(run_id) -> str | None:
     return Run.objects.filter(pk=run_id).values_list("cancel_action", flat=True).first()
 
 
-def _settle_thread(thread_id) -> None:
-    """Thread status from its runs: busy while any is active, else from the last one."""
-    thread = Thread.objects.filter(pk=thread_id).first()
-    if thread is None:
-        return
-    if Run.objects.filter(thread_id=thread_id, status__in=ACTIVE).exists():
-        status = Thread.Status.BUSY
-    else:
-        last = Run.objects.filter(thread_id=thread_id).order_by("-created_at").first()
-        status = {
-            Run.Status.ERROR: Thread.Status.ERROR,
-            Run.Status.INTERRUPTED: Thread.Status.INTERRUPTED
-            if last and last.cancel_action is None
-            else Thread.Status.IDLE,
-        }.get(last.status if last else None, Thread.Status.IDLE)
-    Thread.objects.filter(pk=thread_id).update(status=status, updated_at=timezone.now())
+def _settled_status(thread_id) -> str:
+    """A thread's status from its runs: busy while any is active, else from the
+    last one. One query."""
+    last = (
+        Run.objects.filter(thread_id=thread_id)
+        .annotate(
+            active=Exists(Run.objects.filter(thread_id=thread_id, status__in=ACTIVE))
+        )
+        .order_by("-created_at")
+        .values("status", "cancel_action", "active")
+        .first()
+    )
+    if last is None:
+        return Thread.Status.IDLE
+    if last["active"]:
+        return Thread.Status.BUSY
+    if last["status"] == Run.Status.ERROR:
+        return Thread.Status.ERROR
+    if last["status"] == Run.Status.INTERRUPTED and last["cancel_action"] is None:
+        return Thread.Status.INTERRUPTED
+    return Thread.Status.IDLE
+
+
+def _settle_thread(thread_id, **fields) -> None:
+    """Set the thread's status from its runs (and `fields`), in one update."""
+    Thread.objects.filter(pk=thread_id).update(
+        status=_settled_status(thread_id), updated_at=timezone.now(), **fields
+    )
 
 
 def run_finish(
@@ -328,11 +365,7 @@ def _finish_locked(
         lease_expires_at=None,
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )
-    if values is KEEP_VALUES:
-        Thread.objects.filter(pk=run.thread_id).update(updated_at=now)
-    else:
-        Thread.objects.filter(pk=run.thread_id).update(values=values, updated_at=now)
-    _settle_thread(run.thread_id)
+    _settle_thread(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
     run_id, thread_id = run.pk, run.thread_id
     if webhook:
         from runs.tasks import deliver_webhook
