@@ -235,8 +235,11 @@ CRONSVC_BEAT_LEASE_SECONDS = env.float("CRONSVC_BEAT_LEASE_SECONDS", default=10)
 CRONSVC_CHECKPOINTER_POOL_SIZE = env.int("CRONSVC_CHECKPOINTER_POOL_SIZE", default=4)
 # Longest a run may execute (checked between graph steps); then it ends as "timeout".
 CRONSVC_RUN_TIMEOUT = env.float("CRONSVC_RUN_TIMEOUT", default=600)
-# How long /runs/wait and join wait for a run (seconds).
+# How long /runs/wait and join wait for a run, and a stream stays open before the
+# client resumes it (seconds).
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
+# Seconds without events after which a stream sends a keep-alive comment.
+CRONSVC_STREAM_HEARTBEAT = env.float("CRONSVC_STREAM_HEARTBEAT", default=5)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
 CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)
 

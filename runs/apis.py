@@ -1,15 +1,19 @@
-"""The runs endpoints of the LangGraph Server API (background, wait, join, cancel)."""
+"""The runs endpoints of the LangGraph Server API (background, wait, stream,
+join, join_stream, cancel)."""
 
 import time
 
 from django.conf import settings
 from django.db import transaction
+from django.http import StreamingHttpResponse
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs
 from cronsvc.api import (
+    STREAM_MODES,
     JSONObject,
     RunOptionsIn,
     iso,
@@ -22,7 +26,7 @@ from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from
 from cronsvc.services import config_and_context
-from runs import selectors, services
+from runs import selectors, services, streaming
 from runs.models import Run
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
@@ -100,12 +104,15 @@ def _run_metadata(assistant: Assistant, thread: Thread, data: dict) -> dict:
     }
 
 
-def _create(request, thread_id=None, *, stateless_default_on_completion="delete") -> Run:
+def _create(request, thread_id=None, *, stream: bool = False) -> Run:
     """Create a run (and, stateless or `if_not_exists=create`, its thread) in one
-    transaction, so a refused run leaves nothing behind."""
+    transaction, so a refused run leaves nothing behind. `stream`: created by a
+    stream endpoint, so its worker records what the graph streams."""
     if thread_id is not None:
         require_uuid(thread_id, "thread")
     data = validated(RunCreateIn, request.data)
+    if stream:
+        _supported_modes(data.get("stream_mode"))
     config_and_context(data.get("config"), data.get("context"))  # both given: 400
     with transaction.atomic():
         assistant = _assistant(data["assistant_id"])
@@ -117,7 +124,7 @@ def _create(request, thread_id=None, *, stateless_default_on_completion="delete"
                     **(data.get("metadata") or {}),
                 }
             )
-            on_completion = data.get("on_completion") or stateless_default_on_completion
+            on_completion = data.get("on_completion") or "delete"
         elif data.get("if_not_exists") == "create":
             thread = thread_create(thread_id=thread_id, if_exists="do_nothing")
         else:
@@ -133,7 +140,19 @@ def _create(request, thread_id=None, *, stateless_default_on_completion="delete"
             metadata=_run_metadata(assistant, thread, data),
             multitask_strategy=data.get("multitask_strategy"),
             on_completion=on_completion,
+            streamed=stream or bool(data.get("stream_resumable")),
         )
+
+
+def _supported_modes(value) -> list[str]:
+    modes = [value] if isinstance(value, str) else list(value or ["values"])
+    unsupported = [m for m in modes if m not in streaming.SUPPORTED_MODES]
+    if unsupported:
+        raise Invalid(
+            f"stream_mode {', '.join(map(repr, unsupported))} is not supported by cronsvc; "
+            f"supported: {', '.join(streaming.SUPPORTED_MODES)}"
+        )
+    return modes
 
 
 def _wait(run: Run, timeout: float | None = None) -> Run:
@@ -245,3 +264,78 @@ class RunCancelApi(APIView):
         return Response(status=202)
 
 
+
+
+class _EventStreamApi(APIView):
+    """Answers text/event-stream; its errors are JSON whatever the client accepts."""
+
+    def perform_content_negotiation(self, request, force=False):
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+
+def _event_stream(events, run: Run, *, stream_path: str, run_path: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-store"
+    response["Location"] = stream_path  # where the SDKs reconnect, with Last-Event-ID
+    response["Content-Location"] = run_path
+    return response
+
+
+def _stream_new_run(request, thread_id=None) -> StreamingHttpResponse:
+    run = _create(request, thread_id, stream=True)
+    relay = streaming.relay(
+        run, after=0, cancel_on_disconnect=request.data.get("on_disconnect") == "cancel"
+    )
+    base = f"/threads/{thread_id}/runs/{run.run_id}" if thread_id else f"/runs/{run.run_id}"
+    return _event_stream(relay, run, stream_path=f"{base}/stream", run_path=base)
+
+
+def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
+    params = request.query_params
+    modes = [m for m in params.getlist("stream_mode") if m]  # the SDK sends "" for none
+    for mode in modes:
+        if mode not in STREAM_MODES:
+            raise Invalid(f"Invalid stream_mode '{mode}'. Expected one of: {sorted(STREAM_MODES)}")
+    header = request.headers.get("Last-Event-ID")
+    if header in (None, ""):
+        after = streaming.last_event_id(run)  # what comes from now on
+    elif header == "-1":
+        after = 0  # everything recorded
+    else:
+        try:
+            after = int(header)
+        except ValueError:
+            raise Invalid(f"Invalid Last-Event-ID '{header}': expected an event id or -1") from None
+    relay = streaming.relay(
+        run,
+        after=after,
+        modes=streaming.event_names(modes) if modes else None,
+        cancel_on_disconnect=query_bool(params, "cancel_on_disconnect"),
+    )
+    return _event_stream(relay, run, stream_path=f"{base}/stream", run_path=base)
+
+
+class ThreadRunStreamApi(_EventStreamApi):
+    def post(self, request, thread_id):
+        return _stream_new_run(request, thread_id)
+
+
+class StatelessRunStreamApi(_EventStreamApi):
+    def post(self, request):
+        return _stream_new_run(request)
+
+
+class RunJoinStreamApi(_EventStreamApi):
+    def get(self, request, thread_id, run_id):
+        run = _run(thread_id, run_id)
+        return _join_stream(request, run, f"/threads/{thread_id}/runs/{run_id}")
+
+
+class StatelessRunJoinStreamApi(_EventStreamApi):
+    """Where a stateless stream's Location points (its thread may be gone later)."""
+
+    def get(self, request, run_id):
+        require_uuid(run_id, "run")
+        run = selectors.run_get_or_404(thread=None, run_id=run_id)
+        return _join_stream(request, run, f"/runs/{run_id}")

@@ -19,7 +19,7 @@ from cronsvc import checkpointer, graphs
 from cronsvc.jsonable import to_jsonable
 from runs import services
 from runs.leases import LeaseKeeper
-from runs.models import Run
+from runs.models import Run, RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,30 @@ def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
     if snapshot.next and not paused:
         return False, None
     return True, None  # it got to the end or its interrupt; only its finish was lost
+
+
+def stream_modes(run: Run) -> list[str] | None:
+    """The LangGraph stream modes a streamed run records (None: not streamed).
+    The API's "messages-tuple" is LangGraph's "messages"; the server names
+    its events after LangGraph's modes too."""
+    if not run.streamed:
+        return None
+    requested = run.kwargs.get("stream_mode") or ["values"]
+    if isinstance(requested, str):
+        requested = [requested]
+    return list(dict.fromkeys("messages" if m == "messages-tuple" else m for m in requested))
+
+
+def _record(run: Run, chunk: Any, *, subgraphs: bool) -> None:
+    """Store one streamed chunk: (mode, data), or (namespace, mode, data) with
+    subgraphs; a subgraph's event is named "mode|ns1|ns2"."""
+    if subgraphs:
+        namespace, mode, data = chunk
+        event = "|".join((mode, *namespace))
+    else:
+        mode, data = chunk
+        event = mode
+    RunEvent.objects.create(run_id=run.run_id, event=event, data=to_jsonable(data))
 
 
 def _merge(base: dict | None, extra: dict | None) -> dict:
@@ -127,17 +151,21 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         durability = kwargs.get("durability")
         if durability is None and kwargs.get("checkpoint_during") is False:
             durability = "exit"
+        modes = stream_modes(run)
         stream = iter(()) if done else graph.stream(
             graph_input,
             config,
             context=context,
-            stream_mode="values",
+            stream_mode=modes or "values",
+            subgraphs=bool(modes and kwargs.get("stream_subgraphs")),
             interrupt_before=kwargs.get("interrupt_before"),
             interrupt_after=kwargs.get("interrupt_after"),
             durability=durability,
         )
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
-        for _ in stream:
+        for chunk in stream:
+            if modes:
+                _record(run, chunk, subgraphs=bool(kwargs.get("stream_subgraphs")))
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()

@@ -49,6 +49,10 @@ class Run(models.Model):
     scheduled_at = models.DateTimeField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
+    # Created through a stream endpoint (or with stream_resumable): the worker
+    # records what the graph streams as RunEvent rows, which the stream and
+    # join_stream endpoints relay as server-sent events.
+    streamed = models.BooleanField(default=False)
     # Set by cancel; the executor checks it between graph steps.
     cancel_action = models.CharField(max_length=16, null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -109,3 +113,22 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class RunEvent(models.Model):
+    """One chunk a streamed run's graph produced, in order (the id is the SSE
+    event id a client resumes from with Last-Event-ID). Deleted with its run."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    # The SSE event name: the stream mode ("values", "updates", "messages"...),
+    # with "|"-separated subgraph namespaces when stream_subgraphs is on.
+    event = models.CharField(max_length=255)
+    data = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "id"], name="run_event_run_id")]
+
+    def __str__(self) -> str:
+        return f"event {self.id} of run {self.run_id} ({self.event})"

@@ -41,7 +41,8 @@ def _delete_in_batches(queryset, order: str, batch: int, max_batches: int) -> in
         pks = list(queryset.order_by(order).values_list("pk", flat=True)[:batch])
         if not pks:
             break
-        deleted += queryset.filter(pk__in=pks).delete()[0]
+        # Counted per model: a run's stream events go with it, and are not runs.
+        deleted += queryset.filter(pk__in=pks).delete()[1].get(queryset.model._meta.label, 0)
         if len(pks) < batch:
             break
     return deleted

@@ -104,6 +104,7 @@ def run_create(
     cron_id: uuid.UUID | None = None,
     scheduled_at: datetime | None = None,
     max_pending: int | None = None,
+    streamed: bool = False,
 ) -> Run:
     """Create a pending run on `thread` and wake a worker after commit.
 
@@ -134,6 +135,7 @@ def run_create(
         on_completion=on_completion,
         cron_id=cron_id,
         scheduled_at=scheduled_at,
+        streamed=streamed,
     )
     thread.graph_id = assistant.graph_id
     thread.metadata = {
