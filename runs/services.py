@@ -150,15 +150,20 @@ def run_create(
 
 
 def _request_cancel(run: Run, *, action: str) -> None:
+    """Cancel `run`, locked (or its thread locked) by the caller's transaction.
+
+    A pending run ends here: deleted by a rollback, else interrupted and
+    finished like any other run (its webhook is sent; a stateless run's thread
+    goes). A running one is flagged for its worker, which stops between steps."""
     if run.status == Run.Status.PENDING:
         if action == Run.MultitaskStrategy.ROLLBACK:
             run.delete()
+            if run.on_completion == "delete":
+                _delete_thread_later(run.thread_id)
         else:
-            Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-                status=Run.Status.INTERRUPTED,
-                cancel_action=action,
-                finished_at=timezone.now(),
-                updated_at=timezone.now(),
+            Run.objects.filter(pk=run.pk).update(cancel_action=action)
+            _finish_locked(
+                run, status=Run.Status.INTERRUPTED, output=None, error=None, values=KEEP_VALUES
             )
     elif run.status == Run.Status.RUNNING:
         Run.objects.filter(pk=run.pk).update(cancel_action=action, updated_at=timezone.now())
@@ -376,15 +381,20 @@ def _finish_locked(
         # re-enqueues deliveries left pending.
         transaction.on_commit(lambda: deliver_webhook.delay(str(run_id)), robust=True)
     if run.on_completion == "delete":
-        from runs.tasks import delete_stateless_thread
+        _delete_thread_later(thread_id)
 
-        # Deferred a little, so a client waiting on the run still reads its
-        # result (and its webhook its values).
-        transaction.on_commit(
-            lambda: delete_stateless_thread.apply_async(
-                (str(thread_id),), countdown=settings.CRONSVC_STATELESS_THREAD_GRACE
-            )
+
+def _delete_thread_later(thread_id) -> None:
+    """After commit, delete a stateless run's thread once it is idle. Deferred
+    a little, so a client waiting on the run still reads its result (and its
+    webhook its values)."""
+    from runs.tasks import delete_stateless_thread
+
+    transaction.on_commit(
+        lambda: delete_stateless_thread.apply_async(
+            (str(thread_id),), countdown=settings.CRONSVC_STATELESS_THREAD_GRACE
         )
+    )
 
 
 def thread_delete_when_idle(*, thread_id) -> None:

@@ -16,16 +16,18 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from cronsvc.celery import app
 from cronsvc.selectors import assistant_get_or_404
 from runs import tasks, webhooks
 from runs.models import Run
-from runs.services import run_create
+from runs.services import run_cancel, run_create
 from tests.conftest import QUEUE, Proc, subprocess_env, wait_until
 from threads.services import thread_create
 
@@ -154,6 +156,33 @@ def test_a_failed_run_is_posted_with_its_error(settings, receiver, outbound, eag
     body = receiver.requests[0]["body"]
     assert body["status"] == "error"
     assert body["error"] == {"error": "ZeroDivisionError", "message": "ZeroDivisionError: division by zero"}
+
+
+def test_a_pending_run_cancelled_is_posted_and_its_stateless_thread_goes(
+    settings, receiver, outbound, eager, monkeypatch
+):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    doomed = []
+    monkeypatch.setattr(
+        tasks.delete_stateless_thread, "apply_async", lambda args, countdown: doomed.append(args[0])
+    )
+    agent = assistant_get_or_404("agent")
+    later = timezone.now() + timedelta(hours=1)  # not claimable: no worker takes them
+    interrupted, rolled_back = thread_create(), thread_create()
+    run = run_create(
+        thread=interrupted, assistant=agent, kwargs={**QUESTION, "webhook": receiver.url},
+        on_completion="delete", scheduled_at=later,
+    )
+    gone = run_create(thread=rolled_back, assistant=agent, on_completion="delete", scheduled_at=later)
+
+    run_cancel(run=run)
+    run_cancel(run=gone, action="rollback")
+
+    run.refresh_from_db()
+    assert (run.status, run.cancel_action, run.webhook_status) == ("interrupted", "interrupt", "delivered")
+    assert [r["body"]["status"] for r in receiver.requests] == ["interrupted"]
+    assert not Run.objects.filter(pk=gone.pk).exists()
+    assert doomed == [str(interrupted.thread_id), str(rolled_back.thread_id)]
 
 
 @pytest.mark.parametrize(
