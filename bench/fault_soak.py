@@ -1,17 +1,22 @@
-"""Fault soak: crons ticking every few seconds through a worker killed with
-SIGKILL (and restarted) and a Redis restarted without persistence, then a
-count per (cron, instant): every due instant has exactly one tick, every fired
-tick exactly one run that ended once; none missing (beyond recorded skips),
-none doubled, none stuck.
+"""Fault soak: crons ticking every few seconds with two beats running at once
+(one active, one standby), through each worker killed with SIGKILL (and
+restarted), the active beat killed with SIGKILL (the standby takes over; the
+killed one comes back as the standby), Redis restarted without persistence and
+PostgreSQL crash-restarted (`pg_ctl stop -m immediate`); then a count per
+(cron, instant): every due instant has exactly one tick, every fired tick
+exactly one run that ended once; none missing (beyond recorded skips), none
+doubled, none stuck.
 
     .venv/bin/python bench/fault_soak.py             # ~300 ticks: 6 crons every 3 s for 150 s
     .venv/bin/python bench/fault_soak.py --small     # the CI size (~50 ticks)
     .venv/bin/python bench/fault_soak.py --crons 10 --every 2 --duration 600
 
-It starts its own redis-server on a free port, a scratch PostgreSQL database
-(`--postgres`, default postgres://postgres@127.0.0.1:5432, dropped at the
-end), one beat and two workers (threads pool) running the `slow` example
-graph. Exit status 0 when nothing is missing, doubled or stuck.
+It starts its own redis-server and its own PostgreSQL cluster (initdb in a
+temporary directory, trust auth) on free ports, so both can be restarted
+without disturbing anything else; with `--postgres URL` it uses a scratch
+database on that server instead and does not restart it. Two beats and two
+workers (threads pool) run the `slow` example graph. Exit status 0 when
+nothing is missing, doubled or stuck.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +82,68 @@ class Child:
         raise SystemExit(f"{self.name} did not say {text!r}; see {self.log}")
 
 
+class OwnPostgres:
+    """A private PostgreSQL cluster on a free port that the soak may crash-restart."""
+
+    def __init__(self, tmp: Path):
+        initdb = shutil.which("initdb") or str(
+            Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip()) / "initdb"
+        )
+        self.bindir = Path(initdb).resolve().parent
+        self.port = free_port()
+        self.data = tmp / "pgdata"
+        self.logfile = tmp / "postgres.log"
+        # initdb refuses to run as root: run the cluster as the postgres user then.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            tmp.chmod(0o755)
+            self.data.mkdir()
+            shutil.chown(self.data, "postgres", "postgres")
+            self.logfile.touch()
+            shutil.chown(self.logfile, "postgres", "postgres")
+        self._pg(["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}"
+
+    def _pg(self, argv: list[str]) -> None:
+        program = str(self.bindir / argv[0])
+        subprocess.run(
+            [*self.as_user, program, *argv[1:]], check=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.data} "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._pg(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "start"])
+
+    def crash_restart(self) -> None:
+        """Stop without a checkpoint, as a crash does (recovery replays the WAL), and start."""
+        self._pg(["pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+        time.sleep(1)
+        self.start()
+
+    def stop(self) -> None:
+        self._pg(["pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+
+def lease_holder_pid() -> int | None:
+    """The pid of the beat holding the scheduler lease (holder is host:pid:nonce)."""
+    from django.db import close_old_connections
+
+    from crons.models import SchedulerLease
+    from crons.ticking import LEASE_NAME
+
+    close_old_connections()
+    holder = SchedulerLease.objects.filter(name=LEASE_NAME).values_list("holder", flat=True).first()
+    return int(holder.split(":")[1]) if holder else None
+
+
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -88,12 +156,18 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="CI size: 4 crons every 2 s for 26 s")
     # Long enough that each worker has runs in flight when it is killed.
     parser.add_argument("--graph-seconds", type=float, default=1.5)
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--postgres",
+        help="use a scratch database on this server (not restarted) instead of a private cluster",
+    )
     args = parser.parse_args()
     if args.small:
-        args.crons, args.every, args.duration = 4, 2, 26
+        args.crons, args.every, args.duration = 4, 2, 30
 
     tmp = Path(tempfile.mkdtemp(prefix="cronsvc-soak-"))
+    own_postgres = None if args.postgres else OwnPostgres(tmp)
+    if own_postgres is not None:
+        args.postgres = own_postgres.url
     dbname = f"cronsvc_soak_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     redis_port = free_port()
     queue = f"soak-{uuid.uuid4().hex[:6]}"
@@ -120,7 +194,8 @@ def main() -> int:
 
     with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
-    redis = beat = None
+    redis = None
+    beats: list[Child] = []
     workers: list[Child] = []
     try:
         redis_argv = [
@@ -145,7 +220,6 @@ def main() -> int:
         import django
 
         django.setup()
-        from django.db import close_old_connections
 
         from crons import firetime
         from crons.models import Cron, Tick
@@ -175,23 +249,30 @@ def main() -> int:
                 tmp,
             )
 
+        def beat(n: int) -> Child:
+            return Child(
+                f"beat{n}",
+                [
+                    *celery,
+                    "beat",
+                    "-S",
+                    "crons.scheduler:CronScheduler",
+                    "-s",
+                    str(tmp / f"beat{n}-schedule"),
+                    "--loglevel=INFO",
+                ],
+                env,
+                tmp,
+            )
+
         workers = [worker(1), worker(2)]
-        beat = Child(
-            "beat",
-            [
-                *celery,
-                "beat",
-                "-S",
-                "crons.scheduler:CronScheduler",
-                "-s",
-                str(tmp / "beat-schedule"),
-                "--loglevel=INFO",
-            ],
-            env,
-            tmp,
-        )
-        for child in (*workers, beat):
-            child.wait_log("ready." if child is not beat else "beat: Starting")
+        # Two beats at once, as by mistake or for high availability: the lease
+        # lets one fire, the other waits as a standby.
+        beats = [beat(1), beat(2)]
+        for child in workers:
+            child.wait_log("ready.")
+        for child in beats:
+            child.wait_log("beat: Starting")
 
         slow = assistant_get_or_404("slow")
         schedule = f"* * * * * */{args.every}"
@@ -210,17 +291,40 @@ def main() -> int:
             f"{args.crons} crons '{schedule}' for {args.duration:g} s; db {dbname}, redis :{redis_port}"
         )
 
+        takeovers: list[float] = []
+        killed_beat: list[Child] = []
+
+        def kill_active_beat() -> None:
+            active = lease_holder_pid()
+            victim = next(b for b in beats if b.popen.pid == active)
+            killed_beat.append(victim)
+            victim.kill9()
+            t = time.monotonic()
+            while lease_holder_pid() in (active, None):
+                if time.monotonic() - t > 60:
+                    raise SystemExit("no standby beat took the lease within 60 s")
+                time.sleep(0.1)
+            takeovers.append(time.monotonic() - t)
+            log(f"standby beat (pid {lease_holder_pid()}) took over in {takeovers[-1]:.1f} s")
+
         faults = [
-            (0.25, "kill -9 worker1", lambda: workers[0].kill9()),
-            (0.25 + 4 / args.duration, "restart worker1", lambda: workers[0].start()),
+            (0.15, "kill -9 worker1", lambda: workers[0].kill9()),
+            (0.15 + 4 / args.duration, "restart worker1", lambda: workers[0].start()),
+            (0.3, "kill -9 the active beat", kill_active_beat),
+            (0.3 + 4 / args.duration, "restart the killed beat (now the standby)",
+             lambda: killed_beat[0].start()),
             (
                 0.5,
                 "restart redis (no persistence: queued messages are lost)",
                 lambda: (redis.stop(), time.sleep(1), redis.start()),
             ),
-            (0.7, "kill -9 worker2", lambda: workers[1].kill9()),
-            (0.7 + 4 / args.duration, "restart worker2", lambda: workers[1].start()),
+            (0.65, "kill -9 worker2", lambda: workers[1].kill9()),
+            (0.65 + 4 / args.duration, "restart worker2", lambda: workers[1].start()),
         ]
+        if own_postgres is not None:
+            faults.append(
+                (0.8, "crash-restart PostgreSQL (pg_ctl -m immediate)", own_postgres.crash_restart)
+            )
         for at, what, do in faults:
             delay = t0 + at * args.duration - time.monotonic()
             if delay > 0:
@@ -229,7 +333,9 @@ def main() -> int:
             do()
         time.sleep(max(0.0, t0 + args.duration - time.monotonic()))
 
-        close_old_connections()
+        from django.db import connections
+
+        connections.close_all()  # this process's connection did not survive the restart
         stopped = dt.datetime.now(dt.UTC)
         for cron in crons:
             cron_update(cron=Cron.objects.get(pk=cron.pk), enabled=False)
@@ -291,12 +397,12 @@ def main() -> int:
             f"reconciler passes that woke workers {logs.count('for a worker; waking workers')}, "
             f"wake-ups the broker refused {logs.count('wake-up not published')}"
         )
+        log(f"standby beat takeover after kill -9 of the active one: {takeovers[0]:.1f} s")
         print(f"missing {missing}, doubled {doubled}, stuck {stuck}, skipped (recorded) {skipped}")
         return 0 if missing == doubled == stuck == 0 else 1
     finally:
-        for child in (beat, *workers):
-            if child is not None:
-                child.stop()
+        for child in (*beats, *workers):
+            child.stop()
         if redis is not None:
             redis.stop()
         from django.db import connections
@@ -305,8 +411,11 @@ def main() -> int:
         from cronsvc import checkpointer
 
         checkpointer.reset()
-        with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        if own_postgres is not None:
+            own_postgres.stop()
+        else:
+            with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         print(f"logs: {tmp}")
 
 
