@@ -12,6 +12,8 @@ import time
 import traceback
 from typing import Any
 
+import django.db
+import psycopg
 from django.conf import settings
 from langgraph.types import Command
 
@@ -39,6 +41,15 @@ class LeaseLost(Exception):
 
 LOST = "lost"
 
+# Connection-level database errors (from Django or from the checkpointer's
+# psycopg pool): the run is retried, not failed.
+DATABASE_UNAVAILABLE = (
+    django.db.OperationalError,
+    django.db.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
 
 def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
     """On a retried attempt, continue from the previous attempt's checkpoint
@@ -51,6 +62,11 @@ def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
     before = run.kwargs.get("interrupt_before") or []
     paused = snapshot.interrupts or before == "*" or set(snapshot.next) & set(before)
     if snapshot.next and not paused:
+        return False, None
+    if not snapshot.next and snapshot.tasks:
+        # Every task of the last step wrote its result, but the step's own
+        # checkpoint was not saved (killed in between): `next` is empty only
+        # because those tasks are done. Continuing applies their writes.
         return False, None
     return True, None  # it got to the end or its interrupt; only its finish was lost
 
@@ -187,6 +203,16 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         return status
     except LeaseLost:
         log.warning("run %s: lease lost on attempt %s; leaving it to the reaper", run.run_id, attempt)
+        return LOST
+    except DATABASE_UNAVAILABLE as exc:
+        # The database went away under the run (restart, failover, network):
+        # not the graph's failure. The run keeps its lease until it expires;
+        # then the reaper hands it to a new attempt, which continues from the
+        # last checkpoint (at most CRONSVC_RUN_MAX_ATTEMPTS attempts).
+        log.warning(
+            "run %s: database unavailable on attempt %s (%s); the reaper retries it",
+            run.run_id, attempt, exc,
+        )
         return LOST
     except RunCancelled:
         values = _safe_values(assistant.graph_id, run)

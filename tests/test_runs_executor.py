@@ -42,3 +42,83 @@ def test_deleting_a_thread_or_assistant_removes_its_crons_mirrors():
     assistant_delete(assistant=other)
     assert list(PeriodicTask.objects.values_list("pk", flat=True)) == [kept.periodic_task_id]
     assert Run.objects.count() == 0
+
+
+class Killed(BaseException):
+    """Stands in for kill -9: nothing in the worker catches it."""
+
+
+def _expire_and_reap(run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.leases import runs_reap
+
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert runs_reap()["requeued"] == 1
+
+
+def test_a_retry_after_a_kill_between_a_steps_writes_and_its_checkpoint_finishes_the_graph(
+    monkeypatch,
+):
+    # Attempt 1 dies after the first step's task wrote its result but before
+    # that step's checkpoint was saved. Its state then shows no next node, which
+    # is not the end of the graph: attempt 2 must go on and run `agent`.
+    from cronsvc import checkpointer
+    from runs import executor, services
+
+    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    saver_type = type(checkpointer.get_saver())
+    original_put = saver_type.put
+    killed = []
+
+    def put(self, config, checkpoint, metadata, new_versions):
+        if metadata.get("step") == 0 and not killed:
+            killed.append(True)
+            raise Killed()
+        return original_put(self, config, checkpoint, metadata, new_versions)
+
+    monkeypatch.setattr(saver_type, "put", put)
+    thread = thread_create()
+    question = {"messages": [{"role": "user", "content": "What time is it?"}]}
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": question, "durability": "sync"},
+    )
+    first = services.run_claim_next(thread_id=thread.thread_id)
+    with pytest.raises(Killed):
+        executor.execute(first)
+    _expire_and_reap(first)
+
+    second = services.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(second) == "success"
+
+    second.refresh_from_db()
+    assert second.attempts == 2
+    assert [m["type"] for m in second.output["messages"]] == ["human", "ai"]
+
+
+def test_a_database_outage_during_a_run_retries_it_instead_of_failing_it(monkeypatch):
+    import psycopg
+
+    from runs import executor, services
+
+    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    thread = thread_create()
+    run_create(thread=thread, assistant=assistant_get_or_404("agent"), kwargs={"input": {}})
+    first = services.run_claim_next(thread_id=thread.thread_id)
+
+    def outage(*args, **kwargs):
+        raise psycopg.OperationalError("consuming input failed: server closed the connection")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "run_cancel_requested", outage)
+        assert executor.execute(first) == executor.LOST
+
+    first.refresh_from_db()
+    assert (first.status, first.error) == ("running", None)
+    _expire_and_reap(first)
+    second = services.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(second) == "success"
