@@ -270,14 +270,7 @@ def main(argv=None):
     recreate_database()
     for size in [int(x) for x in args.dispatch_only.split(",") if x]:
         load(size)
-        purge_queue()
-        due = min(args.due, size)
-        report_dispatch(
-            size,
-            due,
-            child_dispatch("cronsvc", size, due, make_due(due), args.bound),
-            None,
-        )
+        dispatch_alone(size, args.due, args.bound)
     for size in sizes:
         load_s = load(size)
         ours = child("cronsvc", "steady", size, args.due, args.bound)
@@ -304,15 +297,15 @@ def main(argv=None):
             ("edit_s", "one edit visible (s)"),
         ):
             print(f"{label:28}{fmt(ours.get(key)):>14}")
-        purge_queue()
-        due = min(args.due, size)
-        report_dispatch(
-            size,
-            due,
-            child_dispatch("cronsvc", size, due, make_due(due), args.bound),
-            None,
-        )
+        dispatch_alone(size, args.due, args.bound)
     print(f"\ntotal benchmark time {time.monotonic() - started:.0f} s")
+
+
+def dispatch_alone(size: int, due: int, bound: float) -> None:
+    """cronsvc's dispatch of `due` of the loaded `size` crons, with no baseline."""
+    purge_queue()
+    due = min(due, size)
+    report_dispatch(size, due, child_dispatch("cronsvc", size, due, make_due(due), bound), None)
 
 
 def child_dispatch(kind, size, due, boundary, bound):
