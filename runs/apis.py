@@ -112,7 +112,7 @@ def _create(request, thread_id=None, *, stream: bool = False) -> Run:
         require_uuid(thread_id, "thread")
     data = validated(RunCreateIn, request.data)
     if stream:
-        _supported_modes(data.get("stream_mode"))
+        _require_supported_modes(data.get("stream_mode"))
     config_and_context(data.get("config"), data.get("context"))  # both given: 400
     with transaction.atomic():
         assistant = _assistant(data["assistant_id"])
@@ -144,7 +144,7 @@ def _create(request, thread_id=None, *, stream: bool = False) -> Run:
         )
 
 
-def _supported_modes(value) -> list[str]:
+def _require_supported_modes(value) -> None:
     modes = [value] if isinstance(value, str) else list(value or ["values"])
     unsupported = [m for m in modes if m not in streaming.SUPPORTED_MODES]
     if unsupported:
@@ -152,7 +152,6 @@ def _supported_modes(value) -> list[str]:
             f"stream_mode {', '.join(map(repr, unsupported))} is not supported by cronsvc; "
             f"supported: {', '.join(streaming.SUPPORTED_MODES)}"
         )
-    return modes
 
 
 def _wait(run: Run, timeout: float | None = None) -> Run:
@@ -274,7 +273,7 @@ class _EventStreamApi(APIView):
         return renderer, renderer.media_type
 
 
-def _event_stream(events, run: Run, *, stream_path: str, run_path: str) -> StreamingHttpResponse:
+def _event_stream(events, *, stream_path: str, run_path: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-store"
     response["Location"] = stream_path  # where the SDKs reconnect, with Last-Event-ID
@@ -288,7 +287,7 @@ def _stream_new_run(request, thread_id=None) -> StreamingHttpResponse:
         run, after=0, cancel_on_disconnect=request.data.get("on_disconnect") == "cancel"
     )
     base = f"/threads/{thread_id}/runs/{run.run_id}" if thread_id else f"/runs/{run.run_id}"
-    return _event_stream(relay, run, stream_path=f"{base}/stream", run_path=base)
+    return _event_stream(relay, stream_path=f"{base}/stream", run_path=base)
 
 
 def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
@@ -313,7 +312,7 @@ def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
         modes=streaming.event_names(modes) if modes else None,
         cancel_on_disconnect=query_bool(params, "cancel_on_disconnect"),
     )
-    return _event_stream(relay, run, stream_path=f"{base}/stream", run_path=base)
+    return _event_stream(relay, stream_path=f"{base}/stream", run_path=base)
 
 
 class ThreadRunStreamApi(_EventStreamApi):

@@ -168,12 +168,13 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         if durability is None and kwargs.get("checkpoint_during") is False:
             durability = "exit"
         modes = stream_modes(run)
+        subgraphs = bool(modes and kwargs.get("stream_subgraphs"))
         stream = iter(()) if done else graph.stream(
             graph_input,
             config,
             context=context,
             stream_mode=modes or "values",
-            subgraphs=bool(modes and kwargs.get("stream_subgraphs")),
+            subgraphs=subgraphs,
             interrupt_before=kwargs.get("interrupt_before"),
             interrupt_after=kwargs.get("interrupt_after"),
             durability=durability,
@@ -181,7 +182,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
         for chunk in stream:
             if modes:
-                _record(run, chunk, subgraphs=bool(kwargs.get("stream_subgraphs")))
+                _record(run, chunk, subgraphs=subgraphs)
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()
