@@ -9,7 +9,8 @@ next one is due. It never loads all periodic tasks, never reloads on changes
 sleeps until the next due instant (at most CRONSVC_BEAT_MAX_INTERVAL).
 
 Only the lease holder fires (see crons.ticking); a standby beat keeps trying
-to take the lease and takes over once it expires.
+to take the lease and takes over once it expires. Every beat, active or
+standby, writes a heartbeat row every CRONSVC_HEARTBEAT_INTERVAL seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from crons import ticking
+from cronsvc import health
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class CronScheduler(DatabaseScheduler):
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
         self._renew_at = None
+        self._heartbeat_at = None
         self._wakes: dict = {}  # prepared instant -> runs to wake workers for
         self._own: dict = {}
         super().__init__(*args, **kwargs)
@@ -94,7 +97,8 @@ class CronScheduler(DatabaseScheduler):
         self.advancer.wake.set()
         try:
             ticking.lease_release(holder=self.holder)
-        except Exception:  # noqa: BLE001 - the lease expires on its own
+            health.beat_heartbeat_delete(name=self.holder)
+        except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
             pass
         super().close()
 
@@ -115,6 +119,12 @@ class CronScheduler(DatabaseScheduler):
                         self._wakes[instant] = max(self._wakes.get(instant, 0), count)
                 lease = settings.CRONSVC_BEAT_LEASE_SECONDS
                 self._renew_at = now + timedelta(seconds=lease / 3) if self.epoch else None
+            if self._heartbeat_at is None or now >= self._heartbeat_at:
+                # Shows this beat alive, standby included (cronsvc.health).
+                health.beat_heartbeat_write(
+                    name=self.holder, hostname=socket.gethostname(), pid=os.getpid()
+                )
+                self._heartbeat_at = now + timedelta(seconds=settings.CRONSVC_HEARTBEAT_INTERVAL)
             if self.epoch is None:
                 return min(own_delay, self.max_interval)
             report = ticking.fire_due(

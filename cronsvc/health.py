@@ -35,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc.celery import app
-from cronsvc.models import WorkerHeartbeat
+from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ def worker_heartbeat_write(*, name: str, hostname: str, pid: int, concurrency: i
         )
 
 
+def beat_heartbeat_write(*, name: str, hostname: str, pid: int) -> None:
+    """Record that beat `name` (its lease holder id) is alive now (database clock)."""
+    updated = BeatHeartbeat.objects.filter(name=name).update(seen_at=Now())
+    if not updated:
+        BeatHeartbeat.objects.update_or_create(
+            name=name,
+            defaults={"hostname": hostname, "pid": pid, "started_at": Now(), "seen_at": Now()},
+        )
+
+
+def beat_heartbeat_delete(*, name: str) -> None:
+    BeatHeartbeat.objects.filter(name=name).delete()
+
+
 def worker_heartbeat_delete(*, name: str) -> None:
     WorkerHeartbeat.objects.filter(name=name).delete()
 
@@ -64,6 +78,7 @@ def worker_heartbeat_delete(*, name: str) -> None:
 def worker_heartbeats_forget_dead() -> int:
     """Delete the rows of workers silent for FORGET_AFTER; returns how many."""
     deleted, _ = WorkerHeartbeat.objects.filter(seen_at__lt=Now() - FORGET_AFTER).delete()
+    BeatHeartbeat.objects.filter(seen_at__lt=Now() - FORGET_AFTER).delete()
     return deleted
 
 
@@ -184,13 +199,30 @@ def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
         return Component("dead", detail="no beat holds the scheduler lease")
     renewed = lease.expires_at - timedelta(seconds=settings.CRONSVC_BEAT_LEASE_SECONDS)
     age = max((now - renewed).total_seconds(), 0.0)
-    if hostname is not None and lease.holder.split(":", 1)[0] != hostname:
-        return Component(
-            "dead", age, f"the scheduler lease is held by {lease.holder}, not {hostname}"
-        )
     if age > stale:
         return Component(
             "dead", round(age, 1), f"no beat tick for {age:.0f} s (limit {stale:.0f} s)"
+        )
+    if hostname is not None and lease.holder.split(":", 1)[0] != hostname:
+        # Not the active beat: healthy as a standby while this host's beat
+        # writes its heartbeat (it takes over when the lease expires).
+        seen = (
+            BeatHeartbeat.objects.filter(
+                hostname=hostname, seen_at__gte=now - timedelta(seconds=stale)
+            )
+            .order_by("-seen_at")
+            .values_list("seen_at", flat=True)
+            .first()
+        )
+        if seen is None:
+            return Component(
+                "dead", round(age, 1),
+                f"the scheduler lease is held by {lease.holder}, not {hostname}, and no "
+                f"standby beat on {hostname} wrote a heartbeat in the last {stale:.0f} s",
+            )
+        return Component(
+            "ok", round(max((now - seen).total_seconds(), 0.0), 1),
+            f"standby; the scheduler lease is held by {lease.holder}",
         )
     return Component("ok", round(age, 1))
 

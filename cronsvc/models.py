@@ -47,3 +47,24 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (pid {self.pid})"
+
+
+class BeatHeartbeat(models.Model):
+    """A beat process's last sign of life, active or standby (see cronsvc/health.py).
+
+    The active beat's liveness is the scheduler lease it renews; this row is
+    what shows that a standby, which holds nothing, is alive and ready to take
+    over. `seen_at` is on the database's clock."""
+
+    # The beat's lease holder id (host:pid:nonce).
+    name = models.CharField(max_length=255, primary_key=True)
+    hostname = models.CharField(max_length=255, db_index=True)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"beat {self.name}"

@@ -29,7 +29,7 @@ from kombu.utils.imports import symbol_by_name
 
 from crons import ticking
 from cronsvc import health, topology
-from cronsvc.models import WorkerHeartbeat
+from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -345,6 +345,24 @@ def test_container_checks_look_at_their_own_host():
         call_command("healthcheck", "beat")
     with pytest.raises(CommandError, match=f"no worker heartbeat on {socket.gethostname()}"):
         call_command("healthcheck", "worker")
+
+
+@pytest.mark.django_db
+def test_a_standby_beat_is_healthy_while_it_beats_and_another_holds_the_lease(client):
+    here = socket.gethostname()
+    hold_lease("active-host")
+
+    with pytest.raises(CommandError, match="no standby beat on"):
+        call_command("healthcheck", "beat")
+    health.beat_heartbeat_write(name=f"{here}:2:standby", hostname=here, pid=2)
+    call_command("healthcheck", "beat")
+    assert client.get("/health").json()["beat"]["status"] == "ok"
+
+    BeatHeartbeat.objects.update(seen_at=Now() - timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
+    with pytest.raises(CommandError, match="no standby beat on"):
+        call_command("healthcheck", "beat")
+    health.beat_heartbeat_delete(name=f"{here}:2:standby")
+    assert not BeatHeartbeat.objects.exists()
 
 
 @pytest.mark.django_db

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 
 from crons import ticking
-from crons.models import Cron, Tick
+from crons.models import Cron, SchedulerLease, Tick
 from crons.services import cron_create
+from cronsvc.models import BeatHeartbeat
 from cronsvc.selectors import assistant_get_or_404
 from runs import tasks
 from runs.models import Run
@@ -99,9 +100,14 @@ def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
     try:
         wait_until(lambda: Tick.objects.filter(cron=cron).count() >= 6, timeout=40)
         time.sleep(2)
+        # Both show alive, the one firing and the one waiting (health checks).
+        beating = set(BeatHeartbeat.objects.values_list("name", flat=True))
+        assert len(beating) == 2
+        assert SchedulerLease.objects.get().holder in beating
     finally:
         for beat in beats:
             beat.stop()
+    assert not BeatHeartbeat.objects.exists()  # removed on a clean stop
     ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
     instants = [t.scheduled_at for t in ticks]
     assert len(instants) == len(set(instants))
