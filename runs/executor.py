@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class RunCancelled(Exception):
-    pass
+    def __init__(self, action: str = "interrupt"):
+        super().__init__(action)
+        self.action = action
 
 
 class RunTimedOut(Exception):
@@ -40,6 +42,7 @@ class LeaseLost(Exception):
 
 
 LOST = "lost"
+ROLLED_BACK = "rolled back"
 
 # Connection-level database errors (from Django or from the checkpointer's
 # psycopg pool): the run is retried, not failed.
@@ -186,9 +189,9 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()
-            if services.run_cancel_requested(run.run_id):
+            if action := services.run_cancel_requested(run.run_id):
                 stream.close()
-                raise RunCancelled()
+                raise RunCancelled(action)
             if time.monotonic() > deadline:
                 stream.close()
                 raise RunTimedOut()
@@ -215,7 +218,11 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             run.run_id, attempt, exc,
         )
         return LOST
-    except RunCancelled:
+    except RunCancelled as cancelled:
+        if cancelled.action == Run.MultitaskStrategy.ROLLBACK:
+            values = _roll_back(graph, run)
+            services.run_rolled_back(run_id=run.run_id, values=values, attempt=attempt)
+            return ROLLED_BACK
         values = _safe_values(assistant.graph_id, run)
         services.run_finish(
             run_id=run.run_id, status=Run.Status.INTERRUPTED, output=values, values=values,
@@ -242,6 +249,31 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             attempt=attempt,
         )
         return Run.Status.ERROR
+
+
+def _roll_back(graph, run: Run) -> Any:
+    """Undo what `run` wrote to its thread's state; returns the values it had
+    before the run (None: it had none).
+
+    With LangGraph's own API: the newest checkpoint no step of this run wrote
+    is copied to the head of the thread (`__copy__`, a fork), so the state,
+    and the next run, start from before it; the rolled-back checkpoints stay
+    in the history as a branch no one continues. When the run wrote the
+    thread's first checkpoint, the thread's checkpoints are deleted."""
+    config = {"configurable": {"thread_id": str(run.thread_id)}}
+    before = next(
+        (
+            snapshot
+            for snapshot in graph.get_state_history(config)
+            if (snapshot.metadata or {}).get("run_id") != str(run.run_id)
+        ),
+        None,
+    )
+    if before is None:
+        checkpointer.delete_thread(str(run.thread_id))
+        return None  # as a thread no run has written to
+    graph.update_state(before.config, None, as_node="__copy__")
+    return to_jsonable(before.values)
 
 
 def _safe_values(graph_id: str, run: Run) -> Any:

@@ -356,6 +356,21 @@ def run_finish(
     return True
 
 
+def run_rolled_back(*, run_id, values: Any, attempt: int) -> bool:
+    """A running run cancelled with `rollback` whose checkpoints the executor
+    undid: delete it (no webhook: it no longer exists) and give its thread the
+    values it had before it. Only the attempt that holds the run may do so."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != Run.Status.RUNNING or run.attempts != attempt:
+            return False
+        run.delete()
+        _settle_thread(run.thread_id, values=values)
+        if run.on_completion == "delete":
+            _delete_thread_later(run.thread_id)
+    return True
+
+
 KEEP_VALUES = object()
 
 

@@ -122,3 +122,71 @@ def test_a_database_outage_during_a_run_retries_it_instead_of_failing_it(monkeyp
     _expire_and_reap(first)
     second = services.run_claim_next(thread_id=thread.thread_id)
     assert executor.execute(second) == "success"
+
+
+def _run_rolled_back_mid_run(thread, monkeypatch, content):
+    """Execute a run on `thread` that is cancelled with rollback after its step."""
+    from runs import executor, services
+
+    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": [{"role": "user", "content": content}]}},
+    )
+    run = services.run_claim_next(thread_id=thread.thread_id)
+    with monkeypatch.context() as patch:
+        # Checked between steps: the rollback arrives once the graph has written.
+        patch.setattr(services, "run_cancel_requested", lambda run_id: "rollback")
+        assert executor.execute(run) == executor.ROLLED_BACK
+    return run
+
+
+def test_rollback_of_a_running_run_undoes_its_state_and_deletes_it(monkeypatch):
+    from cronsvc import checkpointer, graphs
+    from runs import services
+    from threads.models import Thread
+
+    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    thread = thread_create()
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": [{"role": "user", "content": "first"}]}},
+    )
+    assert tasks.drain(str(thread.thread_id)) == 1
+    kept = Thread.objects.get(pk=thread.pk).values
+    assert [m["content"] for m in kept["messages"]] == ["first", "You said: first"]
+
+    rolled = _run_rolled_back_mid_run(thread, monkeypatch, "second")
+
+    assert not Run.objects.filter(pk=rolled.pk).exists()
+    thread.refresh_from_db()
+    assert (thread.status, thread.values) == ("idle", kept)
+    graph = graphs.get_graph("agent", checkpointer=checkpointer.get_saver())
+    state = graph.get_state({"configurable": {"thread_id": str(thread.thread_id)}})
+    assert [m.content for m in state.values["messages"]] == ["first", "You said: first"]
+    # The next run continues from before the rolled-back one.
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": [{"role": "user", "content": "third"}]}},
+    )
+    assert tasks.drain(str(thread.thread_id)) == 1
+    thread.refresh_from_db()
+    assert [m["content"] for m in thread.values["messages"]] == [
+        "first", "You said: first", "third", "You said: third",
+    ]
+
+
+def test_rollback_of_a_threads_first_run_leaves_it_empty(monkeypatch):
+    from cronsvc import checkpointer, graphs
+
+    thread = thread_create()
+    _run_rolled_back_mid_run(thread, monkeypatch, "only")
+
+    thread.refresh_from_db()
+    assert (thread.status, thread.values) == ("idle", thread_create().values)  # as new
+    assert Run.objects.filter(thread=thread).count() == 0
+    graph = graphs.get_graph("agent", checkpointer=checkpointer.get_saver())
+    assert graph.get_state({"configurable": {"thread_id": str(thread.thread_id)}}).values == {}
