@@ -15,6 +15,7 @@ from typing import Any
 import django.db
 import psycopg
 from django.conf import settings
+from langchain_core.messages import BaseMessageChunk
 from langgraph.types import Command
 
 from cronsvc import checkpointer, graphs
@@ -75,27 +76,61 @@ def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
 
 
 def stream_modes(run: Run) -> list[str] | None:
-    """The LangGraph stream modes a streamed run records (None: not streamed).
-    The API's "messages-tuple" is LangGraph's "messages"; the server names
-    its events after LangGraph's modes too."""
+    """The stream modes a streamed run was created with, as the API names them
+    (None: not streamed)."""
     if not run.streamed:
         return None
     requested = run.kwargs.get("stream_mode") or ["values"]
-    if isinstance(requested, str):
-        requested = [requested]
-    return list(dict.fromkeys("messages" if m == "messages-tuple" else m for m in requested))
+    return list(dict.fromkeys([requested] if isinstance(requested, str) else requested))
 
 
-def _record(run: Run, chunk: Any, *, subgraphs: bool) -> None:
-    """Store one streamed chunk: (mode, data), or (namespace, mode, data) with
-    subgraphs; a subgraph's event is named "mode|ns1|ns2"."""
-    if subgraphs:
-        namespace, mode, data = chunk
-        event = "|".join((mode, *namespace))
-    else:
-        mode, data = chunk
-        event = mode
-    RunEvent.objects.create(run_id=run.run_id, event=event, data=to_jsonable(data))
+class EventRecorder:
+    """Stores what a streamed run's graph streams as RunEvent rows, named as the
+    LangGraph Server names its events:
+    - LangGraph's own modes (values, updates, custom, debug, tasks,
+      checkpoints) as they come, "mode|ns1|ns2" from a subgraph;
+    - "messages-tuple": LangGraph's (message chunk, metadata) pairs as
+      "messages" events;
+    - "messages": per message id, "messages/metadata" once, then the message so
+      far as "messages/partial" (a streamed chunk) or "messages/complete"."""
+
+    def __init__(self, run: Run, modes: list[str], *, subgraphs: bool):
+        self.run_id = run.run_id
+        self.subgraphs = subgraphs
+        self.tuples = "messages-tuple" in modes
+        self.whole = "messages" in modes
+        self.messages: dict[str, Any] = {}
+        native = ["messages" if m == "messages-tuple" else m for m in modes]
+        self.graph_modes = list(dict.fromkeys(native))  # what graph.stream is asked for
+
+    def record(self, chunk: Any) -> None:
+        if self.subgraphs:
+            namespace, mode, data = chunk
+        else:
+            (mode, data), namespace = chunk, ()
+        if mode != "messages":
+            self._store("|".join((mode, *namespace)), data)
+            return
+        if self.tuples:
+            self._store("|".join(("messages", *namespace)), data)
+        if self.whole:
+            self._message(*data)
+
+    def _message(self, message: Any, metadata: dict) -> None:
+        key = message.id
+        if key not in self.messages:
+            self._store("messages/metadata", {key: {"metadata": metadata}})
+        previous = self.messages.get(key)
+        if isinstance(message, BaseMessageChunk):
+            so_far = previous + message if isinstance(previous, BaseMessageChunk) else message
+            self.messages[key] = so_far
+            self._store("messages/partial", [so_far])
+        else:
+            self.messages[key] = message
+            self._store("messages/complete", [message])
+
+    def _store(self, event: str, data: Any) -> None:
+        RunEvent.objects.create(run_id=self.run_id, event=event, data=to_jsonable(data))
 
 
 def _merge(base: dict | None, extra: dict | None) -> dict:
@@ -171,21 +206,25 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         if durability is None and kwargs.get("checkpoint_during") is False:
             durability = "exit"
         modes = stream_modes(run)
-        subgraphs = bool(modes and kwargs.get("stream_subgraphs"))
+        recorder = (
+            EventRecorder(run, modes, subgraphs=bool(kwargs.get("stream_subgraphs")))
+            if modes
+            else None
+        )
         stream = iter(()) if done else graph.stream(
             graph_input,
             config,
             context=context,
-            stream_mode=modes or "values",
-            subgraphs=subgraphs,
+            stream_mode=recorder.graph_modes if recorder else "values",
+            subgraphs=bool(recorder and recorder.subgraphs),
             interrupt_before=kwargs.get("interrupt_before"),
             interrupt_after=kwargs.get("interrupt_after"),
             durability=durability,
         )
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
         for chunk in stream:
-            if modes:
-                _record(run, chunk, subgraphs=subgraphs)
+            if recorder:
+                recorder.record(chunk)
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()

@@ -25,9 +25,12 @@ POLL_MIN = 0.02
 POLL_MAX = 0.25
 BATCH = 500
 
-# Stream modes the stream endpoints relay; "messages" (token streaming with
-# partial/complete events) and "events" (LangChain callback events) are not.
-SUPPORTED_MODES = ("values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints")
+# Stream modes the stream endpoints relay (runs.executor.EventRecorder records
+# them); "events" (LangChain callback events) is not one of them.
+SUPPORTED_MODES = (
+    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints",
+)
+MESSAGE_EVENTS = {"messages/metadata", "messages/partial", "messages/complete"}
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -40,7 +43,13 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 def event_names(modes: Iterable[str]) -> set[str]:
     """The event names the requested stream modes produce."""
-    return {"messages" if m == "messages-tuple" else m for m in modes}
+    names: set[str] = set()
+    for mode in modes:
+        if mode == "messages":
+            names |= MESSAGE_EVENTS
+        else:
+            names.add("messages" if mode == "messages-tuple" else mode)
+    return names
 
 
 def last_event_id(run: Run) -> int:

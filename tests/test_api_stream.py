@@ -52,13 +52,17 @@ def test_several_modes_and_stateless_stream(sdk, worker):
             None,
             "agent",
             input={"messages": [{"role": "user", "content": "hi"}]},
-            stream_mode=["updates", "messages-tuple", "values"],
+            stream_mode=["updates", "messages-tuple", "values", "messages"],
         )
     )
 
     names = [e for e, _ in events]
     assert names[0] == "metadata"
-    assert set(names[1:]) == {"values", "updates", "messages"}
+    assert set(names[1:]) == {
+        "values", "updates", "messages", "messages/metadata", "messages/complete"
+    }
+    complete = next(d for e, d in events if e == "messages/complete")
+    assert [m["content"] for m in complete] == ["You said: hi"]
     updates = [d for e, d in events if e == "updates"]
     assert [m["content"] for m in updates[0]["agent"]["messages"]] == ["You said: hi"]
     message, meta = next(d for e, d in events if e == "messages")

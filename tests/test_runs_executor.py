@@ -190,3 +190,45 @@ def test_rollback_of_a_threads_first_run_leaves_it_empty(monkeypatch):
     assert Run.objects.filter(thread=thread).count() == 0
     graph = graphs.get_graph("agent", checkpointer=checkpointer.get_saver())
     assert graph.get_state({"configurable": {"thread_id": str(thread.thread_id)}}).values == {}
+
+
+def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(monkeypatch):
+    # A chat model streaming tokens (LangChain's fake one: no network, no key).
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from runs import executor, services
+    from runs.models import RunEvent
+
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="hello there")]))
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_edge(START, "chat")
+    monkeypatch.setattr(
+        "cronsvc.graphs.get_graph",
+        lambda graph_id, checkpointer=None, config=None: builder.compile(checkpointer=checkpointer),
+    )
+    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    thread = thread_create()
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": [{"role": "user", "content": "hi"}]},
+                "stream_mode": ["messages", "messages-tuple"]},
+        streamed=True,
+    )
+    run = services.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(run) == "success"
+
+    events = list(RunEvent.objects.filter(run=run).order_by("id").values_list("event", "data"))
+    partials = [data[0]["content"] for event, data in events if event == "messages/partial"]
+    assert partials == ["hello", "hello ", "hello there"]
+    tuples = [data[0]["content"] for event, data in events if event == "messages"]
+    assert tuples == ["hello", " ", "there"]
+    metadata = [data for event, data in events if event == "messages/metadata"]
+    assert len(metadata) == 1
+    (message_id, meta), = metadata[0].items()
+    assert meta["metadata"]["langgraph_node"] == "chat"
+    assert all(data[0]["id"] == message_id for event, data in events if event == "messages/partial")
+    assert not [e for e, _ in events if e == "messages/complete"]  # streamed, not repeated
