@@ -34,17 +34,10 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DB_NAME = os.environ.get("BENCH_DB", "cronsvc_bench")
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-os.environ["DATABASE_URL"] = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("CELERY_QUEUE", "cronsvc-bench")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from benchenv import ROOT, BenchDatabase
+
+DB = BenchDatabase("cronsvc_bench", redis_db=14, queue="cronsvc-bench")
 
 
 def rss_mb() -> float:
@@ -67,18 +60,6 @@ def pct(values, p):
 
 
 # ----------------------------------------------------------------- parent
-
-
-def recreate_database():
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def load(size: int) -> float:
@@ -267,7 +248,7 @@ def main(argv=None):
         f"cronsvc beat benchmark — PostgreSQL {os.environ['DATABASE_URL']}, "
         f"Redis {os.environ['CELERY_BROKER_URL']}"
     )
-    recreate_database()
+    DB.recreate()
     for size in [int(x) for x in args.dispatch_only.split(",") if x]:
         load(size)
         dispatch_alone(size, args.due, args.bound)

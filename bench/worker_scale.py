@@ -19,21 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DB_NAME = os.environ.get("BENCH_DB", "cronsvc_bench_workers")
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-os.environ["DATABASE_URL"] = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")
-os.environ.setdefault("CELERY_QUEUE", "cronsvc-bench-workers")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from benchenv import ROOT, BenchDatabase
+
+DB = BenchDatabase("cronsvc_bench_workers", redis_db=13, queue="cronsvc-bench-workers")
 os.environ.setdefault("SLOW_GRAPH_SECONDS", "0.2")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -65,20 +58,6 @@ def service_cpu_seconds() -> float:
         if comm == "postgres" or comm.startswith("redis-server"):
             total += cpu_seconds(int(proc.name))
     return total
-
-
-def recreate_database():
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
@@ -148,7 +127,7 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
                 machine_before = machine_busy_seconds()
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DB_NAME]
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [DB.name]
                 )
                 peak_connections = max(peak_connections, cursor.fetchone()[0])
             done = Run.objects.filter(status__in=["success", "error"]).count()
@@ -192,7 +171,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--bound", type=float, default=600)
     args = parser.parse_args()
-    recreate_database()
+    DB.recreate()
     from django.conf import settings
     from django.db import connection
 
