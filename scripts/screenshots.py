@@ -24,19 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-]
+sys.path.insert(0, str(ROOT))  # the project and tests.browser
 USER, PASSWORD = "operator", "screenshots-only"
 WIDTH = 1600
 
@@ -49,7 +37,6 @@ def isolated_environment(data_dir: Path) -> None:
     os.environ["CELERY_QUEUE"] = "cronsvc-screenshots"
     os.environ["DJANGO_SETTINGS_MODULE"] = "cronsvc.settings"
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch anything
-    sys.path.insert(0, str(ROOT))
 
 
 def seed() -> str:
@@ -134,19 +121,6 @@ def serve():
     return httpd, f"http://127.0.0.1:{httpd.server_port}"
 
 
-def chromium(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.add_argument(f"--window-size={WIDTH},900")
-    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-
-
 def photograph(driver, url: str, path: Path, min_height: int = 700) -> None:
     from selenium.webdriver.common.by import By
 
@@ -162,7 +136,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs")
     args = parser.parse_args()
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    from tests.browser import chromium, installed
+
+    if not installed():
         print("needs /usr/bin/chromium and /usr/bin/chromedriver: run scripts/browser.sh")
         return 1
     out = args.out.resolve()
@@ -175,7 +151,9 @@ def main() -> int:
         django.setup()
         cron_id = seed()
         httpd, base = serve()
-        driver = chromium(Path(tmp) / "chromium-profile")
+        driver = chromium(
+            Path(tmp) / "chromium-profile", "--hide-scrollbars", f"--window-size={WIDTH},900"
+        )
         try:
             from selenium.webdriver.common.by import By
 

@@ -9,58 +9,25 @@ Skipped when /usr/bin/chromium or /usr/bin/chromedriver is missing
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from crons.models import Cron
 from runs.models import Run
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1000",
-]
+from tests.browser import chromium, installed
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
     pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        not installed(),
         reason="Debian's chromium and chromium-driver are not installed (scripts/browser.sh)",
     ),
 ]
 
 
-def chromium(tmp_path: Path):
-    """A headless Debian Chromium under Selenium, with the system driver."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    # Selenium Manager must never fetch a browser or driver.
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    return driver
-
-
 @pytest.fixture
 def browser(tmp_path):
-    driver = chromium(tmp_path)
+    driver = chromium(tmp_path / "chromium-profile", "--window-size=1400,1000")
     yield driver
     driver.quit()
 
