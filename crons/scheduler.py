@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from celery.beat import ScheduleEntry, Scheduler
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from crons import ticking
@@ -63,6 +63,7 @@ class CronScheduler(DatabaseScheduler):
         self.epoch: int | None = None
         self._renew_at = None
         self._heartbeat_at = None
+        self._ticking = False
         self._wakes: dict = {}  # prepared instant -> runs to wake workers for
         self._own: dict = {}
         super().__init__(*args, **kwargs)
@@ -95,14 +96,34 @@ class CronScheduler(DatabaseScheduler):
     def close(self):
         self.advancer.stopped.set()
         self.advancer.wake.set()
-        try:
-            ticking.lease_release(holder=self.holder)
-            health.beat_heartbeat_delete(name=self.holder)
-        except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
-            pass
+        if self._ticking:
+            # Celery's SIGTERM handler calls close() on the main thread, maybe in
+            # the middle of a tick's query: a query now would wait on that same
+            # connection forever. The handler then raises SystemExit, and Celery
+            # calls close() again once the tick is unwound.
+            return
+        # The interrupted query can leave the connection unusable: on a
+        # failure, reconnect once.
+        for _ in range(2):
+            try:
+                ticking.lease_release(holder=self.holder)
+                health.beat_heartbeat_delete(name=self.holder)
+                break
+            except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
+                try:
+                    connections.close_all()
+                except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                    pass
         super().close()
 
     def tick(self, *args, **kwargs):
+        self._ticking = True
+        try:
+            return self._tick(*args, **kwargs)
+        finally:
+            self._ticking = False
+
+    def _tick(self, *args, **kwargs):
         own_delay = Scheduler.tick(self, *args, **kwargs)
         try:
             close_old_connections()
