@@ -16,7 +16,6 @@ from cronsvc.api import (
     STREAM_MODES,
     JSONObject,
     RunOptionsIn,
-    iso,
     query_bool,
     query_int,
     require_uuid,
@@ -28,6 +27,7 @@ from cronsvc.selectors import assistant_get_or_404, assistant_id_from
 from cronsvc.services import config_and_context
 from runs import selectors, services, streaming
 from runs.models import Run
+from runs.wire import RUN_FIELDS, run_out, run_result
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
 from threads.services import thread_create
@@ -35,35 +35,6 @@ from threads.services import thread_create
 # Body keys that are about creating the run, not what it executes.
 NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists", "on_completion",
               "after_seconds"}
-
-
-def run_out(run: Run) -> dict:
-    return {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id) if run.assistant_id else None,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "status": run.status,
-        "metadata": run.metadata,
-        "kwargs": run.kwargs,
-        "multitask_strategy": run.multitask_strategy,
-        "langsmith_session_name": None,
-    }
-
-
-RUN_FIELDS = [
-    "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
-    "kwargs", "multitask_strategy", "langsmith_session_name",
-]
-
-
-def run_result(run: Run) -> dict:
-    """What wait/join answer: the final values, or the error as the server shows it."""
-    if run.status == Run.Status.ERROR:
-        output = run.output or {}
-        return {"__error__": {"error": output.get("error", "Error"), "message": run.error or ""}}
-    return run.output if run.output is not None else {}
 
 
 class RunCreateIn(RunOptionsIn):

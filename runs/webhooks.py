@@ -155,7 +155,7 @@ def send(url: str, payload: dict) -> httpx.Response:
 
 
 def payload_for(run: Run) -> dict:
-    from runs.apis import run_out
+    from runs.wire import run_out
     from threads.models import Thread
 
     values = run.output if run.status != Run.Status.ERROR else None
