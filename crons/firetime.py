@@ -122,7 +122,7 @@ class InvalidSchedule(ValueError):
         self.reason = reason
         super().__init__(f"Invalid cron schedule {schedule!r}: {reason}")
 
-    def __reduce__(self):  # picklable despite the two-argument constructor
+    def __reduce__(self) -> tuple[type, tuple[object, str]]:  # picklable: two-argument constructor
         return (type(self), (self.schedule, self.reason))
 
 
@@ -141,7 +141,7 @@ class InvalidTimezone(ValueError):
             message += f": {reason}"
         super().__init__(message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[object, str | None]]:
         return (type(self), (self.timezone, self.reason))
 
 
@@ -304,7 +304,7 @@ def _iter_fires(parsed: _Parsed, tz: tzinfo, after: datetime) -> Iterator[dateti
         get_next = it.get_next
         while True:
             try:
-                wall = get_next()
+                wall: datetime = get_next()
             except (ValueError, OverflowError):  # incl. CroniterBadDateError
                 return
             yield wall.replace(tzinfo=UTC)
