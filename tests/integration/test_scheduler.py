@@ -23,7 +23,7 @@ from threads.services import thread_create
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
-TABLE = json.loads((Path(__file__).parent / "data" / "dst_table.json").read_text())
+TABLE = json.loads((Path(__file__).parents[1] / "data" / "dst_table.json").read_text())
 DST_DAYS = {(d["tz"], d["date"]) for d in TABLE["days"]}
 
 

@@ -31,7 +31,7 @@ from crons import ticking
 from cronsvc import health, topology
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent

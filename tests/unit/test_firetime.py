@@ -25,7 +25,7 @@ from crons.firetime import (
 )
 
 NY = "America/New_York"
-DST_TABLE = json.loads((Path(__file__).parent / "data" / "dst_table.json").read_text())
+DST_TABLE = json.loads((Path(__file__).parents[1] / "data" / "dst_table.json").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)

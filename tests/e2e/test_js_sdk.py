@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-JS = Path(__file__).parent / "js"
+JS = Path(__file__).parents[1] / "js"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
