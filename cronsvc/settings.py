@@ -36,7 +36,13 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
+# The host names clients use (DJANGO_ALLOWED_HOSTS, comma-separated; `manage.py serve`
+# refuses to start without them). Loopback names are always allowed: only a local
+# client (a health check, a developer) sends them, never a web page by DNS rebinding,
+# whose Host is the attacker's name. `dev` and `runall` add the address they bind.
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+OPERATOR_ALLOWED_HOSTS = [h for h in env.list("DJANGO_ALLOWED_HOSTS", default=[]) if h]
+ALLOWED_HOSTS = [*OPERATOR_ALLOWED_HOSTS, *LOOPBACK_HOSTS]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -49,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    "axes",
     "cronsvc",
     "threads",
     "runs",
@@ -65,6 +72,47 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: locks out admin logins after repeated failures.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for
+# one username from one address, that pair is locked out for AXES_COOLOFF_HOURS,
+# even with the right password.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# HTTPS (production behind a TLS-terminating proxy): secure cookies and HSTS.
+# Off by default, so the loopback dev server works over plain http.
+CRONSVC_HTTPS = env.bool("CRONSVC_HTTPS", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=CRONSVC_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=CRONSVC_HTTPS)
+SECURE_HSTS_SECONDS = env.int(
+    "DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if CRONSVC_HTTPS else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# The redirect to https is the proxy's job; if cronsvc does it, the health paths stay
+# reachable over plain http for the compose health checks.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^ok$", r"^health$"]
+if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=CRONSVC_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SILENCED_SYSTEM_CHECKS = [
+    # W008 (no SECURE_SSL_REDIRECT): the TLS proxy in front redirects http to https;
+    # DJANGO_SECURE_SSL_REDIRECT=true makes cronsvc do it (health paths exempt).
+    *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
+    # W005/W021 (HSTS without includeSubDomains/preload): both bind other hosts of the
+    # operator's domain for a long time; opt in with the two settings above.
+    "security.W005",
+    "security.W021",
 ]
 
 ROOT_URLCONF = "cronsvc.urls"

@@ -76,3 +76,29 @@ def connection_budget(
     api = web_workers * (web_threads + pool_size)
     beat = 2 + pool_size
     return workers * worker + api + beat
+
+
+WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}
+
+
+def bind_host(bind: str) -> str:
+    """The host part of a bind address: `127.0.0.1:8123` → `127.0.0.1`, `[::1]:8123` → `[::1]`."""
+    host, _, port = bind.rpartition(":")
+    return host if port.isdigit() and host else bind
+
+
+def allowed_hosts_for(host: str, operator_hosts: Sequence[str]) -> list[str]:
+    """The Host names a server bound to `host` accepts beyond the loopback names:
+    the operator's list (DJANGO_ALLOWED_HOSTS), plus the bind address itself when
+    it is one address. Bound to every interface, the names clients use are the
+    operator's to say: ValueError when they did not."""
+    if host in WILDCARD_BINDS:
+        if not operator_hosts:
+            raise ValueError(
+                f"Bound to every interface ({host or '*'}): set DJANGO_ALLOWED_HOSTS to the "
+                "host names clients use (loopback names are always allowed)."
+            )
+        return list(operator_hosts)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return [*operator_hosts, host]

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
 
+from cronsvc import topology
 from cronsvc.services import assistants_ensure_defaults
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -49,6 +50,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 "No API keys configured (CRONSVC_API_KEYS): serving without auth, on loopback only."
             )
+        try:
+            extra_hosts = topology.allowed_hosts_for(host, settings.OPERATOR_ALLOWED_HOSTS)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        settings.ALLOWED_HOSTS = [*extra_hosts, *settings.LOOPBACK_HOSTS]
         call_command("migrate", verbosity=0, interactive=False)
         assistants_ensure_defaults()
 

@@ -45,10 +45,17 @@ class Command(BaseCommand):
                 "Refusing to serve without API keys: set CRONSVC_API_KEYS, or "
                 "CRONSVC_ALLOW_ANONYMOUS=true to allow anonymous access explicitly."
             )
+        try:
+            hosts = topology.allowed_hosts_for(
+                topology.bind_host(bind), settings.OPERATOR_ALLOWED_HOSTS
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         if subprocess.run(topology.local_argv(topology.MIGRATE)).returncode != 0:
             raise CommandError("migrate failed; nothing started")
 
-        specs = [("api", topology.API, {"CRONSVC_BIND": bind}), ("beat", topology.BEAT, {})]
+        api_env = {"CRONSVC_BIND": bind, "DJANGO_ALLOWED_HOSTS": ",".join(hosts)}
+        specs = [("api", topology.API, api_env), ("beat", topology.BEAT, {})]
         for i in range(workers):
             # Celery reads CELERY_WORKER_<OPTION> as its --<option>: a node name
             # of its own per worker, on the same command line.

@@ -6,6 +6,8 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from cronsvc import topology
+
 
 class Command(BaseCommand):
     help = "Serve the API with gunicorn (production)."
@@ -25,6 +27,10 @@ class Command(BaseCommand):
                 "Refusing to serve without API keys: set CRONSVC_API_KEYS, or "
                 "CRONSVC_ALLOW_ANONYMOUS=true to allow anonymous access explicitly."
             )
+        try:
+            topology.allowed_hosts_for(topology.bind_host(bind), settings.OPERATOR_ALLOWED_HOSTS)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         argv = [
             sys.executable,
             "-m",
