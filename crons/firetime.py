@@ -103,6 +103,58 @@ _FIELD_RE = re.compile(r"\S+", re.ASCII)
 # croniter's hashed ("H", needs a hash_id) and random ("R") field syntax.
 _HASH_RE = re.compile(r"^[hr](\(\d+-\d+\))?(/\d+)?$", re.ASCII | re.IGNORECASE)
 
+# Each field's name and bounds, in croniter's order (the 6th field is seconds).
+_FIELD_BOUNDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+    ("second", 0, 59),
+)
+_NAMES = {
+    3: {
+        m: i
+        for i, m in enumerate(
+            ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+        )
+    },
+    4: {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+_RANGE_RE = re.compile(r"^([0-9a-z]+)-([0-9a-z]+)$", re.ASCII | re.IGNORECASE)
+
+
+def _field_number(index: int, token: str) -> int | None:
+    if token.isdigit():
+        return int(token)
+    return _NAMES.get(index, {}).get(token.lower())
+
+
+def _check_field(schedule: str, index: int, field: str) -> None:
+    """Refuse what croniter would accept with a meaning nobody intends: a
+    reversed range (``1-0``, which croniter wraps around), a step of zero or
+    larger than the field's span (``*/99999999999999999999``). Values out of
+    the field's bounds are croniter's to report."""
+    name, low, high = _FIELD_BOUNDS[index]
+    for part in field.split(","):
+        body, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0 or int(step) > high - low + 1):
+            raise InvalidSchedule(
+                schedule,
+                f"step {step!r} in the {name} field must be a whole number from 1 to "
+                f"{high - low + 1}",
+            )
+        match = _RANGE_RE.match(body)
+        if match is None:
+            continue
+        first, last = (_field_number(index, token) for token in match.groups())
+        if first is not None and last is not None and first > last:
+            raise InvalidSchedule(
+                schedule,
+                f"reversed range {body!r} in the {name} field: write the smaller bound first",
+            )
+
+
 # How far past ``after`` to look for a fall-back whose repeated wall times
 # could still fire after ``after`` (longer than any real backwards jump).
 _FOLD_PROBE = timedelta(hours=25)
@@ -180,11 +232,12 @@ def _parse(schedule: str) -> _Parsed:
             f"expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
             f"(the same plus a trailing seconds field), got {len(fields)}",
         )
-    for field in fields:
+    for index, field in enumerate(fields):
         if _HASH_RE.match(field):
             raise InvalidSchedule(
                 schedule, f"hashed/random field {field!r} (H/R syntax) is not supported"
             )
+        _check_field(schedule, index, field)
     try:
         template = croniter(expression, _REFERENCE_WALL, ret_type=datetime)
         if template.nth_weekday_of_month and template.expanded[2] != ["*"]:

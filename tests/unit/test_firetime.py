@@ -6,6 +6,7 @@ Run with: .venv/bin/python -m pytest tests/test_firetime.py -p no:django -q
 from __future__ import annotations
 
 import json
+import re
 import pickle
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -544,3 +545,27 @@ def test_parsed_expressions_are_cached():
         next_fire("*/7 * * * *", NY, after)
     info = firetime._compiled_cached.cache_info()
     assert info.misses == 1 and info.hits == 4
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("1-0 * * * *", "reversed range '1-0' in the minute field"),
+        ("0 0 * dec-jan *", "reversed range 'dec-jan' in the month field"),
+        ("*/99999999999999999999 * * * *", "step '99999999999999999999' in the minute field"),
+        ("*/0 * * * *", "step '0' in the minute field"),
+        ("0 */25 * * *", "step '25' in the hour field must be a whole number from 1 to 24"),
+        ("* * * * * */61", "step '61' in the second field"),
+    ],
+)
+def test_schedules_that_mean_nothing_sensible_are_refused_with_the_reason(schedule, reason):
+    with pytest.raises(InvalidSchedule, match=re.escape(reason)):
+        validate(schedule, None)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["5-59/10 * * * *", "0 0 * jan-mar mon-fri", "0 0 * * 7", "0 0 * * 5#2", "*/60 * * * *"],
+)
+def test_ranges_steps_and_names_in_order_are_accepted(schedule):
+    validate(schedule, None)
