@@ -182,6 +182,8 @@ CRONSVC_MAX_BODY_BYTES = env.int("CRONSVC_MAX_BODY_BYTES", default=10 * 1024 * 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = CRONSVC_MAX_BODY_BYTES
 # Comma-separated keys accepted in the x-api-key header. Empty: no auth.
 CRONSVC_API_KEYS = env.list("CRONSVC_API_KEYS", default=[])
+# Request bodies nested deeper than this are refused with a 422 (cronsvc/parsers.py).
+CRONSVC_MAX_JSON_DEPTH = env.int("CRONSVC_MAX_JSON_DEPTH", default=64)
 # A production server refuses to start without keys unless this is set.
 CRONSVC_ALLOW_ANONYMOUS = env.bool("CRONSVC_ALLOW_ANONYMOUS", default=False)
 
@@ -189,7 +191,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["cronsvc.auth.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cronsvc.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "cronsvc.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

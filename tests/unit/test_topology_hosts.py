@@ -7,7 +7,12 @@ from cronsvc.topology import allowed_hosts_for, bind_host
 
 @pytest.mark.parametrize(
     ("bind", "host"),
-    [("127.0.0.1:8123", "127.0.0.1"), ("[::1]:8123", "[::1]"), ("0.0.0.0:80", "0.0.0.0"), ("h", "h")],
+    [
+        ("127.0.0.1:8123", "127.0.0.1"),
+        ("[::1]:8123", "[::1]"),
+        ("0.0.0.0:80", "0.0.0.0"),
+        ("h", "h"),
+    ],
 )
 def test_bind_host(bind, host):
     assert bind_host(bind) == host
