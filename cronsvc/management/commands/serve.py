@@ -28,9 +28,13 @@ class Command(BaseCommand):
                 "CRONSVC_ALLOW_ANONYMOUS=true to allow anonymous access explicitly."
             )
         try:
-            topology.allowed_hosts_for(topology.bind_host(bind), settings.OPERATOR_ALLOWED_HOSTS)
+            hosts = topology.allowed_hosts_for(
+                topology.bind_host(bind), settings.OPERATOR_ALLOWED_HOSTS
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        # gunicorn's workers read the settings anew: they accept the bind address too.
+        os.environ["DJANGO_ALLOWED_HOSTS"] = ",".join(hosts)
         argv = [
             sys.executable,
             "-m",
