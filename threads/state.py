@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cronsvc import checkpointer, graphs
+from cronsvc.errors import Invalid, NotFound
 from cronsvc.jsonable import to_jsonable
 from threads.models import Thread
+
+# History metadata filter keys: the SQLite checkpointer writes them into a JSON
+# path, so both databases accept the same safe set.
+HISTORY_FILTER_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _config(thread: Thread, checkpoint: dict | None = None) -> dict:
@@ -121,6 +127,12 @@ def thread_history(
     if before:
         kwargs["before"] = _config(thread, before)
     if metadata:
+        bad = [key for key in metadata if not HISTORY_FILTER_KEY.match(key)]
+        if bad:
+            raise Invalid(
+                f"Invalid metadata filter keys {bad}: use letters, digits, '_' and '-' "
+                "(at most 128)"
+            )
         kwargs["filter"] = metadata
     return [
         snapshot_to_dict(s) for s in graph.get_state_history(_config(thread, checkpoint), **kwargs)
@@ -130,9 +142,24 @@ def thread_history(
 def thread_update_state(
     *, thread: Thread, values: Any, as_node: str | None = None, checkpoint: dict | None = None
 ) -> dict:
-    """Write the update; the caller checks the thread has a graph (threads.services)."""
+    """Write the update; the caller checks the thread has a graph (threads.services).
+
+    An update at a checkpoint the thread does not have is a NotFound (it would
+    otherwise start the thread over from nothing); values the graph's reducers
+    cannot take are Invalid. Either way nothing is written."""
     graph = _graph(thread)
-    config = graph.update_state(_config(thread, checkpoint), values, as_node=as_node)
+    config = _config(thread, checkpoint)
+    if config["configurable"].get("checkpoint_id") and (
+        checkpointer.get_saver().get_tuple(config) is None
+    ):
+        raise NotFound(
+            f"Checkpoint {config['configurable']['checkpoint_id']} not found "
+            f"for thread {thread.thread_id}"
+        )
+    try:
+        config = graph.update_state(config, values, as_node=as_node)
+    except (TypeError, NotImplementedError, AttributeError) as exc:
+        raise Invalid(f"Invalid state update: {str(exc).splitlines()[0]}") from exc
     ref = _checkpoint_ref(config)
     # `configurable` and `checkpoint_id` are deprecated duplicates the server still sends.
     return {"checkpoint": ref, "configurable": ref, "checkpoint_id": ref["checkpoint_id"]}

@@ -1,0 +1,77 @@
+"""Requests an attacker or an unlucky client sends: each a clear 4xx with a
+`detail`, nothing written, and the server as usable after as before."""
+
+import json
+
+import pytest
+
+from cronsvc.services import assistants_ensure_defaults
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, path, body):
+    return client.post(path, json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture
+def thread_with_two_messages(client):
+    assistants_ensure_defaults()
+    thread_id = post(client, "/threads", {"metadata": {"graph_id": "agent"}}).json()["thread_id"]
+    for i in (1, 2):
+        message = {"type": "human", "content": f"hi {i}", "id": f"m{i}"}
+        response = post(
+            client,
+            f"/threads/{thread_id}/state",
+            {"values": {"messages": [message]}, "as_node": "agent"},
+        )
+        assert response.status_code == 200, response.content
+    return thread_id
+
+
+def messages(client, thread_id) -> list:
+    return client.get(f"/threads/{thread_id}/state").json()["values"]["messages"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (
+            {
+                "values": {"messages": [{"type": "human", "content": "x"}]},
+                "checkpoint_id": "does-not-exist",
+            },
+            404,
+            "Checkpoint does-not-exist not found",
+        ),
+        (
+            {
+                "values": {"messages": []},
+                "checkpoint": {"checkpoint_id": "1ef00000-0000-6000-8000-000000000000"},
+            },
+            404,
+            "not found for thread",
+        ),
+        ({"values": {"messages": 5}, "as_node": "agent"}, 422, "Invalid state update"),
+    ],
+    ids=["unknown-checkpoint-id", "unknown-checkpoint", "values-that-do-not-fit"],
+)
+def test_a_state_update_that_cannot_apply_changes_nothing(
+    client, thread_with_two_messages, body, status, detail
+):
+    thread_id = thread_with_two_messages
+    response = post(client, f"/threads/{thread_id}/state", body)
+    assert response.status_code == status, response.content
+    assert detail in response.json()["detail"]
+    assert [m["content"] for m in messages(client, thread_id)] == ["hi 1", "hi 2"]
+    assert len(post(client, f"/threads/{thread_id}/history", {"limit": 10}).json()) == 2
+
+
+@pytest.mark.parametrize("key", ["a b", "a.b", "x')--", ""])
+def test_a_history_filter_key_outside_the_safe_set_is_422(client, thread_with_two_messages, key):
+    thread_id = thread_with_two_messages
+    response = post(client, f"/threads/{thread_id}/history", {"metadata": {key: 1}})
+    assert response.status_code == 422
+    assert "Invalid metadata filter keys" in response.json()["detail"]
+    ok = post(client, f"/threads/{thread_id}/history", {"metadata": {"source": "update"}})
+    assert ok.status_code == 200
