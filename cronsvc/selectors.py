@@ -2,11 +2,11 @@
 
 import uuid
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from cronsvc import graphs
 from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
+from cronsvc.filters import InvalidFilter, json_filter
 from cronsvc.models import Assistant
 
 
@@ -86,17 +86,13 @@ def assistant_search(
 
 
 def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:
-    """Rows whose JSON `field` contains `metadata` (PostgreSQL's `@>`, as the server does:
-    nested objects and lists match by containment too).
-
-    SQLite has no JSON containment: there, top-level keys are compared for equality."""
-    if not metadata:
-        return qs
-    if connection.vendor == "postgresql":
-        return qs.filter(**{f"{field}__contains": metadata})
-    for key, value in metadata.items():
-        qs = qs.filter(**{f"{field}__{key}": value})
-    return qs
+    """Rows whose JSON `field` matches the LangGraph filter `metadata`
+    (cronsvc.filters: keys taken literally, @> semantics, $eq/$contains/$or);
+    a filter that breaks the grammar is Invalid (422)."""
+    try:
+        return qs.filter(json_filter(field, metadata, what=field))
+    except InvalidFilter as exc:
+        raise Invalid(str(exc)) from exc
 
 
 def order(
