@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 app = Celery("cronsvc")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# By path: the step is loaded when a worker starts, after Django is set up.
+app.steps["worker"].add("cronsvc.heartbeats:WorkerHeartbeatStep")
 
 
 @worker_process_init.connect

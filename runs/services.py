@@ -72,7 +72,7 @@ def wake_fanout(ready: int) -> int:
     worker slot (their heartbeats say how many), at least CRONSVC_WAKE_FANOUT
     (heartbeats not written yet), never more than the runs. Each slot woken
     drains ready runs until none is left, so a burst uses every slot."""
-    from cronsvc.health import live_worker_slots
+    from cronsvc.heartbeats import live_worker_slots
 
     return min(ready, max(settings.CRONSVC_WAKE_FANOUT, live_worker_slots()))
 
