@@ -25,7 +25,7 @@ from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from
 from cronsvc.services import config_and_context
-from runs import selectors, services, streaming
+from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
 from runs.wire import RUN_FIELDS, run_out, run_result
 from threads.models import Thread
@@ -227,7 +227,7 @@ class RunCancelApi(APIView):
             )
         action = request.query_params.get("action", "interrupt")
         action = action if action in ("interrupt", "rollback") else "interrupt"
-        services.run_cancel(run=run, action=action)
+        lifecycle.run_cancel(run=run, action=action)
         if query_bool(request.query_params, "wait"):
             run = _wait(run)
             return Response(run_result(run), headers=_locations(run))

@@ -381,7 +381,7 @@ def test_heartbeat_write_keeps_started_at_and_forgets_long_dead_workers():
 
 @pytest.mark.django_db
 def test_wake_fanout_follows_the_live_workers_slots(settings):
-    from runs.services import wake_fanout
+    from runs.wakeups import wake_fanout
 
     settings.CRONSVC_WAKE_FANOUT = 16
     # No heartbeat yet: the configured floor, never more wake-ups than runs.
