@@ -17,13 +17,18 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from cronsvc.errors import Conflict
+from cronsvc import graphs
+from cronsvc.errors import AssistantNotFound, Conflict, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
+from cronsvc.selectors import assistant_id_from
+from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_request_cancel
 from runs.models import Run
 from runs.wakeups import wake_fanout, wake_workers  # noqa: F401 - re-exported for crons.ticking
 from threads.models import Thread
+from threads.selectors import thread_get_or_404
+from threads.services import thread_create
 
 
 class ThreadBusy(Conflict):
@@ -89,6 +94,79 @@ def run_create(
     thread.save(update_fields=["graph_id", "metadata", "status", "updated_at"])
     wakeups.wake_thread_after_commit(thread.thread_id)
     return run
+
+
+# Body keys that are about creating the run, not what it executes.
+NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists", "on_completion",
+              "after_seconds"}
+
+NOT_FOUND = "Thread or assistant not found."
+
+
+def run_assistant(value: str) -> Assistant:
+    """A run's assistant, by UUID or graph id; the server's statuses and messages."""
+    if assistant_id_from(value) is None:
+        raise Invalid(
+            f"Invalid assistant: '{value}'. Must be either:\n- A valid assistant UUID, or\n"
+            f"- One of the registered graphs: {', '.join(graphs.graph_ids())}"
+        )
+    try:
+        return assistant_resolve(value)
+    except AssistantNotFound as exc:
+        raise NotFound(NOT_FOUND) from exc
+
+
+def _run_metadata(assistant: Assistant, thread: Thread, data: dict) -> dict:
+    """assistant, thread, config and request metadata merged, as the server records them."""
+    return {
+        **assistant.metadata,
+        **thread.metadata,
+        **((data.get("config") or {}).get("metadata") or {}),
+        **(data.get("metadata") or {}),
+        "assistant_id": str(assistant.assistant_id),
+    }
+
+
+def run_start(
+    *, thread_id: str | None, data: dict[str, Any], body: dict[str, Any], stream: bool = False
+) -> Run:
+    """Start a run as the API asks: on thread `thread_id`, or, without one, on a
+    new stateless thread (deleted after the run unless `on_completion` is
+    "keep"). `data`: the validated request; `body`: the request's JSON as sent,
+    whose keys about what the run executes become its kwargs. `stream`: created
+    by a stream endpoint, so its worker records what the graph streams.
+
+    The thread (stateless, or `if_not_exists=create`) and the run are created in
+    one transaction, so a refused run leaves nothing behind."""
+    config_and_context(data.get("config"), data.get("context"))  # both given: 400
+    with transaction.atomic():
+        assistant = run_assistant(data["assistant_id"])
+        on_completion = None
+        if thread_id is None:
+            thread = thread_create(
+                metadata={
+                    **((data.get("config") or {}).get("metadata") or {}),
+                    **(data.get("metadata") or {}),
+                }
+            )
+            on_completion = data.get("on_completion") or "delete"
+        elif data.get("if_not_exists") == "create":
+            thread = thread_create(thread_id=thread_id, if_exists="do_nothing")
+        else:
+            try:
+                thread = thread_get_or_404(thread_id)
+            except ThreadNotFound as exc:
+                raise NotFound(NOT_FOUND) from exc
+        kwargs = {k: v for k, v in body.items() if k not in NOT_KWARGS and v is not None}
+        return run_create(
+            thread=thread,
+            assistant=assistant,
+            kwargs=kwargs,
+            metadata=_run_metadata(assistant, thread, data),
+            multitask_strategy=data.get("multitask_strategy"),
+            on_completion=on_completion,
+            streamed=stream or bool(data.get("stream_resumable")),
+        )
 
 
 @transaction.atomic
