@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
+from cronsvc import checkpointer
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 
 app = Celery("cronsvc")
@@ -18,8 +20,6 @@ app.steps["worker"].add("cronsvc.heartbeats:WorkerHeartbeatStep")
 def _reset_checkpointer_after_fork(**_: object) -> None:
     # A pool of database connections must not be shared across a fork: each
     # worker process opens its own saver on first use.
-    from cronsvc import checkpointer
-
     checkpointer.reset()
 
 
@@ -27,6 +27,4 @@ def _reset_checkpointer_after_fork(**_: object) -> None:
 def _open_checkpointer(**_: object) -> None:
     # Open the saver (and its connection pool) when the worker starts, not on
     # its first run.
-    from cronsvc import checkpointer
-
     checkpointer.get_saver()
