@@ -11,7 +11,7 @@ class CronsvcConfig(AppConfig):
         # Connecting only; the database is written when migrate has run
         # (manage.py migrate, dev, runall, the compose `migrate` service, the
         # test database), never at import.
-        from cronsvc import services
+        from cronsvc import services  # noqa: PLC0415 - models load once the registry is ready
 
         post_migrate.connect(
             services.assistants_ensure_defaults_after_migrate,

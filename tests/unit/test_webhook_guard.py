@@ -4,6 +4,7 @@ network: which targets a webhook may reach."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import pytest
@@ -49,7 +50,7 @@ def test_public_addresses_pass(address):
 
 
 def test_every_address_a_name_resolves_to_must_pass():
-    with pytest.raises(Refused, match="rebinding.example resolves to 10.0.0.7, a private address"):
+    with pytest.raises(Refused, match=re.escape("rebinding.example resolves to 10.0.0.7, a private address")):
         guard.check_addresses("rebinding.example", [ip("93.184.215.14"), ip("10.0.0.7")], NONE)
     assert guard.check_addresses("ok.example", [ip("93.184.215.14"), ip("8.8.8.8")], NONE) == ip(
         "93.184.215.14"
@@ -66,7 +67,7 @@ def test_a_refusal_says_how_to_admit_the_target():
 
 
 def test_a_name_resolving_to_nothing_is_refused():
-    with pytest.raises(Refused, match="nowhere.example resolves to no address"):
+    with pytest.raises(Refused, match=re.escape("nowhere.example resolves to no address")):
         guard.check_addresses("nowhere.example", [], NONE)
 
 
@@ -77,7 +78,7 @@ def test_the_allowlist_admits_networks_addresses_and_host_names():
     assert guard.check_addresses("x.example", [ip("10.0.0.7")], allowlist) == ip("10.0.0.7")
     # An admitted host name admits whatever it resolves to.
     assert guard.check_addresses("hooks.example.com.", [ip("169.254.169.254")], allowlist)
-    with pytest.raises(Refused, match="10.0.0.8, a private address"):
+    with pytest.raises(Refused, match=re.escape("10.0.0.8, a private address")):
         guard.check_addresses("x.example", [ip("10.0.0.8")], allowlist)
 
 
@@ -96,7 +97,7 @@ def test_resolve_checks_every_resolved_address(monkeypatch):
         (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fe80::1%eth0", 443, 0, 2)),
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
     ])
-    with pytest.raises(Refused, match="fe80::1, a link-local address"):
+    with pytest.raises(Refused, match=re.escape("fe80::1, a link-local address")):
         guard.resolve("scoped.example", 443, NONE)
 
 
@@ -105,7 +106,7 @@ def test_a_name_that_does_not_resolve_is_refused(monkeypatch):
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", fail)
-    with pytest.raises(Refused, match="cannot resolve missing.example"):
+    with pytest.raises(Refused, match=re.escape("cannot resolve missing.example")):
         guard.resolve("missing.example", 443, NONE)
 
 
@@ -125,5 +126,5 @@ def test_target_of_an_http_url(url, expected):
 
 @pytest.mark.parametrize("url", ["ftp://hooks.example.com/x", "file:///etc/passwd", "http:///x", "hooks"])
 def test_only_http_urls_with_a_host_are_targets(url):
-    with pytest.raises(Refused, match="is not http\\(s\\)"):
+    with pytest.raises(Refused, match=re.escape("is not http(s)")):
         guard.target(url)
