@@ -1,15 +1,14 @@
 """The one owner of a run's state changes after it was created (runs.services
-creates runs; crons.ticking and the API call it).
+creates runs, for the API and for crons.ticking).
 
-    run_create ──> pending ──run_claim_next / run_claim_ready──> running
-                    │  ▲                                           │
-                    │  └──────run_requeue (lease expired) ─────────┤
-                    │                                              ├─ run_finish ─> success | error
-                    │                                              │                | timeout | interrupted
-                    ├─ run_cancel(interrupt) ──> interrupted       ├─ run_cancel: flags it; the worker
-                    └─ run_cancel(rollback) ───> deleted           │  stops between steps and finishes
-                                                                   │  it interrupted, or
-                                                                   └─ run_rolled_back ──> deleted
+    run_create ─> pending ─(run_claim_next / run_claim_ready)─> running
+    pending ─(run_cancel, interrupt)─> interrupted
+    pending ─(run_cancel, rollback)──> deleted
+    running ─(run_finish)────────────> success | error | timeout | interrupted
+    running ─(run_requeue: lease expired, attempts left)─> pending
+    running ─(reaper: lease expired, attempts spent; run_finish_locked)─> error
+    running ─(run_cancel: flagged; the worker stops between steps)─>
+              run_finish ─> interrupted,  or for a rollback  run_rolled_back ─> deleted
 
 - Claim: pending → running under the thread's row lock, one running run per
   thread, each thread's runs in creation order, none before its
