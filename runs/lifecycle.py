@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -63,8 +64,10 @@ READY = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())
 
 KEEP_VALUES = object()
 
+Id = UUID | str  # a run's or a thread's id, as a UUID or its text
 
-def lease_expiry():
+
+def lease_expiry() -> ExpressionWrapper[Any]:
     """When a lease taken or renewed now expires, on the database's clock."""
     return ExpressionWrapper(
         Now() + timedelta(seconds=settings.CRONSVC_RUN_LEASE_SECONDS),
@@ -90,7 +93,7 @@ def _claim(run: Run) -> Run | None:
     return run
 
 
-def _thread_head(thread_id) -> tuple[Any, str, bool] | None:
+def _thread_head(thread_id: Id) -> tuple[Any, str, bool] | None:
     """(run_id, status, ready) of the run that decides what a thread may claim
     next: its running run if it has one, else its oldest pending run. One query."""
     return (
@@ -109,7 +112,7 @@ def _thread_head(thread_id) -> tuple[Any, str, bool] | None:
     )
 
 
-def run_claim_next(*, thread_id) -> Run | None:
+def run_claim_next(*, thread_id: Id) -> Run | None:
     """Claim the oldest pending run of a thread, unless one is running there.
 
     The thread row lock serialises claimers; the status compare-and-set makes a
@@ -131,7 +134,7 @@ def run_claim_ready() -> Run | None:
 
     Rows other workers are claiming are skipped (SKIP LOCKED), so many workers
     drain a burst of runs side by side."""
-    skipped_threads: set = set()
+    skipped_threads: set[UUID] = set()
     for _ in range(50):
         with transaction.atomic():
             candidates = list(
@@ -165,7 +168,7 @@ def run_claim_ready() -> Run | None:
 # --- lease ------------------------------------------------------------------
 
 
-def run_lease_renew(*, run_id, attempt: int) -> bool:
+def run_lease_renew(*, run_id: Id, attempt: int) -> bool:
     """Extend the lease of `run_id`'s attempt `attempt`. False when the run is
     no longer that attempt's (reaped, re-claimed, finished or deleted): its
     worker must stop."""
@@ -196,7 +199,7 @@ def run_requeue(run: Run) -> bool:
 # --- the thread's status ----------------------------------------------------
 
 
-def _settled_status(thread_id) -> str:
+def _settled_status(thread_id: Id) -> str:
     """A thread's status from its runs: busy while any is active, else from the
     last one. One query."""
     last = (
@@ -219,7 +222,7 @@ def _settled_status(thread_id) -> str:
     return Thread.Status.IDLE
 
 
-def thread_settle(thread_id, **fields) -> None:
+def thread_settle(thread_id: Id, **fields: Any) -> None:
     """Set the thread's status from its runs (and `fields`), in one update."""
     Thread.objects.filter(pk=thread_id).update(
         status=_settled_status(thread_id), updated_at=timezone.now(), **fields
@@ -231,7 +234,7 @@ def thread_settle(thread_id, **fields) -> None:
 
 def run_finish(
     *,
-    run_id,
+    run_id: Id,
     status: str,
     output: Any = None,
     error: str | None = None,
@@ -274,7 +277,7 @@ def run_finish_locked(
         wakeups.delete_thread_after_commit(run.thread_id)
 
 
-def run_rolled_back(*, run_id, values: Any, attempt: int) -> bool:
+def run_rolled_back(*, run_id: Id, values: Any, attempt: int) -> bool:
     """A running run cancelled with `rollback` whose checkpoints the executor
     undid: delete it (no webhook: it no longer exists) and give its thread the
     values it had before it. Only the attempt that holds the run may do so."""
@@ -322,7 +325,7 @@ def run_cancel(*, run: Run, action: str = "interrupt") -> None:
         thread_settle(run.thread_id)
 
 
-def run_cancel_requested(run_id) -> str | None:
+def run_cancel_requested(run_id: Id) -> str | None:
     """The cancel action asked of a running run (checked between graph steps)."""
     return Run.objects.filter(pk=run_id).values_list("cancel_action", flat=True).first()
 
@@ -330,7 +333,7 @@ def run_cancel_requested(run_id) -> str | None:
 # --- a stateless run's thread -----------------------------------------------
 
 
-def thread_delete_when_idle(*, thread_id) -> None:
+def thread_delete_when_idle(*, thread_id: Id) -> None:
     """Delete a stateless run's thread once nothing else waits on it."""
     with transaction.atomic():
         thread = locks.lock_thread_row(thread_id)

@@ -13,13 +13,15 @@ on a thread row while holding a run row another writer needs in that order.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from runs.models import Run
 from threads.models import Thread
 
 
-def lock_thread(thread_id, *, skip_locked: bool = False) -> bool:
+def lock_thread(thread_id: UUID | str, *, skip_locked: bool = False) -> bool:
     """Lock a thread's row without reading its values. False when it does not
     exist, or, with skip_locked, another transaction holds it."""
     return (
@@ -31,22 +33,22 @@ def lock_thread(thread_id, *, skip_locked: bool = False) -> bool:
     )
 
 
-def lock_thread_row(thread_id) -> Thread | None:
+def lock_thread_row(thread_id: UUID | str) -> Thread | None:
     """Lock a thread's row and read it (None: it does not exist)."""
     return Thread.objects.select_for_update().filter(pk=thread_id).first()
 
 
-def lock_existing_thread(thread_id) -> Thread:
+def lock_existing_thread(thread_id: UUID | str) -> Thread:
     """Lock a thread's row and read it; raises Thread.DoesNotExist."""
     return Thread.objects.select_for_update().get(pk=thread_id)
 
 
-def lock_run(run_id) -> Run | None:
+def lock_run(run_id: UUID | str) -> Run | None:
     """Lock a run's row and read it (None: it does not exist)."""
     return Run.objects.select_for_update().filter(pk=run_id).first()
 
 
-def lock_existing_run(run_id) -> Run:
+def lock_existing_run(run_id: UUID | str) -> Run:
     """Lock a run's row and read it; raises Run.DoesNotExist."""
     return Run.objects.select_for_update().get(pk=run_id)
 

@@ -21,7 +21,10 @@ Messages go to the queue Celery routes each task to (`task_routes`, else
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -37,13 +40,13 @@ DELIVER_WEBHOOK = "runs.deliver_webhook"
 DELETE_STATELESS_THREAD = "runs.delete_stateless_thread"
 
 
-def _send(name: str, args: tuple = (), **options) -> None:
+def _send(name: str, args: tuple[str, ...] = (), **options: Any) -> None:
     # As Task.apply_async sends it: the app's result setting, routed by name.
     app.send_task(name, args, ignore_result=app.conf.task_ignore_result, **options)
 
 
 @contextmanager
-def wake_lost_is_logged():
+def wake_lost_is_logged() -> Iterator[None]:
     """A wake-up the broker refused (down, restarting) is logged, not raised:
     the run is committed, and the reconciler (runs.leases) wakes a worker for
     it after CRONSVC_RECONCILE_AFTER seconds. Raising would fail an API call
@@ -57,13 +60,13 @@ def wake_lost_is_logged():
         )
 
 
-def wake_thread(thread_id) -> None:
+def wake_thread(thread_id: UUID | str) -> None:
     """Wake a worker for `thread_id`'s runs (then any thread's)."""
     with wake_lost_is_logged():
         _send(DRAIN, (str(thread_id),))
 
 
-def wake_thread_after_commit(thread_id) -> None:
+def wake_thread_after_commit(thread_id: UUID | str) -> None:
     """`wake_thread` once the caller's transaction commits (at once without one)."""
     transaction.on_commit(lambda: wake_thread(thread_id))
 
@@ -93,27 +96,27 @@ def wake_fanout(ready: int) -> int:
     worker slot (their heartbeats say how many), at least CRONSVC_WAKE_FANOUT
     (heartbeats not written yet), never more than the runs. Each slot woken
     drains ready runs until none is left, so a burst uses every slot."""
-    return min(ready, max(settings.CRONSVC_WAKE_FANOUT, live_worker_slots()))
+    return min(ready, max(int(settings.CRONSVC_WAKE_FANOUT), live_worker_slots()))
 
 
-def deliver_webhook(run_id) -> None:
+def deliver_webhook(run_id: UUID | str) -> None:
     """Publish one delivery of `run_id`'s webhook."""
     _send(DELIVER_WEBHOOK, (str(run_id),))
 
 
-def deliver_webhook_after_commit(run_id) -> None:
+def deliver_webhook_after_commit(run_id: UUID | str) -> None:
     """`deliver_webhook` once the caller's transaction commits. Robust: a broker
     blip must not fail the finish; the reconciler re-enqueues deliveries left
     pending."""
     transaction.on_commit(lambda: deliver_webhook(str(run_id)), robust=True)
 
 
-def delete_stateless_thread(thread_id, countdown: float) -> None:
+def delete_stateless_thread(thread_id: UUID | str, countdown: float) -> None:
     """Publish the deletion of a stateless run's thread, `countdown` seconds on."""
     _send(DELETE_STATELESS_THREAD, (str(thread_id),), countdown=countdown)
 
 
-def delete_thread_after_commit(thread_id) -> None:
+def delete_thread_after_commit(thread_id: UUID | str) -> None:
     """After commit, delete a stateless run's thread once it is idle. Deferred
     a little (CRONSVC_STATELESS_THREAD_GRACE), so a client waiting on the run
     still reads its result (and its webhook its values)."""
