@@ -28,7 +28,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from crons import ticking
-from cronsvc import health
+from cronsvc import heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class CronScheduler(DatabaseScheduler):
         for _ in range(2):
             try:
                 ticking.lease_release(holder=self.holder)
-                health.beat_heartbeat_delete(name=self.holder)
+                heartbeats.beat_heartbeat_delete(name=self.holder)
                 break
             except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
                 try:
@@ -141,8 +141,8 @@ class CronScheduler(DatabaseScheduler):
                 lease = settings.CRONSVC_BEAT_LEASE_SECONDS
                 self._renew_at = now + timedelta(seconds=lease / 3) if self.epoch else None
             if self._heartbeat_at is None or now >= self._heartbeat_at:
-                # Shows this beat alive, standby included (cronsvc.health).
-                health.beat_heartbeat_write(
+                # Shows this beat alive, standby included (cronsvc.heartbeats).
+                heartbeats.beat_heartbeat_write(
                     name=self.holder, hostname=socket.gethostname(), pid=os.getpid()
                 )
                 self._heartbeat_at = now + timedelta(seconds=settings.CRONSVC_HEARTBEAT_INTERVAL)

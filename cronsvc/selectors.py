@@ -37,9 +37,8 @@ def graph_check(graph_id: str) -> None:
 def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
     """The assistant with UUID `value`, or, with `graph_alias`, the default assistant of
     graph `value`. Without `graph_alias` (the /assistants/{id} paths) a non-UUID is a 422,
-    as on the LangGraph Server."""
-    from cronsvc.services import assistants_ensure_defaults
-
+    as on the LangGraph Server. Only reads: a default assistant missing from the
+    database is not found here (cronsvc.services.assistant_resolve creates it)."""
     if graph_alias:
         assistant_id = assistant_id_from(value)
     else:
@@ -48,14 +47,15 @@ def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
             raise Invalid("Invalid assistant ID: must be a UUID")
     if assistant_id is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
-    try:
-        return Assistant.objects.get(pk=assistant_id)
-    except Assistant.DoesNotExist:
-        pass
-    if assistant_id in {graphs.default_assistant_id(g) for g in graphs.graph_ids()}:
-        assistants_ensure_defaults()
-        return Assistant.objects.get(pk=assistant_id)
-    raise AssistantNotFound(f"Assistant '{value}' not found")
+    assistant = Assistant.objects.filter(pk=assistant_id).first()
+    if assistant is None:
+        raise AssistantNotFound(f"Assistant '{value}' not found")
+    return assistant
+
+
+def is_default_assistant_id(assistant_id: uuid.UUID | None) -> bool:
+    """Whether `assistant_id` is the default assistant of a registered graph."""
+    return assistant_id in {graphs.default_assistant_id(g) for g in graphs.graph_ids()}
 
 
 def assistant_search(
@@ -66,11 +66,10 @@ def assistant_search(
     sort_by: str | None = None,
     sort_order: str | None = None,
 ) -> QuerySet[Assistant]:
-    from cronsvc.services import assistants_ensure_defaults
-
+    """Only reads: the API ensures the default assistants first
+    (cronsvc.services.assistants_ensure_defaults)."""
     if graph_id is not None:
         graph_check(graph_id)
-    assistants_ensure_defaults()
     qs = Assistant.objects.all()
     if graph_id:
         qs = qs.filter(graph_id=graph_id)

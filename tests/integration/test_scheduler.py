@@ -266,7 +266,7 @@ def test_a_beat_without_the_lease_fires_nothing():
 
 
 def test_lookahead_prepares_runs_no_worker_claims_before_their_instant(monkeypatch):
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     start = dt.datetime.now(UTC).replace(microsecond=0)
     cron = make_cron("* * * * * */30", start=start)  # every 30 s
     instant = cron.next_run_date
@@ -276,7 +276,7 @@ def test_lookahead_prepares_runs_no_worker_claims_before_their_instant(monkeypat
     assert (run.status, run.scheduled_at) == ("pending", instant)
     assert Tick.objects.get(cron=cron).scheduled_at == instant
     # The run exists, but nothing claims it before its instant.
-    from runs.services import run_claim_next, run_claim_ready
+    from runs.lifecycle import run_claim_next, run_claim_ready
 
     assert run_claim_ready() is None
     assert run_claim_next(thread_id=run.thread_id) is None
