@@ -253,9 +253,8 @@ class CronAdmin(admin.ModelAdmin):
         if change:
             kwargs = {}
             if obj.thread_id is None:
-                kwargs["on_run_completed"] = (
-                    data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
-                )
+                # A blank choice means the default (cron_update's "").
+                kwargs["on_run_completed"] = data.get("on_run_completed") or ""
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -277,10 +276,8 @@ class CronAdmin(admin.ModelAdmin):
                 metadata=data["metadata"],
                 end_time=data["end_time"],
                 enabled=data["enabled"],
-                # As the API: stateless crons delete their threads unless told to keep them.
-                on_run_completed=None
-                if thread
-                else (data.get("on_run_completed") or Cron.OnRunCompleted.DELETE),
+                # cron_create decides the default (and None on a thread cron).
+                on_run_completed=data.get("on_run_completed"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.

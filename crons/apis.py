@@ -101,10 +101,7 @@ def _create(request, thread_id=None) -> Response:
     assistant = assistant_get_or_404(data["assistant_id"])
     # The run payload is the request as sent (as the LangGraph Server keeps it).
     payload = {k: v for k, v in request.data.items() if v is not None}
-    if thread is None:
-        on_run_completed = data.get("on_run_completed") or "delete"
-    else:
-        on_run_completed = None
+    if thread is not None:
         payload.pop("on_run_completed", None)
     cron = services.cron_create(
         assistant=assistant,
@@ -115,7 +112,7 @@ def _create(request, thread_id=None) -> Response:
         metadata=data.get("metadata") or {},
         end_time=data.get("end_time"),
         enabled=data.get("enabled") if data.get("enabled") is not None else True,
-        on_run_completed=on_run_completed,
+        on_run_completed=data.get("on_run_completed"),  # the service decides the default
     )
     return Response(cron_out(cron))
 

@@ -19,12 +19,25 @@ from threads.models import Thread
 
 NOT_SET: Any = object()
 
+# What a stateless cron does with each run's thread unless told otherwise.
+# Decided here, when the cron is written, and stored: the tick path reads the
+# stored value. Thread crons store None (the thread is the cron's).
+STATELESS_ON_RUN_COMPLETED = Cron.OnRunCompleted.DELETE
+
 
 def validate_schedule(schedule: str, timezone: str | None) -> None:
     try:
         firetime.validate(schedule, timezone)
     except (firetime.InvalidSchedule, firetime.InvalidTimezone) as exc:
         raise Invalid(str(exc)) from exc
+
+
+def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
+    """The stored on_run_completed: None on a thread cron, the stateless
+    default when not given."""
+    if thread is not None:
+        return None
+    return value or STATELESS_ON_RUN_COMPLETED
 
 
 def compute_next_run(
@@ -63,7 +76,7 @@ def cron_create(
         metadata=metadata or {},
         end_time=end_time,
         enabled=enabled,
-        on_run_completed=on_run_completed,
+        on_run_completed=_on_run_completed(thread, on_run_completed),
         user_id=user_id,
         next_run_date=compute_next_run(
             schedule=schedule, timezone=timezone, end_time=end_time, after=now
@@ -87,7 +100,8 @@ def cron_update(
     now: datetime | None = None,
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
-    effect from now (the next tick is recomputed)."""
+    effect from now (the next tick is recomputed). `on_run_completed` only
+    applies to a stateless cron: None leaves it, "" sets the default."""
     cron = Cron.objects.select_for_update().get(pk=cron.pk)
     reschedule = False
     if schedule is not None and schedule != cron.schedule:
@@ -99,8 +113,8 @@ def cron_update(
     if enabled is not None and enabled != cron.enabled:
         cron.enabled = enabled
         reschedule = reschedule or enabled
-    if on_run_completed is not None:
-        cron.on_run_completed = on_run_completed
+    if on_run_completed is not None and cron.thread_id is None:
+        cron.on_run_completed = _on_run_completed(None, on_run_completed)
     if payload:
         cron.payload = {**cron.payload, **payload}
     if metadata is not None:
@@ -165,7 +179,7 @@ def crons_bulk_create(
                 metadata=spec.get("metadata") or {},
                 end_time=end_time,
                 enabled=spec.get("enabled", True),
-                on_run_completed=None if thread else (spec.get("on_run_completed") or "delete"),
+                on_run_completed=_on_run_completed(thread, spec.get("on_run_completed")),
                 next_run_date=None if end_time is not None and nxt > end_time else nxt,
                 created_at=now,
             )
