@@ -17,11 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from crons.dispatch import cron_run_now
 from crons.forms import CronForm, schedule_description, upcoming_fires
 from crons.models import Cron
 from crons.selectors import cron_next_run_date, cron_ticks
 from crons.services import cron_create, cron_delete, cron_update
-from crons.ticking import cron_run_now
 from runs.admin import admin_link, runs_table_context
 from runs.models import Run
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone as djtz
 
 from crons import firetime
+from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create
 from crons.models import Cron
 from cronsvc.errors import Invalid
@@ -38,16 +39,6 @@ def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     if thread is not None:
         return None
     return value or STATELESS_ON_RUN_COMPLETED
-
-
-def compute_next_run(
-    *, schedule: str, timezone: str | None, end_time: datetime | None, after: datetime
-) -> datetime | None:
-    """The next instant the scheduler fires, or None when end_time comes first."""
-    nxt = firetime.next_fire(schedule, timezone, after)
-    if end_time is not None and nxt > end_time:
-        return None
-    return nxt
 
 
 @transaction.atomic
@@ -78,9 +69,7 @@ def cron_create(
         enabled=enabled,
         on_run_completed=_on_run_completed(thread, on_run_completed),
         user_id=user_id,
-        next_run_date=compute_next_run(
-            schedule=schedule, timezone=timezone, end_time=end_time, after=now
-        ),
+        next_run_date=firetime.next_run(schedule, timezone, now, end_time=end_time),
     )
     mirror_sync(cron)
     return cron
@@ -121,16 +110,11 @@ def cron_update(
         cron.metadata = {**cron.metadata, **metadata}
     validate_schedule(cron.schedule, cron.timezone)
     if reschedule or not cron.enabled:
-        from crons.ticking import withdraw_prepared
-
         withdraw_prepared(cron, now=now)
     if reschedule:
         cron.needs_advance = False
-        cron.next_run_date = compute_next_run(
-            schedule=cron.schedule,
-            timezone=cron.timezone,
-            end_time=cron.end_time,
-            after=now or djtz.now(),
+        cron.next_run_date = firetime.next_run(
+            cron.schedule, cron.timezone, now or djtz.now(), end_time=cron.end_time
         )
     cron.save()
     mirror_sync(cron)
@@ -139,8 +123,6 @@ def cron_update(
 
 @transaction.atomic
 def cron_delete(*, cron: Cron) -> None:
-    from crons.ticking import withdraw_prepared
-
     withdraw_prepared(cron)
     Cron.objects.filter(pk=cron.pk).delete()
     mirror_delete(cron)
