@@ -139,7 +139,7 @@ def _fire_batch(crons: list[Cron], report: FireReport, now: datetime) -> list[Cr
         batch.append(cron)
     if not batch:
         return slow
-    specs = [dispatch.run_spec(cron, cron.next_run_date) for cron in batch]
+    specs = dispatch.run_specs(batch)
     try:
         with transaction.atomic():
             run_ids = dispatch.fire_batch(specs)
@@ -186,7 +186,6 @@ def fire_due(
         with transaction.atomic():
             due = list(
                 Cron.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("assistant")  # its graph_id goes into each run spec
                 # The range on its own keeps this an index range scan on cron_due.
                 .filter(enabled=True, next_run_date__isnull=False, next_run_date__lte=horizon)
                 .filter(Q(next_run_date__lte=now) | dispatch.BATCHABLE)
