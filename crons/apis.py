@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crons import selectors, services
+from crons.dispatch import CRON_KEYS
 from crons.models import Cron
 from cronsvc.api import RunOptionsIn, iso, require_uuid, search_page, validated
 from cronsvc.errors import ServiceError
@@ -27,8 +28,6 @@ CRON_FIELDS = [
     "metadata",
     "enabled",
 ]
-# Body keys that describe the cron itself rather than the run it creates.
-CRON_KEYS = {"schedule", "timezone", "end_time", "enabled", "on_run_completed"}
 
 
 def cron_out(cron: Cron, select: list[str] | None = None) -> dict:

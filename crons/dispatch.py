@@ -68,21 +68,12 @@ from runs.models import Run
 from runs.services import ThreadBusy, TooManyPending, run_create
 from threads.models import Thread
 
-# Payload keys that are not run kwargs: they describe the cron (schedule,
-# timezone, end_time, enabled, on_run_completed), or the run has a column or
-# rule of its own for them (assistant_id, metadata, multitask_strategy).
-NOT_RUN_KWARGS = frozenset(
-    {
-        "assistant_id",
-        "schedule",
-        "timezone",
-        "end_time",
-        "enabled",
-        "on_run_completed",
-        "metadata",
-        "multitask_strategy",
-    }
-)
+# A cron's payload is its create request as sent (as the LangGraph Server
+# keeps it). Keys of it that describe the cron itself:
+CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_completed"})
+# Payload keys that are not run kwargs: the cron's own, and those the run has
+# a column or rule of its own for.
+NOT_RUN_KWARGS = CRON_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
