@@ -158,7 +158,7 @@ BATCHABLE = (
 
 
 def record_tick(
-    cron: Cron, instant: datetime, status: str, reason: str = "", run_id=None
+    cron: Cron, instant: datetime, status: str, reason: str = "", run_id: uuid.UUID | None = None
 ) -> Tick | None:
     """Record a tick in a savepoint; None when it is recorded already."""
     try:
