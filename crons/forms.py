@@ -18,7 +18,6 @@ from django import forms
 from django.utils import timezone as djtz
 
 from crons import firetime
-from crons.mirror import ALIASES
 from crons.models import Cron
 from crons.services import validate_schedule
 from cronsvc.api import RunOptionsIn
@@ -34,7 +33,7 @@ def schedule_description(schedule: str) -> str:
     croniter's six-field form puts seconds last and cron-descriptor's puts them
     first, and croniter writes "last Friday" as `L5` where cron-descriptor
     wants `5L`: both are translated before describing."""
-    fields = ALIASES.get(schedule.strip().lower(), schedule).split()
+    fields = firetime.expand_alias(schedule).split()
     if len(fields) == 6:
         fields = [fields[5], *fields[:5]]
     if len(fields) in (5, 6):

@@ -1,7 +1,7 @@
 """Liveness of beat and workers, for `GET /health`, `manage.py healthcheck` and
 the compose health checks.
 
-- Beat: the active beat renews the scheduler lease (crons.ticking) on every
+- Beat: the active beat renews the scheduler lease (crons.lease) on every
   tick, at most CRONSVC_BEAT_MAX_INTERVAL apart; that renewal is its heartbeat.
   Beat is live while the lease was renewed less than CRONSVC_HEARTBEAT_STALE
   seconds ago. A stopped beat releases the lease (holder ""), a dead one stops
@@ -25,6 +25,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crons.lease import LEASE_NAME
+from crons.models import SchedulerLease
+from cronsvc.dbclock import db_now
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 # --- reads -----------------------------------------------------------------
@@ -69,17 +72,8 @@ class Health:
         return out
 
 
-def db_now() -> datetime:
-    from crons import ticking
-
-    return ticking.db_now()
-
-
 def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
     """The active beat, from the scheduler lease; `hostname`: held from that host."""
-    from crons.models import SchedulerLease
-    from crons.ticking import LEASE_NAME
-
     lease = SchedulerLease.objects.filter(name=LEASE_NAME).first()
     stale = settings.CRONSVC_HEARTBEAT_STALE
     if lease is None or not lease.holder:

@@ -25,7 +25,6 @@ from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_request_cancel
 from runs.models import Run
-from runs.wakeups import wake_fanout, wake_workers  # noqa: F401 - re-exported for crons.ticking
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
 from threads.services import thread_create
