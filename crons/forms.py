@@ -23,6 +23,7 @@ from crons.services import validate_schedule
 from cronsvc.api import RunOptionsIn
 from cronsvc.errors import Invalid
 from cronsvc.selectors import assistant_search
+from cronsvc.services import assistants_ensure_defaults
 
 UPCOMING = 5
 
@@ -142,6 +143,7 @@ class CronForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "assistant" in self.fields:
+            assistants_ensure_defaults()  # a deleted default assistant is offered again
             self.fields["assistant"].queryset = assistant_search(
                 sort_by="graph_id", sort_order="asc"
             )
