@@ -395,12 +395,12 @@ def cronsvc_dispatch(size, args):
     from crons import ticking
     from crons.scheduler import CronScheduler
     from cronsvc.celery import app
-    from runs import services as run_services
+    from runs import wakeups
     from runs.models import Run
 
     boundary = datetime.fromisoformat(args.boundary)
     published = []  # wall times at which each fired batch's wake-ups were out
-    original = run_services.wake_workers
+    original = wakeups.wake_workers
 
     def timed_wake(count):
         original(count)

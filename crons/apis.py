@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crons import selectors, services
+from crons.dispatch import CRON_KEYS
 from crons.models import Cron
 from cronsvc.api import RunOptionsIn, iso, require_uuid, search_page, validated
 from cronsvc.errors import ServiceError
@@ -27,8 +28,6 @@ CRON_FIELDS = [
     "metadata",
     "enabled",
 ]
-# Body keys that describe the cron itself rather than the run it creates.
-CRON_KEYS = {"schedule", "timezone", "end_time", "enabled", "on_run_completed"}
 
 
 def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
@@ -101,10 +100,7 @@ def _create(request, thread_id=None) -> Response:
     assistant = assistant_get_or_404(data["assistant_id"])
     # The run payload is the request as sent (as the LangGraph Server keeps it).
     payload = {k: v for k, v in request.data.items() if v is not None}
-    if thread is None:
-        on_run_completed = data.get("on_run_completed") or "delete"
-    else:
-        on_run_completed = None
+    if thread is not None:
         payload.pop("on_run_completed", None)
     cron = services.cron_create(
         assistant=assistant,
@@ -115,7 +111,7 @@ def _create(request, thread_id=None) -> Response:
         metadata=data.get("metadata") or {},
         end_time=data.get("end_time"),
         enabled=data.get("enabled") if data.get("enabled") is not None else True,
-        on_run_completed=on_run_completed,
+        on_run_completed=data.get("on_run_completed"),  # the service decides the default
     )
     return Response(cron_out(cron))
 

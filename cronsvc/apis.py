@@ -10,7 +10,7 @@ from cronsvc import graphs, services
 from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, query_bool, search_page, validated
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
-from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
+from cronsvc.selectors import assistant_id_from, assistant_search
 
 ASSISTANT_FIELDS = [
     "assistant_id",
@@ -86,17 +86,17 @@ class AssistantsApi(APIView):
 
 class AssistantApi(APIView):
     def get(self, request, assistant_id):
-        return Response(assistant_out(assistant_get_or_404(assistant_id, graph_alias=False)))
+        return Response(assistant_out(services.assistant_resolve(assistant_id, graph_alias=False)))
 
     def patch(self, request, assistant_id):
-        assistant = assistant_get_or_404(assistant_id, graph_alias=False)
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
         data = validated(AssistantPatchIn, request.data)
         assistant = services.assistant_update(assistant=assistant, **data)
         return Response(assistant_out(assistant))
 
     def delete(self, request, assistant_id):
         services.assistant_delete(
-            assistant=assistant_get_or_404(assistant_id, graph_alias=False),
+            assistant=services.assistant_resolve(assistant_id, graph_alias=False),
             delete_threads=query_bool(request.query_params, "delete_threads"),
         )
         return Response(status=204)
@@ -105,6 +105,7 @@ class AssistantApi(APIView):
 class AssistantSearchApi(APIView):
     def post(self, request):
         data = validated(AssistantSearchIn, request.data)
+        services.assistants_ensure_defaults()
         qs = assistant_search(
             graph_id=data.get("graph_id"),
             name=data.get("name"),
@@ -118,6 +119,7 @@ class AssistantSearchApi(APIView):
 class AssistantCountApi(APIView):
     def post(self, request):
         data = validated(AssistantSearchIn, request.data)
+        services.assistants_ensure_defaults()
         qs = assistant_search(
             graph_id=data.get("graph_id"), name=data.get("name"), metadata=data.get("metadata")
         )
@@ -143,7 +145,7 @@ class AssistantGraphApi(APIView):
     def get(self, request, assistant_id):
         # Only this assistant path also takes a graph id (its default assistant).
         alias = assistant_id_from(assistant_id)
-        assistant = assistant_get_or_404(str(alias or assistant_id), graph_alias=False)
+        assistant = services.assistant_resolve(str(alias or assistant_id), graph_alias=False)
         xray = parse_xray(request.query_params.get("xray"))
         graph = graphs.get_graph(assistant.graph_id)
         try:
@@ -198,7 +200,7 @@ def _config_schema(graph) -> dict:
 
 class AssistantSchemasApi(APIView):
     def get(self, request, assistant_id):
-        assistant = assistant_get_or_404(assistant_id, graph_alias=False)
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
         graph = graphs.get_graph(assistant.graph_id)
         return Response(
             {

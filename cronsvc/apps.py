@@ -1,7 +1,20 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class CronsvcConfig(AppConfig):
     name = "cronsvc"
     verbose_name = "Assistants"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Connecting only; the database is written when migrate has run
+        # (manage.py migrate, dev, runall, the compose `migrate` service, the
+        # test database), never at import.
+        from cronsvc import services  # noqa: PLC0415 - models load once the registry is ready
+
+        post_migrate.connect(
+            services.assistants_ensure_defaults_after_migrate,
+            sender=self,
+            dispatch_uid="cronsvc.default_assistants",
+        )

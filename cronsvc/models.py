@@ -25,7 +25,7 @@ class Assistant(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """A Celery worker's last sign of life, one row per worker node (see cronsvc/health.py).
+    """A Celery worker's last sign of life, one row per worker node (see cronsvc/heartbeats.py).
 
     `seen_at` is written with the database's clock, so readers on other hosts
     compare ages without trusting their own clocks."""
@@ -50,7 +50,7 @@ class WorkerHeartbeat(models.Model):
 
 
 class BeatHeartbeat(models.Model):
-    """A beat process's last sign of life, active or standby (see cronsvc/health.py).
+    """A beat process's last sign of life, active or standby (see cronsvc/heartbeats.py).
 
     The active beat's liveness is the scheduler lease it renews; this row is
     what shows that a standby, which holds nothing, is alive and ready to take

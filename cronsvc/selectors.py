@@ -2,11 +2,11 @@
 
 import uuid
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from cronsvc import graphs
 from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
+from cronsvc.filters import InvalidFilter, json_filter
 from cronsvc.models import Assistant
 
 
@@ -37,9 +37,8 @@ def graph_check(graph_id: str) -> None:
 def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
     """The assistant with UUID `value`, or, with `graph_alias`, the default assistant of
     graph `value`. Without `graph_alias` (the /assistants/{id} paths) a non-UUID is a 422,
-    as on the LangGraph Server."""
-    from cronsvc.services import assistants_ensure_defaults
-
+    as on the LangGraph Server. Only reads: a default assistant missing from the
+    database is not found here (cronsvc.services.assistant_resolve creates it)."""
     if graph_alias:
         assistant_id = assistant_id_from(value)
     else:
@@ -48,14 +47,15 @@ def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
             raise Invalid("Invalid assistant ID: must be a UUID")
     if assistant_id is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
-    try:
-        return Assistant.objects.get(pk=assistant_id)
-    except Assistant.DoesNotExist:
-        pass
-    if assistant_id in {graphs.default_assistant_id(g) for g in graphs.graph_ids()}:
-        assistants_ensure_defaults()
-        return Assistant.objects.get(pk=assistant_id)
-    raise AssistantNotFound(f"Assistant '{value}' not found")
+    assistant = Assistant.objects.filter(pk=assistant_id).first()
+    if assistant is None:
+        raise AssistantNotFound(f"Assistant '{value}' not found")
+    return assistant
+
+
+def is_default_assistant_id(assistant_id: uuid.UUID | None) -> bool:
+    """Whether `assistant_id` is the default assistant of a registered graph."""
+    return assistant_id in {graphs.default_assistant_id(g) for g in graphs.graph_ids()}
 
 
 def assistant_search(
@@ -66,11 +66,10 @@ def assistant_search(
     sort_by: str | None = None,
     sort_order: str | None = None,
 ) -> QuerySet[Assistant]:
-    from cronsvc.services import assistants_ensure_defaults
-
+    """Only reads: the API ensures the default assistants first
+    (cronsvc.services.assistants_ensure_defaults)."""
     if graph_id is not None:
         graph_check(graph_id)
-    assistants_ensure_defaults()
     qs = Assistant.objects.all()
     if graph_id:
         qs = qs.filter(graph_id=graph_id)
@@ -86,17 +85,13 @@ def assistant_search(
 
 
 def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:
-    """Rows whose JSON `field` contains `metadata` (PostgreSQL's `@>`, as the server does:
-    nested objects and lists match by containment too).
-
-    SQLite has no JSON containment: there, top-level keys are compared for equality."""
-    if not metadata:
-        return qs
-    if connection.vendor == "postgresql":
-        return qs.filter(**{f"{field}__contains": metadata})
-    for key, value in metadata.items():
-        qs = qs.filter(**{f"{field}__{key}": value})
-    return qs
+    """Rows whose JSON `field` matches the LangGraph filter `metadata`
+    (cronsvc.filters: keys taken literally, @> semantics, $eq/$contains/$or);
+    a filter that breaks the grammar is Invalid (422)."""
+    try:
+        return qs.filter(json_filter(field, metadata, what=field))
+    except InvalidFilter as exc:
+        raise Invalid(str(exc)) from exc
 
 
 def order(

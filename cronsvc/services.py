@@ -1,15 +1,38 @@
-"""Writes of assistants."""
+"""Writes of assistants.
+
+Every registered graph has a default assistant (its id derived from the
+graph's name, as on the LangGraph Server). `assistants_ensure_defaults`
+creates the missing ones: after every migrate (a post_migrate handler, see
+cronsvc.apps, which also covers test databases and their flushes), and
+wherever an assistant is looked up by the API (`assistant_resolve`, the
+assistant search), so a deleted default assistant comes back. Selectors only
+read.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
-from django.db import IntegrityError, transaction
+from django.apps import apps as global_apps
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 
+from crons.mirror import mirrors_delete_for
+from crons.models import Cron
 from cronsvc import graphs
-from cronsvc.errors import BadRequest, Conflict
+from cronsvc.errors import AssistantNotFound, BadRequest, Conflict
 from cronsvc.models import Assistant
-from cronsvc.selectors import graph_check
+from cronsvc.selectors import (
+    assistant_get_or_404,
+    assistant_id_from,
+    graph_check,
+    is_default_assistant_id,
+    parse_uuid,
+)
+from threads.models import Thread
+from threads.services import thread_delete
+
+log = logging.getLogger(__name__)
 
 
 def assistants_ensure_defaults() -> None:
@@ -29,6 +52,38 @@ def assistants_ensure_defaults() -> None:
         for graph_id in graphs.graph_ids()
     ]
     Assistant.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def assistants_ensure_defaults_after_migrate(*, using: str, apps=None, **kwargs) -> None:
+    """post_migrate handler (connected in cronsvc.apps): the default assistants
+    exist once the database is migrated. Skipped when the assistants table is
+    migrated away, and, with a warning, when langgraph.json cannot be read
+    (the API creates them on first use then)."""
+    if using != DEFAULT_DB_ALIAS:
+        return
+    try:
+        (apps or global_apps).get_model("cronsvc", "Assistant")
+    except LookupError:
+        return
+    try:
+        assistants_ensure_defaults()
+    except (OSError, ValueError) as exc:
+        log.warning("default assistants not created: cannot read the graphs (%s)", exc)
+
+
+def assistant_resolve(value: str, *, graph_alias: bool = True) -> Assistant:
+    """The assistant `value` names, as cronsvc.selectors.assistant_get_or_404
+    finds it (by id, or with `graph_alias` by graph name); a default assistant
+    deleted since is created again first, as the LangGraph Server always has one
+    per graph."""
+    try:
+        return assistant_get_or_404(value, graph_alias=graph_alias)
+    except AssistantNotFound:
+        assistant_id = assistant_id_from(value) if graph_alias else parse_uuid(value)
+        if not is_default_assistant_id(assistant_id):
+            raise
+    assistants_ensure_defaults()
+    return assistant_get_or_404(value, graph_alias=graph_alias)
 
 
 def config_and_context(config: dict | None, context: dict | None) -> tuple[dict, dict]:
@@ -120,14 +175,8 @@ def assistant_update(
 def assistant_delete(*, assistant: Assistant, delete_threads: bool = False) -> None:
     """Delete an assistant; with `delete_threads`, also the threads it ran on
     (`metadata.assistant_id`), with their runs and checkpoints."""
-    from threads.models import Thread
-    from threads.services import thread_delete
-
     if delete_threads:
         for thread in Thread.objects.filter(metadata__assistant_id=str(assistant.pk)):
             thread_delete(thread=thread)
-    from crons.mirror import mirrors_delete_for
-    from crons.models import Cron
-
     mirrors_delete_for(Cron.objects.filter(assistant_id=assistant.pk))
     Assistant.objects.filter(pk=assistant.pk).delete()

@@ -256,8 +256,6 @@ if CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")) <= CE
     # Redis redelivers a message unacknowledged this long: to a second worker
     # while the first still runs it, if a run may outlast it.
     raise environ.ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT")
-# Workers and beat import this at start: the worker's heartbeat bootstep.
-CELERY_IMPORTS = ["cronsvc.health"]
 # Seconds between worker heartbeats, and the age after which a worker (its
 # last heartbeat) or beat (its last scheduler lease renewal) counts as dead
 # (GET /health, manage.py healthcheck).

@@ -1,5 +1,5 @@
 """Runs for operators: read-only (runs are made by the API and by ticks), with
-a cancel action through `runs.services.run_cancel`."""
+a cancel action through `runs.lifecycle.run_cancel`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from runs.lifecycle import run_cancel
 from runs.models import Run
-from runs.services import run_cancel
 
 RUNS_PER_PAGE = 10
 RUNS_PAGE_PARAM = "runs_page"

@@ -1,17 +1,12 @@
 """The runs endpoints of the LangGraph Server API (background, wait, stream,
 join, join_stream, cancel)."""
 
-import time
-
-from django.conf import settings
-from django.db import transaction
 from django.http import StreamingHttpResponse
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc import graphs
 from cronsvc.api import (
     STREAM_MODES,
     JSONObject,
@@ -21,20 +16,11 @@ from cronsvc.api import (
     require_uuid,
     validated,
 )
-from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
-from cronsvc.models import Assistant
-from cronsvc.selectors import assistant_get_or_404, assistant_id_from
-from cronsvc.services import config_and_context
-from runs import selectors, services, streaming
+from cronsvc.errors import Invalid, NotFound
+from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
 from runs.wire import RUN_FIELDS, run_out, run_result
-from threads.models import Thread
 from threads.selectors import thread_get_or_404
-from threads.services import thread_create
-
-# Body keys that are about creating the run, not what it executes.
-NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists", "on_completion",
-              "after_seconds"}
 
 
 class RunCreateIn(RunOptionsIn):
@@ -48,71 +34,15 @@ class RunCreateIn(RunOptionsIn):
     after_seconds = serializers.FloatField(required=False, allow_null=True)
 
 
-NOT_FOUND = "Thread or assistant not found."
-
-
-def _assistant(value: str) -> Assistant:
-    """A run's assistant, by UUID or graph id; the server's statuses and messages."""
-    if assistant_id_from(value) is None:
-        raise Invalid(
-            f"Invalid assistant: '{value}'. Must be either:\n- A valid assistant UUID, or\n"
-            f"- One of the registered graphs: {', '.join(graphs.graph_ids())}"
-        )
-    try:
-        return assistant_get_or_404(value)
-    except AssistantNotFound as exc:
-        raise NotFound(NOT_FOUND) from exc
-
-
-def _run_metadata(assistant: Assistant, thread: Thread, data: dict) -> dict:
-    """assistant, thread, config and request metadata merged, as the server records them."""
-    return {
-        **assistant.metadata,
-        **thread.metadata,
-        **((data.get("config") or {}).get("metadata") or {}),
-        **(data.get("metadata") or {}),
-        "assistant_id": str(assistant.assistant_id),
-    }
-
-
-def _create(request, thread_id=None, *, stream: bool = False) -> Run:
-    """Create a run (and, stateless or `if_not_exists=create`, its thread) in one
-    transaction, so a refused run leaves nothing behind. `stream`: created by a
-    stream endpoint, so its worker records what the graph streams."""
+def _run_input(request, thread_id=None, *, stream: bool = False) -> dict:
+    """runs.services.run_start's arguments from a run-creating request. `stream`:
+    a stream endpoint's, so only the stream modes it relays are accepted."""
     if thread_id is not None:
         require_uuid(thread_id, "thread")
     data = validated(RunCreateIn, request.data)
     if stream:
         _require_supported_modes(data.get("stream_mode"))
-    config_and_context(data.get("config"), data.get("context"))  # both given: 400
-    with transaction.atomic():
-        assistant = _assistant(data["assistant_id"])
-        on_completion = None
-        if thread_id is None:
-            thread = thread_create(
-                metadata={
-                    **((data.get("config") or {}).get("metadata") or {}),
-                    **(data.get("metadata") or {}),
-                }
-            )
-            on_completion = data.get("on_completion") or "delete"
-        elif data.get("if_not_exists") == "create":
-            thread = thread_create(thread_id=thread_id, if_exists="do_nothing")
-        else:
-            try:
-                thread = thread_get_or_404(thread_id)
-            except ThreadNotFound as exc:
-                raise NotFound(NOT_FOUND) from exc
-        kwargs = {k: v for k, v in request.data.items() if k not in NOT_KWARGS and v is not None}
-        return services.run_create(
-            thread=thread,
-            assistant=assistant,
-            kwargs=kwargs,
-            metadata=_run_metadata(assistant, thread, data),
-            multitask_strategy=data.get("multitask_strategy"),
-            on_completion=on_completion,
-            streamed=stream or bool(data.get("stream_resumable")),
-        )
+    return {"thread_id": thread_id, "data": data, "body": request.data, "stream": stream}
 
 
 def _require_supported_modes(value) -> None:
@@ -123,21 +53,6 @@ def _require_supported_modes(value) -> None:
             f"stream_mode {', '.join(map(repr, unsupported))} is not supported by cronsvc; "
             f"supported: {', '.join(streaming.SUPPORTED_MODES)}"
         )
-
-
-def _wait(run: Run, timeout: float | None = None) -> Run:
-    """Poll until the run is finished (or deleted with its thread)."""
-    deadline = time.monotonic() + (timeout or settings.CRONSVC_WAIT_TIMEOUT)
-    delay = 0.05
-    while time.monotonic() < deadline:
-        current = Run.objects.filter(pk=run.pk).first()
-        if current is None:
-            return run
-        if current.status in Run.FINISHED:
-            return current
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    return Run.objects.filter(pk=run.pk).first() or run
 
 
 def _locations(run: Run) -> dict:
@@ -175,7 +90,7 @@ class ThreadRunsApi(APIView):
         return Response([_selected(run_out(r), select) for r in qs[offset : offset + limit]])
 
     def post(self, request, thread_id):
-        run = _create(request, thread_id)
+        run = services.run_start(**_run_input(request, thread_id))
         return Response(run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]})
 
 
@@ -185,20 +100,20 @@ def _selected(data: dict, select: list[str] | None) -> dict:
 
 class StatelessRunsApi(APIView):
     def post(self, request):
-        run = _create(request)
+        run = services.run_start(**_run_input(request))
         # No thread segment: the SDK's on_run_created then reports thread_id None, as there.
         return Response(run_out(run), headers={"Content-Location": f"/runs/{run.run_id}"})
 
 
 class ThreadRunWaitApi(APIView):
     def post(self, request, thread_id):
-        run = _wait(_create(request, thread_id))
+        run = selectors.run_wait(services.run_start(**_run_input(request, thread_id)))
         return Response(run_result(run), headers=_locations(run))
 
 
 class StatelessRunWaitApi(APIView):
     def post(self, request):
-        run = _wait(_create(request))
+        run = selectors.run_wait(services.run_start(**_run_input(request)))
         return Response(run_result(run), headers=_locations(run))
 
 
@@ -213,7 +128,7 @@ class RunApi(APIView):
 
 class RunJoinApi(APIView):
     def get(self, request, thread_id, run_id):
-        run = _wait(_run(thread_id, run_id))
+        run = selectors.run_wait(_run(thread_id, run_id))
         return Response(run_result(run), headers=_locations(run))
 
 
@@ -227,9 +142,9 @@ class RunCancelApi(APIView):
             )
         action = request.query_params.get("action", "interrupt")
         action = action if action in ("interrupt", "rollback") else "interrupt"
-        services.run_cancel(run=run, action=action)
+        lifecycle.run_cancel(run=run, action=action)
         if query_bool(request.query_params, "wait"):
-            run = _wait(run)
+            run = selectors.run_wait(run)
             return Response(run_result(run), headers=_locations(run))
         return Response(status=202)
 
@@ -253,7 +168,7 @@ def _event_stream(events, *, stream_path: str, run_path: str) -> StreamingHttpRe
 
 
 def _stream_new_run(request, thread_id=None) -> StreamingHttpResponse:
-    run = _create(request, thread_id, stream=True)
+    run = services.run_start(**_run_input(request, thread_id, stream=True))
     relay = streaming.relay(
         run, after=0, cancel_on_disconnect=request.data.get("on_disconnect") == "cancel"
     )

@@ -1,7 +1,7 @@
 """Execute a claimed run with the real `langgraph` library.
 
 Write order: the graph's checkpoints are written by LangGraph's saver as it
-runs; the run's status is written last (run_finish), so a finished run always
+runs; the run's status is written last (runs.lifecycle.run_finish), so a finished run always
 has its state. A cancel request is checked between graph steps.
 """
 
@@ -20,7 +20,7 @@ from langgraph.types import Command
 
 from cronsvc import checkpointer, graphs
 from cronsvc.jsonable import to_jsonable
-from runs import services
+from runs import lifecycle
 from runs.leases import LeaseKeeper
 from runs.models import Run, RunEvent
 
@@ -188,7 +188,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     attempt = run.attempts
     assistant = run.assistant
     if assistant is None:
-        services.run_finish(
+        lifecycle.run_finish(
             run_id=run.run_id, status=Run.Status.ERROR, error="Assistant was deleted",
             attempt=attempt,
         )
@@ -228,7 +228,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()
-            if action := services.run_cancel_requested(run.run_id):
+            if action := lifecycle.run_cancel_requested(run.run_id):
                 stream.close()
                 raise RunCancelled(action)
             if time.monotonic() > deadline:
@@ -239,7 +239,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
         values = to_jsonable(snapshot.values)
         status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
-        if not services.run_finish(
+        if not lifecycle.run_finish(
             run_id=run.run_id, status=status, output=values, values=values, attempt=attempt
         ):
             return LOST
@@ -260,17 +260,17 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     except RunCancelled as cancelled:
         if cancelled.action == Run.MultitaskStrategy.ROLLBACK:
             values = _roll_back(graph, run)
-            services.run_rolled_back(run_id=run.run_id, values=values, attempt=attempt)
+            lifecycle.run_rolled_back(run_id=run.run_id, values=values, attempt=attempt)
             return ROLLED_BACK
         values = _safe_values(assistant.graph_id, run)
-        services.run_finish(
+        lifecycle.run_finish(
             run_id=run.run_id, status=Run.Status.INTERRUPTED, output=values, values=values,
             error="Cancelled", attempt=attempt,
         )
         return Run.Status.INTERRUPTED
     except RunTimedOut:
         values = _safe_values(assistant.graph_id, run)
-        services.run_finish(
+        lifecycle.run_finish(
             run_id=run.run_id, status=Run.Status.TIMEOUT, output=values, values=values,
             error=f"Run exceeded CRONSVC_RUN_TIMEOUT ({settings.CRONSVC_RUN_TIMEOUT:g} s)",
             attempt=attempt,
@@ -279,7 +279,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     except Exception as exc:  # noqa: BLE001 - a graph's failure is recorded on its run
         log.warning("run %s failed: %s", run.run_id, exc)
         error = f"{type(exc).__name__}: {exc}"
-        services.run_finish(
+        lifecycle.run_finish(
             run_id=run.run_id,
             status=Run.Status.ERROR,
             error=error,

@@ -34,21 +34,11 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from runs import lifecycle, locks, wakeups
+from runs.lifecycle import READY
 from runs.models import Run
-from runs.services import READY, _finish_locked, _settle_thread, lease_expiry, wake_workers
 
 log = logging.getLogger(__name__)
-
-
-def run_lease_renew(*, run_id, attempt: int) -> bool:
-    """Extend the lease of `run_id`'s attempt `attempt`. False when the run is
-    no longer that attempt's (reaped, re-claimed, finished or deleted): its
-    worker must stop."""
-    return bool(
-        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, attempts=attempt).update(
-            lease_expires_at=lease_expiry()
-        )
-    )
 
 
 class LeaseKeeper(threading.Thread):
@@ -71,7 +61,7 @@ class LeaseKeeper(threading.Thread):
     def renew(self) -> bool:
         with self._lock:
             if not self.lost.is_set():
-                if run_lease_renew(run_id=self.run_id, attempt=self.attempt):
+                if lifecycle.run_lease_renew(run_id=self.run_id, attempt=self.attempt):
                     self._renewed_at = time.monotonic()
                 else:
                     self.lost.set()
@@ -123,15 +113,16 @@ def runs_reap(*, limit: int | None = None) -> dict[str, int]:
     requeued = errored = 0
     with transaction.atomic():
         expired = list(
-            Run.objects.select_for_update(skip_locked=True)
-            .filter(status=Run.Status.RUNNING, lease_expires_at__lt=Now())
-            .order_by("lease_expires_at")[:limit]
+            locks.lock_runs(
+                Run.objects.filter(status=Run.Status.RUNNING, lease_expires_at__lt=Now()),
+                skip_locked=True,
+            ).order_by("lease_expires_at")[:limit]
         )
         for run in expired:
             if run.attempts >= settings.CRONSVC_RUN_MAX_ATTEMPTS:
                 reason = _lost_reason(run)
                 log.warning("run %s: %s; ending it as error", run.run_id, reason)
-                _finish_locked(
+                lifecycle.run_finish_locked(
                     run,
                     status=Run.Status.ERROR,
                     error=reason,
@@ -139,25 +130,15 @@ def runs_reap(*, limit: int | None = None) -> dict[str, int]:
                 )
                 errored += 1
                 continue
-            back = Run.objects.filter(
-                pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts
-            ).update(
-                status=Run.Status.PENDING,
-                started_at=None,
-                lease_expires_at=None,
-                updated_at=timezone.now(),
-            )
-            if back:
+            if lifecycle.run_requeue(run):
                 log.warning(
                     "run %s: worker lost on attempt %s (lease expired); back to pending",
                     run.run_id,
                     run.attempts,
                 )
-                _settle_thread(run.thread_id)
                 requeued += 1
         if requeued:
-            count = min(requeued, settings.CRONSVC_WAKE_FANOUT)
-            transaction.on_commit(lambda: wake_workers(count))
+            wakeups.wake_workers_after_commit(min(requeued, settings.CRONSVC_WAKE_FANOUT))
     return {"requeued": requeued, "errored": errored}
 
 
@@ -184,18 +165,16 @@ def _stalled_webhooks(after: float):
 def runs_reconcile(*, after: float | None = None, max_wakes: int | None = None) -> dict[str, Any]:
     """Publish wake-ups for stalled pending runs, at most `max_wakes`; re-enqueue
     stalled webhook deliveries. Returns {"stalled": n, "woken": k, "webhooks": w}."""
-    from runs.tasks import deliver_webhook
-
     after = settings.CRONSVC_RECONCILE_AFTER if after is None else after
     max_wakes = settings.CRONSVC_RECONCILE_MAX_WAKES if max_wakes is None else max_wakes
     stalled = _stalled_pending(after).values_list("pk", flat=True)[:max_wakes]
     count = len(stalled)
     if count:
         log.warning("%s pending run(s) waited over %g s for a worker; waking workers", count, after)
-        wake_workers(count)
+        wakeups.wake_workers(count)
     webhooks = list(
         _stalled_webhooks(after).values_list("pk", flat=True)[: settings.CRONSVC_REAP_BATCH]
     )
     for run_id in webhooks:
-        deliver_webhook.delay(str(run_id))
+        wakeups.deliver_webhook(run_id)
     return {"stalled": count, "woken": count, "webhooks": len(webhooks)}

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Max
 
-from runs import services
+from runs import lifecycle
 from runs.models import Run, RunEvent
 
 POLL_MIN = 0.02
@@ -110,7 +110,7 @@ def relay(
         over = True  # the bound: the client reconnects and resumes
     finally:
         if not over and cancel_on_disconnect:
-            services.run_cancel(run=run)
+            lifecycle.run_cancel(run=run)
 
 
 def _ending(run: dict, modes: set[str] | None) -> Iterator[bytes]:

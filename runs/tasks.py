@@ -1,11 +1,13 @@
-"""Celery tasks of runs. They take ids and are safe to run twice."""
+"""Celery tasks of runs. They take ids and are safe to run twice; each calls a
+service. Their messages are published by runs.wakeups (by task name)."""
 
 from celery import shared_task
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from runs import executor, leases, retention, services, webhooks
+from runs import executor, leases, lifecycle, retention, wakeups
+from runs.webhooks import delivery
 
 
 @shared_task(
@@ -26,11 +28,11 @@ def drain(thread_id: str | None = None) -> int:
     while True:
         if worker_state.should_stop or worker_state.should_terminate:
             # Warm shutdown: claim nothing more; another worker takes the rest.
-            drain.delay()
+            wakeups.wake_another()
             return done
-        run = services.run_claim_next(thread_id=thread_id) if thread_id else None
+        run = lifecycle.run_claim_next(thread_id=thread_id) if thread_id else None
         if run is None:
-            run = services.run_claim_ready()
+            run = lifecycle.run_claim_ready()
         if run is None:
             return done
         executor.execute(run)
@@ -45,7 +47,7 @@ def drain(thread_id: str | None = None) -> int:
 )
 def delete_stateless_thread(thread_id: str) -> None:
     """Delete a finished stateless run's thread (on_completion="delete"). Idempotent."""
-    services.thread_delete_when_idle(thread_id=thread_id)
+    lifecycle.thread_delete_when_idle(thread_id=thread_id)
 
 
 @shared_task(
@@ -96,17 +98,15 @@ def prune() -> dict:
     max_retries=10,
 )
 def deliver_webhook(self, run_id: str) -> str | None:
-    """POST a finished run to its webhook (runs.webhooks). Each attempt is
+    """POST a finished run to its webhook (runs.webhooks.delivery). Each attempt is
     claimed and recorded on the run; a 5xx, 408, 429 or network error is
     retried with exponential backoff up to CRONSVC_WEBHOOK_MAX_ATTEMPTS
     attempts; a refused target is recorded and not retried."""
-    from runs.models import Run
-
-    attempts = Run.objects.filter(pk=run_id).values_list("webhook_attempts", flat=True).first()
+    attempts = delivery.attempts_made(run_id)
     if attempts is None:
         return None
     final = attempts + 1 >= settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS
-    outcome = webhooks.deliver(run_id, final=final)
+    outcome = delivery.deliver(run_id, final=final)
     if outcome is None:
         return None
     if outcome.retry:

@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 
 from cronsvc.errors import ThreadNotFound
 from cronsvc.selectors import filter_metadata, order, parse_uuid
+from runs.models import Run
 from threads.models import Thread
 
 SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
@@ -19,8 +20,6 @@ def thread_get_or_404(thread_id) -> Thread:
 
 def thread_last_error(thread: Thread) -> str | None:
     """The error of the thread's last failed run (shown while the thread is `error`)."""
-    from runs.models import Run
-
     return (
         Run.objects.filter(thread=thread, status=Run.Status.ERROR)
         .order_by("-created_at")

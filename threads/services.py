@@ -6,9 +6,13 @@ import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from langgraph.errors import InvalidUpdateError
 
+from crons.mirror import mirrors_delete_for
+from crons.models import Cron
 from cronsvc import checkpointer
 from cronsvc.errors import BadRequest, Conflict
+from runs.models import Run
 from threads import state
 from threads.models import Thread
 
@@ -46,9 +50,6 @@ def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
 @transaction.atomic
 def thread_delete(*, thread: Thread) -> None:
     """Delete a thread with its runs and crons; its checkpoints go after commit."""
-    from crons.mirror import mirrors_delete_for
-    from crons.models import Cron
-
     thread_id = str(thread.thread_id)
     mirrors_delete_for(Cron.objects.filter(thread_id=thread.pk))
     Thread.objects.filter(pk=thread.pk).delete()
@@ -63,10 +64,6 @@ def thread_update_state(
     copy of its values and its status. Refused while a run is pending or running on the
     thread (that run would write over it): the thread row lock orders this against
     run_create and the worker's claim."""
-    from langgraph.errors import InvalidUpdateError
-
-    from runs.models import Run
-
     thread = Thread.objects.select_for_update().get(pk=thread.pk)
     active = list(
         Run.objects.filter(

@@ -133,7 +133,7 @@ def test_a_client_that_disconnects_cancels_its_run_with_on_disconnect_cancel(
 ):
     # The run stays pending (no wake-up is published), so only the disconnect
     # can end it; the keep-alive comment is how the server notices it.
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     settings.CRONSVC_STREAM_HEARTBEAT = 0.1
     thread_id = sdk.threads.create()["thread_id"]
 

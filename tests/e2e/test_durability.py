@@ -21,9 +21,10 @@ from langchain_core.messages import AIMessage
 from cronsvc import checkpointer
 from cronsvc.celery import app
 from cronsvc.selectors import assistant_get_or_404
-from runs import leases, tasks
+from runs import leases, lifecycle, tasks
+from runs.lifecycle import run_claim_next, run_finish
 from runs.models import Run
-from runs.services import run_claim_next, run_create, run_finish
+from runs.services import run_create
 from tests.conftest import QUEUE, Proc, start_beat, start_worker, subprocess_env, wait_until
 from threads.services import thread_create
 
@@ -38,8 +39,8 @@ def woken(monkeypatch):
     uncommitted: no worker of the session sees or claims its runs.
     (Inside the transaction Now() stands still; on-commit callbacks run at once.)"""
     counts: list[int] = []
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
-    monkeypatch.setattr("runs.leases.wake_workers", counts.append)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_workers", counts.append)
     monkeypatch.setattr(transaction, "on_commit", lambda fn, using=None, robust=False: fn())
     with transaction.atomic():
         yield counts
@@ -62,8 +63,8 @@ def test_claim_takes_a_lease_and_renewal_extends_it_for_that_attempt_only(woken,
     assert (run.status, run.attempts) == ("running", 1)
     lease = (run.lease_expires_at - run.started_at).total_seconds()
     assert 59 < lease < 61
-    assert leases.run_lease_renew(run_id=run.run_id, attempt=1) is True
-    assert leases.run_lease_renew(run_id=run.run_id, attempt=2) is False
+    assert lifecycle.run_lease_renew(run_id=run.run_id, attempt=1) is True
+    assert lifecycle.run_lease_renew(run_id=run.run_id, attempt=2) is False
 
 
 def test_reaper_requeues_an_expired_run_and_a_late_finish_of_the_old_attempt_is_refused(woken):
@@ -83,7 +84,7 @@ def test_reaper_requeues_an_expired_run_and_a_late_finish_of_the_old_attempt_is_
     second = run_claim_next(thread_id=thread.thread_id)
     assert (second.run_id, second.attempts) == (first.run_id, 2)
     # The killed-but-not-dead first attempt wakes up: it can neither renew nor finish.
-    assert leases.run_lease_renew(run_id=first.run_id, attempt=1) is False
+    assert lifecycle.run_lease_renew(run_id=first.run_id, attempt=1) is False
     assert run_finish(run_id=first.run_id, status="success", output={"a": 1}, attempt=1) is False
     assert run_finish(run_id=first.run_id, status="success", output={"b": 2}, attempt=2) is True
     assert run_finish(run_id=first.run_id, status="success", output={"c": 3}, attempt=2) is False
@@ -147,7 +148,7 @@ def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkey
     private = f"{QUEUE}-killed-{uuid.uuid4().hex[:6]}"
     # The run's wake-up goes to the worker that will be killed, and only to it.
     monkeypatch.setattr(
-        "runs.services._wake",
+        "runs.wakeups.wake_thread",
         lambda thread_id: tasks.drain.apply_async((str(thread_id),), queue=private),
     )
     lease = {"CRONSVC_RUN_LEASE_SECONDS": "2", "CRONSVC_RUN_MAX_ATTEMPTS": max_attempts}
@@ -205,7 +206,7 @@ def test_a_pending_run_whose_wake_up_was_lost_is_run_once_by_the_reconciler(tmp_
     void = f"{QUEUE}-void-{uuid.uuid4().hex[:6]}"
     # The wake-up is published where nobody reads: as lost as a message can be.
     monkeypatch.setattr(
-        "runs.services._wake",
+        "runs.wakeups.wake_thread",
         lambda thread_id: tasks.drain.apply_async((str(thread_id),), queue=void),
     )
     # The reconciler runs on the worker (beat only sends it): both get the delay.

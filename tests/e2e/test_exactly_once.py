@@ -45,7 +45,7 @@ def in_threads(n, target):
 
 def test_redelivered_task_runs_the_graph_once(monkeypatch):
     # Deliveries are made by hand here: no message reaches the session's worker.
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     thread = thread_create()
     run = run_create(thread=thread, assistant=assistant_get_or_404("agent"), kwargs=QUESTION)
     # Three deliveries of the wake-up message, two of them at the same time.
@@ -60,7 +60,7 @@ def test_two_schedulers_ticking_at_once_fire_each_instant_once(monkeypatch):
     # No wake-ups: the session's worker must not be draining these runs while
     # the test database is flushed.
     monkeypatch.setattr("crons.ticking.wake_workers", lambda count: None)
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     agent = assistant_get_or_404("agent")
     crons = [cron_create(assistant=agent, schedule="* * * * *", now=start) for _ in range(40)]

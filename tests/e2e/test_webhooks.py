@@ -25,9 +25,11 @@ from django.utils import timezone
 
 from cronsvc.celery import app
 from cronsvc.selectors import assistant_get_or_404
-from runs import tasks, webhooks
+from runs import tasks
+from runs.lifecycle import run_cancel
 from runs.models import Run
-from runs.services import run_cancel, run_create
+from runs.services import run_create
+from runs.webhooks import guard, transport
 from tests.conftest import QUEUE, Proc, subprocess_env, wait_until
 from threads.services import thread_create
 
@@ -100,8 +102,8 @@ def outbound(monkeypatch):
 @pytest.fixture
 def eager(monkeypatch):
     """Run wake-ups and webhook deliveries in this process (retries immediately)."""
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
-    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda run_id: tasks.deliver_webhook.apply((run_id,)))
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: tasks.deliver_webhook.apply((run_id,)))
 
 
 def run_here(thread, **kwargs) -> Run:
@@ -164,7 +166,7 @@ def test_a_pending_run_cancelled_is_posted_and_its_stateless_thread_goes(
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
     doomed = []
     monkeypatch.setattr(
-        tasks.delete_stateless_thread, "apply_async", lambda args, countdown: doomed.append(args[0])
+        "runs.wakeups.delete_stateless_thread", lambda thread_id, countdown: doomed.append(thread_id)
     )
     agent = assistant_get_or_404("agent")
     later = timezone.now() + timedelta(hours=1)  # not claimable: no worker takes them
@@ -246,9 +248,9 @@ def test_500_answers_are_retried_with_backoff_by_a_worker_then_delivered(
     settings, tmp_path, receiver, monkeypatch
 ):
     private = f"{QUEUE}-webhooks-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     monkeypatch.setattr(
-        tasks.deliver_webhook, "delay",
+        "runs.wakeups.deliver_webhook",
         lambda run_id: tasks.deliver_webhook.apply_async((run_id,), queue=private),
     )
     receiver.answers = [(500, {}), (500, {}), (200, {})]
@@ -283,7 +285,7 @@ def test_resolve_checks_every_address_a_name_resolves_to(settings, monkeypatch):
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443)),
     ])
-    with pytest.raises(webhooks.Refused, match="10.0.0.7, a private address"):
-        webhooks.resolve("rebinding.example", 443)
+    with pytest.raises(guard.Refused, match="10.0.0.7, a private address"):
+        transport.resolve("rebinding.example", 443)
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["rebinding.example"]
-    assert str(webhooks.resolve("rebinding.example", 443)) == "93.184.215.14"
+    assert str(transport.resolve("rebinding.example", 443)) == "93.184.215.14"

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from cronsvc.selectors import assistant_get_or_404
-from runs import services
+from runs import lifecycle, services, wakeups
 from runs.models import Run
 from threads.models import Thread
 from threads.services import thread_create
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def no_wake_ups(monkeypatch):
     # Claims are driven by hand here; no worker may take these runs.
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
 
 
 def make_run(thread, **kwargs):
@@ -32,17 +32,17 @@ def test_a_thread_runs_one_run_at_a_time_in_creation_order():
     a1, a2 = make_run(a), make_run(a)
     b1 = make_run(b)
 
-    first = services.run_claim_ready()
-    second = services.run_claim_ready()
+    first = lifecycle.run_claim_ready()
+    second = lifecycle.run_claim_ready()
 
     assert (first.run_id, first.status, first.attempts) == (a1.run_id, "running", 1)
     assert first.lease_expires_at is not None and first.assistant.graph_id == "agent"
     assert second.run_id == b1.run_id  # a2 waits: a1 is running on its thread
-    assert services.run_claim_ready() is None
-    assert services.run_claim_next(thread_id=a.thread_id) is None
+    assert lifecycle.run_claim_ready() is None
+    assert lifecycle.run_claim_next(thread_id=a.thread_id) is None
 
-    services.run_finish(run_id=a1.run_id, status="success", attempt=1)
-    assert services.run_claim_next(thread_id=a.thread_id).run_id == a2.run_id
+    lifecycle.run_finish(run_id=a1.run_id, status="success", attempt=1)
+    assert lifecycle.run_claim_next(thread_id=a.thread_id).run_id == a2.run_id
 
 
 def test_nothing_is_claimed_before_its_instant_nor_jumps_the_queue():
@@ -50,11 +50,11 @@ def test_nothing_is_claimed_before_its_instant_nor_jumps_the_queue():
     later = make_run(thread, scheduled_at=timezone.now() + timedelta(hours=1))
     make_run(thread)  # ready, but after `later` on the same thread
 
-    assert services.run_claim_ready() is None
-    assert services.run_claim_next(thread_id=thread.thread_id) is None
+    assert lifecycle.run_claim_ready() is None
+    assert lifecycle.run_claim_next(thread_id=thread.thread_id) is None
 
     Run.objects.filter(pk=later.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
-    assert services.run_claim_ready().run_id == later.run_id
+    assert lifecycle.run_claim_ready().run_id == later.run_id
 
 
 @pytest.mark.parametrize(
@@ -69,11 +69,11 @@ def test_nothing_is_claimed_before_its_instant_nor_jumps_the_queue():
 def test_a_finish_settles_the_thread_from_its_last_run(status, cancel_action, thread_status):
     thread = thread_create()
     make_run(thread)
-    run = services.run_claim_ready()
+    run = lifecycle.run_claim_ready()
     Run.objects.filter(pk=run.pk).update(cancel_action=cancel_action)
     assert Thread.objects.get(pk=thread.pk).status == "busy"
 
-    services.run_finish(run_id=run.run_id, status=status, values={"n": 1}, attempt=1)
+    lifecycle.run_finish(run_id=run.run_id, status=status, values={"n": 1}, attempt=1)
 
     thread = Thread.objects.get(pk=thread.pk)
     assert (thread.status, thread.values) == (thread_status, {"n": 1})
@@ -83,8 +83,8 @@ def test_a_thread_with_a_run_still_pending_stays_busy_after_a_finish():
     thread = thread_create()
     make_run(thread)
     make_run(thread)
-    run = services.run_claim_ready()
+    run = lifecycle.run_claim_ready()
 
-    services.run_finish(run_id=run.run_id, status="success", attempt=1)
+    lifecycle.run_finish(run_id=run.run_id, status="success", attempt=1)
 
     assert Thread.objects.get(pk=thread.pk).status == "busy"

@@ -27,8 +27,9 @@ from django.core.management import CommandError, call_command, get_commands
 from django.db.models.functions import Now
 from kombu.utils.imports import symbol_by_name
 
-from crons import ticking
-from cronsvc import health, topology
+from crons import lease
+from cronsvc import health, heartbeats, topology
+from cronsvc.dbclock import db_now
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +279,7 @@ def test_dockerfile_passes_hadolint():
 
 
 def hold_lease(hostname: str) -> None:
-    assert ticking.lease_acquire(holder=f"{hostname}:1:test", now=ticking.db_now()) is not None
+    assert lease.lease_acquire(holder=f"{hostname}:1:test", now=db_now()) is not None
 
 
 def age(row_filter: dict, by: timedelta) -> None:
@@ -305,8 +306,8 @@ def test_health_is_503_with_no_beat_and_no_worker(client):
 def test_health_is_ok_with_a_fresh_lease_and_a_live_worker(client):
     here = socket.gethostname()
     hold_lease(here)
-    health.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
-    health.worker_heartbeat_write(name="w2@there", hostname="there", pid=2)
+    heartbeats.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
+    heartbeats.worker_heartbeat_write(name="w2@there", hostname="there", pid=2)
 
     response = client.get("/health")
 
@@ -324,21 +325,21 @@ def test_health_is_ok_with_a_fresh_lease_and_a_live_worker(client):
 def test_stale_heartbeats_and_released_lease_are_dead(client):
     here = socket.gethostname()
     hold_lease(here)
-    health.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
+    heartbeats.worker_heartbeat_write(name="w1@here", hostname=here, pid=1)
     age({"name": "w1@here"}, timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
 
     assert client.get("/health").json()["workers"]["status"] == "dead"
     with pytest.raises(CommandError, match="no worker heartbeat on"):
         call_command("healthcheck", "worker")
 
-    ticking.lease_release(holder=f"{here}:1:test")
+    lease.lease_release(holder=f"{here}:1:test")
     assert client.get("/health").json()["beat"]["detail"] == "no beat holds the scheduler lease"
 
 
 @pytest.mark.django_db
 def test_container_checks_look_at_their_own_host():
     hold_lease("elsewhere")
-    health.worker_heartbeat_write(name="w@elsewhere", hostname="elsewhere", pid=1)
+    heartbeats.worker_heartbeat_write(name="w@elsewhere", hostname="elsewhere", pid=1)
 
     assert health.health_get().ok
     with pytest.raises(CommandError, match="held by elsewhere:1:test"):
@@ -354,26 +355,26 @@ def test_a_standby_beat_is_healthy_while_it_beats_and_another_holds_the_lease(cl
 
     with pytest.raises(CommandError, match="no standby beat on"):
         call_command("healthcheck", "beat")
-    health.beat_heartbeat_write(name=f"{here}:2:standby", hostname=here, pid=2)
+    heartbeats.beat_heartbeat_write(name=f"{here}:2:standby", hostname=here, pid=2)
     call_command("healthcheck", "beat")
     assert client.get("/health").json()["beat"]["status"] == "ok"
 
     BeatHeartbeat.objects.update(seen_at=Now() - timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
     with pytest.raises(CommandError, match="no standby beat on"):
         call_command("healthcheck", "beat")
-    health.beat_heartbeat_delete(name=f"{here}:2:standby")
+    heartbeats.beat_heartbeat_delete(name=f"{here}:2:standby")
     assert not BeatHeartbeat.objects.exists()
 
 
 @pytest.mark.django_db
 def test_heartbeat_write_keeps_started_at_and_forgets_long_dead_workers():
-    health.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
+    heartbeats.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
     started = WorkerHeartbeat.objects.get().started_at
-    health.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
-    health.worker_heartbeat_write(name="old@b", hostname="b", pid=2)
-    age({"name": "old@b"}, health.FORGET_AFTER + timedelta(seconds=1))
+    heartbeats.worker_heartbeat_write(name="w@a", hostname="a", pid=1)
+    heartbeats.worker_heartbeat_write(name="old@b", hostname="b", pid=2)
+    age({"name": "old@b"}, heartbeats.FORGET_AFTER + timedelta(seconds=1))
 
-    assert health.worker_heartbeats_forget_dead() == 1
+    assert heartbeats.worker_heartbeats_forget_dead() == 1
     row = WorkerHeartbeat.objects.get()
     assert (row.name, row.started_at) == ("w@a", started)
     assert row.seen_at >= started
@@ -381,14 +382,14 @@ def test_heartbeat_write_keeps_started_at_and_forgets_long_dead_workers():
 
 @pytest.mark.django_db
 def test_wake_fanout_follows_the_live_workers_slots(settings):
-    from runs.services import wake_fanout
+    from runs.wakeups import wake_fanout
 
     settings.CRONSVC_WAKE_FANOUT = 16
     # No heartbeat yet: the configured floor, never more wake-ups than runs.
     assert (wake_fanout(5), wake_fanout(1000)) == (5, 16)
     for i in range(4):
-        health.worker_heartbeat_write(name=f"w{i}@h", hostname="h", pid=i, concurrency=8)
-    assert health.live_worker_slots() == 32
+        heartbeats.worker_heartbeat_write(name=f"w{i}@h", hostname="h", pid=i, concurrency=8)
+    assert heartbeats.live_worker_slots() == 32
     assert (wake_fanout(20), wake_fanout(1000)) == (20, 32)
     # A dead worker's slots do not count.
     age({"name": "w3@h"}, timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))

@@ -75,3 +75,35 @@ def test_a_history_filter_key_outside_the_safe_set_is_422(client, thread_with_tw
     assert "Invalid metadata filter keys" in response.json()["detail"]
     ok = post(client, f"/threads/{thread_id}/history", {"metadata": {"source": "update"}})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/crons/search",
+        "/runs/crons/count",
+        "/threads/search",
+        "/threads/count",
+        "/assistants/search",
+        "/assistants/count",
+    ],
+)
+@pytest.mark.parametrize(
+    ("metadata", "status"),
+    [
+        ({"k__regex": "^(a+)+$"}, 200),
+        ({"k__contains": "a", "k__isnull": True, "k__gt": 1}, 200),
+        ({"k": {"$regex": "x"}}, 422),
+        ({"$or": [{"a": 1}]}, 422),
+        ({"k": "a\\u0000"}, 200),
+    ],
+    ids=["regex-key", "lookup-keys", "unknown-operator", "short-or", "escaped-nul-text"],
+)
+def test_metadata_filter_keys_are_json_keys_never_lookups(client, path, metadata, status):
+    assistants_ensure_defaults()
+    response = post(client, path, {"metadata": metadata})
+    assert response.status_code == status, response.content
+    if status == 200:
+        assert response.json() in ([], 0)
+    else:
+        assert response.json()["detail"]

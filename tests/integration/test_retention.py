@@ -48,7 +48,7 @@ def run_n_times(thread, n: int) -> None:
 
 
 def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(monkeypatch, settings):
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     settings.CRONSVC_RETENTION_DAYS = 30
     settings.CRONSVC_CHECKPOINTS_KEEP = 3
     agent = assistant_get_or_404("agent")

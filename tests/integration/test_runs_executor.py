@@ -66,9 +66,9 @@ def test_a_retry_after_a_kill_between_a_steps_writes_and_its_checkpoint_finishes
     # that step's checkpoint was saved. Its state then shows no next node, which
     # is not the end of the graph: attempt 2 must go on and run `agent`.
     from cronsvc import checkpointer
-    from runs import executor, services
+    from runs import executor, lifecycle, wakeups
 
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     saver_type = type(checkpointer.get_saver())
     original_put = saver_type.put
     killed = []
@@ -87,12 +87,12 @@ def test_a_retry_after_a_kill_between_a_steps_writes_and_its_checkpoint_finishes
         assistant=assistant_get_or_404("agent"),
         kwargs={"input": question, "durability": "sync"},
     )
-    first = services.run_claim_next(thread_id=thread.thread_id)
+    first = lifecycle.run_claim_next(thread_id=thread.thread_id)
     with pytest.raises(Killed):
         executor.execute(first)
     _expire_and_reap(first)
 
-    second = services.run_claim_next(thread_id=thread.thread_id)
+    second = lifecycle.run_claim_next(thread_id=thread.thread_id)
     assert executor.execute(second) == "success"
 
     second.refresh_from_db()
@@ -103,51 +103,51 @@ def test_a_retry_after_a_kill_between_a_steps_writes_and_its_checkpoint_finishes
 def test_a_database_outage_during_a_run_retries_it_instead_of_failing_it(monkeypatch):
     import psycopg
 
-    from runs import executor, services
+    from runs import executor, lifecycle, wakeups
 
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     thread = thread_create()
     run_create(thread=thread, assistant=assistant_get_or_404("agent"), kwargs={"input": {}})
-    first = services.run_claim_next(thread_id=thread.thread_id)
+    first = lifecycle.run_claim_next(thread_id=thread.thread_id)
 
     def outage(*args, **kwargs):
         raise psycopg.OperationalError("consuming input failed: server closed the connection")
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "run_cancel_requested", outage)
+        patch.setattr(lifecycle, "run_cancel_requested", outage)
         assert executor.execute(first) == executor.LOST
 
     first.refresh_from_db()
     assert (first.status, first.error) == ("running", None)
     _expire_and_reap(first)
-    second = services.run_claim_next(thread_id=thread.thread_id)
+    second = lifecycle.run_claim_next(thread_id=thread.thread_id)
     assert executor.execute(second) == "success"
 
 
 def _run_rolled_back_mid_run(thread, monkeypatch, content):
     """Execute a run on `thread` that is cancelled with rollback after its step."""
-    from runs import executor, services
+    from runs import executor, lifecycle, wakeups
 
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     run_create(
         thread=thread,
         assistant=assistant_get_or_404("agent"),
         kwargs={"input": {"messages": [{"role": "user", "content": content}]}},
     )
-    run = services.run_claim_next(thread_id=thread.thread_id)
+    run = lifecycle.run_claim_next(thread_id=thread.thread_id)
     with monkeypatch.context() as patch:
         # Checked between steps: the rollback arrives once the graph has written.
-        patch.setattr(services, "run_cancel_requested", lambda run_id: "rollback")
+        patch.setattr(lifecycle, "run_cancel_requested", lambda run_id: "rollback")
         assert executor.execute(run) == executor.ROLLED_BACK
     return run
 
 
 def test_rollback_of_a_running_run_undoes_its_state_and_deletes_it(monkeypatch):
     from cronsvc import checkpointer, graphs
-    from runs import services
+    from runs import wakeups
     from threads.models import Thread
 
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     thread = thread_create()
     run_create(
         thread=thread,
@@ -198,7 +198,7 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
     from langchain_core.messages import AIMessage
     from langgraph.graph import START, MessagesState, StateGraph
 
-    from runs import executor, services
+    from runs import executor, lifecycle, wakeups
     from runs.models import RunEvent
 
     model = GenericFakeChatModel(messages=iter([AIMessage(content="hello there")]))
@@ -209,7 +209,7 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
         "cronsvc.graphs.get_graph",
         lambda graph_id, checkpointer=None, config=None: builder.compile(checkpointer=checkpointer),
     )
-    monkeypatch.setattr(services, "_wake", lambda thread_id: None)
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     thread = thread_create()
     run_create(
         thread=thread,
@@ -218,7 +218,7 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
                 "stream_mode": ["messages", "messages-tuple"]},
         streamed=True,
     )
-    run = services.run_claim_next(thread_id=thread.thread_id)
+    run = lifecycle.run_claim_next(thread_id=thread.thread_id)
     assert executor.execute(run) == "success"
 
     events = list(RunEvent.objects.filter(run=run).order_by("id").values_list("event", "data"))

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from crons import ticking
+from crons import lease, ticking
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import cron_create, cron_update
 from cronsvc.selectors import assistant_get_or_404
@@ -248,16 +248,16 @@ def test_a_beat_without_the_lease_fires_nothing():
     start = z("2026-05-01T00:00:00Z")
     make_cron("* * * * *", start=start)
     now = start + dt.timedelta(minutes=1)
-    epoch_a = ticking.lease_acquire(holder="a", now=now)
-    assert ticking.lease_acquire(holder="b", now=now) is None
-    with pytest.raises(ticking.LeaseLost):
+    epoch_a = lease.lease_acquire(holder="a", now=now)
+    assert lease.lease_acquire(holder="b", now=now) is None
+    with pytest.raises(lease.LeaseLost):
         ticking.fire_due(now=now, holder="b", epoch=epoch_a)
     assert Tick.objects.count() == 0
     # a's lease expires; b takes over with a new epoch; a's stale epoch is fenced off.
     later = now + dt.timedelta(seconds=30)
-    epoch_b = ticking.lease_acquire(holder="b", now=later)
+    epoch_b = lease.lease_acquire(holder="b", now=later)
     assert epoch_b == epoch_a + 1
-    with pytest.raises(ticking.LeaseLost):
+    with pytest.raises(lease.LeaseLost):
         ticking.fire_due(now=later, holder="a", epoch=epoch_a)
     report = ticking.fire_due(now=later, holder="b", epoch=epoch_b)
     ticking.advance()
@@ -266,7 +266,7 @@ def test_a_beat_without_the_lease_fires_nothing():
 
 
 def test_lookahead_prepares_runs_no_worker_claims_before_their_instant(monkeypatch):
-    monkeypatch.setattr("runs.services._wake", lambda thread_id: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     start = dt.datetime.now(UTC).replace(microsecond=0)
     cron = make_cron("* * * * * */30", start=start)  # every 30 s
     instant = cron.next_run_date
@@ -276,7 +276,7 @@ def test_lookahead_prepares_runs_no_worker_claims_before_their_instant(monkeypat
     assert (run.status, run.scheduled_at) == ("pending", instant)
     assert Tick.objects.get(cron=cron).scheduled_at == instant
     # The run exists, but nothing claims it before its instant.
-    from runs.services import run_claim_next, run_claim_ready
+    from runs.lifecycle import run_claim_next, run_claim_ready
 
     assert run_claim_ready() is None
     assert run_claim_next(thread_id=run.thread_id) is None

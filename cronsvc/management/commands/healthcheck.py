@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from cronsvc import health
+from cronsvc.dbclock import db_now
 
 
 class Command(BaseCommand):
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write("ok")
             return
         try:
-            now = health.db_now()
+            now = db_now()
             check = health.beat_health if component == "beat" else health.workers_health
             result = check(now, hostname=socket.gethostname())
         except DatabaseError as exc:

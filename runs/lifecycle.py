@@ -1,0 +1,344 @@
+"""The one owner of a run's state changes after it was created (runs.services
+creates runs, for the API and for crons.ticking).
+
+    run_create ─> pending ─(run_claim_next / run_claim_ready)─> running
+    pending ─(run_cancel, interrupt)─> interrupted
+    pending ─(run_cancel, rollback)──> deleted
+    running ─(run_finish)────────────> success | error | timeout | interrupted
+    running ─(run_requeue: lease expired, attempts left)─> pending
+    running ─(reaper: lease expired, attempts spent; run_finish_locked)─> error
+    running ─(run_cancel: flagged; the worker stops between steps)─>
+              run_finish ─> interrupted,  or for a rollback  run_rolled_back ─> deleted
+
+- Claim: pending → running under the thread's row lock, one running run per
+  thread, each thread's runs in creation order, none before its
+  `scheduled_at`; the claim takes the run's lease and counts the attempt.
+- Lease renew (`run_lease_renew`): only the attempt holding the run extends
+  its lease; the reaper (runs.leases) `run_requeue`s a run whose lease
+  expired, or finishes it as `error` once its attempts are spent.
+- Finish (`run_finish`, `run_finish_locked`): once, by the attempt holding
+  it; settles the thread's status; after commit its webhook is delivered and
+  a stateless run's thread deleted (runs.wakeups).
+- Cancel: a pending run ends at once (interrupted, or deleted by a rollback);
+  a running one is flagged (`cancel_action`) for its worker.
+- Rollback of a running run: the executor undoes its checkpoints, then
+  `run_rolled_back` deletes it and gives the thread its earlier values.
+- A thread's status follows its runs (`thread_settle`): busy while one is
+  active, else from the last one.
+
+Locks: runs.locks (a thread's row, then its runs' rows).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    IntegerField,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from runs import locks, wakeups
+from runs.models import Run
+from threads.models import Thread
+from threads.services import thread_delete
+
+ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
+
+# A run prepared ahead of its cron's instant is not ready before it (the
+# database's clock decides, as it does for beat).
+READY = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())
+
+KEEP_VALUES = object()
+
+Id = UUID | str  # a run's or a thread's id, as a UUID or its text
+
+
+def lease_expiry() -> ExpressionWrapper[Any]:
+    """When a lease taken or renewed now expires, on the database's clock."""
+    return ExpressionWrapper(
+        Now() + timedelta(seconds=settings.CRONSVC_RUN_LEASE_SECONDS),
+        output_field=DateTimeField(),
+    )
+
+
+# --- claim ------------------------------------------------------------------
+
+
+def _claim(run: Run) -> Run | None:
+    """pending → running for `run`, under its thread's row lock (caller's transaction).
+
+    The claim takes the run's lease (runs.leases) and counts the attempt."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
+        status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1,
+        lease_expires_at=lease_expiry(),
+    )
+    if not claimed:
+        return None
+    run.refresh_from_db()
+    return run
+
+
+def _thread_head(thread_id: Id) -> tuple[Any, str, bool] | None:
+    """(run_id, status, ready) of the run that decides what a thread may claim
+    next: its running run if it has one, else its oldest pending run. One query."""
+    return (
+        Run.objects.filter(thread_id=thread_id, status__in=ACTIVE)
+        .annotate(
+            running_first=Case(
+                When(status=Run.Status.RUNNING, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
+            ready=ExpressionWrapper(READY, output_field=BooleanField()),
+        )
+        .order_by("running_first", "created_at", "run_id")
+        .values_list("run_id", "status", "ready")
+        .first()
+    )
+
+
+def run_claim_next(*, thread_id: Id) -> Run | None:
+    """Claim the oldest pending run of a thread, unless one is running there.
+
+    The thread row lock serialises claimers; the status compare-and-set makes a
+    second claim of the same run impossible."""
+    with transaction.atomic():
+        if not locks.lock_thread(thread_id):
+            return None
+        head = _thread_head(thread_id)
+        if head is None or head[1] == Run.Status.RUNNING or not head[2]:
+            return None  # nothing pending, one running, or the oldest waits for its instant
+        return _claim(Run.objects.get(pk=head[0]))
+
+
+CLAIM_SCAN = 20
+
+
+def run_claim_ready() -> Run | None:
+    """Claim the oldest pending run whose thread has nothing running, any thread.
+
+    Rows other workers are claiming are skipped (SKIP LOCKED), so many workers
+    drain a burst of runs side by side."""
+    skipped_threads: set[UUID] = set()
+    for _ in range(50):
+        with transaction.atomic():
+            candidates = list(
+                locks.lock_runs(
+                    Run.objects.filter(READY, status=Run.Status.PENDING), skip_locked=True,
+                    of=("self",),
+                )
+                .exclude(thread_id__in=skipped_threads)
+                .order_by("created_at", "run_id")[:CLAIM_SCAN]
+            )
+            if not candidates:
+                return None
+            for run in candidates:
+                if run.thread_id in skipped_threads:
+                    continue
+                head = _thread_head(run.thread_id) if locks.lock_thread(
+                    run.thread_id, skip_locked=True
+                ) else None
+                if head is None or head[1] == Run.Status.RUNNING:
+                    skipped_threads.add(run.thread_id)
+                    continue
+                if head[0] != run.pk:
+                    if not head[2]:
+                        skipped_threads.add(run.thread_id)
+                        continue
+                    run = Run.objects.get(pk=head[0])  # keep each thread's runs in order
+                return _claim(run)
+    return None
+
+
+# --- lease ------------------------------------------------------------------
+
+
+def run_lease_renew(*, run_id: Id, attempt: int) -> bool:
+    """Extend the lease of `run_id`'s attempt `attempt`. False when the run is
+    no longer that attempt's (reaped, re-claimed, finished or deleted): its
+    worker must stop."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, attempts=attempt).update(
+            lease_expires_at=lease_expiry()
+        )
+    )
+
+
+def run_requeue(run: Run) -> bool:
+    """running → pending for a run whose worker was lost (its lease expired),
+    locked by the caller's transaction; it keeps its attempt count. False when
+    the run is no longer that attempt's. The caller wakes workers after commit."""
+    back = Run.objects.filter(
+        pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts
+    ).update(
+        status=Run.Status.PENDING,
+        started_at=None,
+        lease_expires_at=None,
+        updated_at=timezone.now(),
+    )
+    if back:
+        thread_settle(run.thread_id)
+    return bool(back)
+
+
+# --- the thread's status ----------------------------------------------------
+
+
+def _settled_status(thread_id: Id) -> str:
+    """A thread's status from its runs: busy while any is active, else from the
+    last one. One query."""
+    last = (
+        Run.objects.filter(thread_id=thread_id)
+        .annotate(
+            active=Exists(Run.objects.filter(thread_id=thread_id, status__in=ACTIVE))
+        )
+        .order_by("-created_at")
+        .values("status", "cancel_action", "active")
+        .first()
+    )
+    if last is None:
+        return Thread.Status.IDLE
+    if last["active"]:
+        return Thread.Status.BUSY
+    if last["status"] == Run.Status.ERROR:
+        return Thread.Status.ERROR
+    if last["status"] == Run.Status.INTERRUPTED and last["cancel_action"] is None:
+        return Thread.Status.INTERRUPTED
+    return Thread.Status.IDLE
+
+
+def thread_settle(thread_id: Id, **fields: Any) -> None:
+    """Set the thread's status from its runs (and `fields`), in one update."""
+    Thread.objects.filter(pk=thread_id).update(
+        status=_settled_status(thread_id), updated_at=timezone.now(), **fields
+    )
+
+
+# --- finish -----------------------------------------------------------------
+
+
+def run_finish(
+    *,
+    run_id: Id,
+    status: str,
+    output: Any = None,
+    error: str | None = None,
+    values: Any = None,
+    attempt: int | None = None,
+) -> bool:
+    """Record a run's end. Idempotent: only a running run is finished, once.
+
+    With `attempt`, only that attempt may finish it: a worker whose lease
+    expired (the run was reaped and claimed again) cannot end the run.
+    Called after the graph's checkpoint is written, so the run's status is the
+    last thing to change."""
+    with transaction.atomic():
+        run = locks.lock_run(run_id)
+        if run is None or run.status != Run.Status.RUNNING:
+            return False
+        if attempt is not None and run.attempts != attempt:
+            return False
+        run_finish_locked(run, status=status, output=output, error=error, values=values)
+    return True
+
+
+def run_finish_locked(
+    run: Run, *, status: str, output: Any, error: str | None, values: Any = KEEP_VALUES
+) -> None:
+    """End a run locked by the caller's transaction; after commit, delete a
+    stateless run's thread and deliver its webhook. The thread's values are
+    left as they are with KEEP_VALUES."""
+    now = timezone.now()
+    webhook = (run.kwargs or {}).get("webhook")
+    Run.objects.filter(pk=run.pk).update(
+        status=status, output=output, error=error, finished_at=now, updated_at=now,
+        lease_expires_at=None,
+        webhook_status=Run.WebhookStatus.PENDING if webhook else None,
+    )
+    thread_settle(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
+    if webhook:
+        wakeups.deliver_webhook_after_commit(run.pk)
+    if run.on_completion == "delete":
+        wakeups.delete_thread_after_commit(run.thread_id)
+
+
+def run_rolled_back(*, run_id: Id, values: Any, attempt: int) -> bool:
+    """A running run cancelled with `rollback` whose checkpoints the executor
+    undid: delete it (no webhook: it no longer exists) and give its thread the
+    values it had before it. Only the attempt that holds the run may do so."""
+    with transaction.atomic():
+        run = locks.lock_run(run_id)
+        if run is None or run.status != Run.Status.RUNNING or run.attempts != attempt:
+            return False
+        run.delete()
+        thread_settle(run.thread_id, values=values)
+        if run.on_completion == "delete":
+            wakeups.delete_thread_after_commit(run.thread_id)
+    return True
+
+
+# --- cancel -----------------------------------------------------------------
+
+
+def run_request_cancel(run: Run, *, action: str) -> None:
+    """Cancel `run`, locked (or its thread locked) by the caller's transaction.
+
+    A pending run ends here: deleted by a rollback, else interrupted and
+    finished like any other run (its webhook is sent; a stateless run's thread
+    goes). A running one is flagged for its worker, which stops between steps."""
+    if run.status == Run.Status.PENDING:
+        if action == Run.MultitaskStrategy.ROLLBACK:
+            run.delete()
+            if run.on_completion == "delete":
+                wakeups.delete_thread_after_commit(run.thread_id)
+        else:
+            Run.objects.filter(pk=run.pk).update(cancel_action=action)
+            run_finish_locked(
+                run, status=Run.Status.INTERRUPTED, output=None, error=None, values=KEEP_VALUES
+            )
+    elif run.status == Run.Status.RUNNING:
+        Run.objects.filter(pk=run.pk).update(cancel_action=action, updated_at=timezone.now())
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, action: str = "interrupt") -> None:
+    run = locks.lock_existing_run(run.pk)
+    if run.status in Run.FINISHED:
+        return
+    run_request_cancel(run, action=action)
+    if run.status == Run.Status.PENDING:
+        thread_settle(run.thread_id)
+
+
+def run_cancel_requested(run_id: Id) -> str | None:
+    """The cancel action asked of a running run (checked between graph steps)."""
+    return Run.objects.filter(pk=run_id).values_list("cancel_action", flat=True).first()
+
+
+# --- a stateless run's thread -----------------------------------------------
+
+
+def thread_delete_when_idle(*, thread_id: Id) -> None:
+    """Delete a stateless run's thread once nothing else waits on it."""
+    with transaction.atomic():
+        thread = locks.lock_thread_row(thread_id)
+        if thread is None:
+            return
+        if Run.objects.filter(thread=thread, status__in=ACTIVE).exists():
+            return
+        thread_delete(thread=thread)
