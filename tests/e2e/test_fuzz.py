@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -185,6 +186,7 @@ class Target:
         self.ids: dict[str, str] = {}
         self.failures: list[dict] = []
         self.calls: dict[str, list[float]] = {}  # operation: [requests, seconds]
+        self.checks: list = []  # for cronsvc's own document (see _own_checks)
         self.handler: _Collect | None = None
         if proc is None:
             self.handler = _Collect()
@@ -382,8 +384,20 @@ def official_on_embedded(official_openapi, embedded):
 
 @pytest.fixture
 def own_on_postgresql(postgresql):
-    return schemathesis.openapi.from_url(
+    schema = schemathesis.openapi.from_url(
         f"{postgresql.url}/openapi.json", config=config(postgresql.url)
+    )
+    postgresql.checks = _own_checks(skeleton=_is_skeleton(schema.raw_schema))
+    return schema
+
+
+def _is_skeleton(document: dict) -> bool:
+    """The document as it was before it was made complete: no request bodies, no errors."""
+    operations = [
+        op for item in document["paths"].values() for m, op in item.items() if m in METHODS
+    ]
+    return not any("requestBody" in op for op in operations) and all(
+        str(code).startswith("2") for op in operations for code in op.get("responses", {})
     )
 
 
@@ -412,19 +426,29 @@ def no_server_error(ctx, response, case) -> None:
     not_a_server_error(ctx, response, case)
 
 
-def _own_checks() -> list:
+def _own_checks(*, skeleton: bool) -> list:
     """Every check that can hold for one request at a time, minus:
     positive_data_acceptance: data valid for the document is still refused for what it
       means (an unknown id is a 404, a schedule with no future instant a 422, a busy
       thread a 409), which a JSON schema cannot say;
     use_after_free, ensure_resource_availability: stateful (sequences of calls);
-    ignored_auth: cronsvc serves without keys here; max_response_time: no timing claims."""
+    ignored_auth: cronsvc serves without keys here; max_response_time: no timing claims.
+    On the skeleton document (no bodies, only 2xx statuses: cronsvc's before it
+    was completed) status_code_conformance cannot hold, every 4xx is undocumented; it is
+    left out then, with a warning, and comes back by itself with the complete document.
+    (An xfail mark is no way out: pytest 8's summary crashes on xfailed subtests.)"""
     from schemathesis.specs.openapi import checks as oas
 
+    if skeleton:
+        warnings.warn(
+            "cronsvc's /openapi.json documents no bodies and no error statuses: "
+            "status_code_conformance is left out until it does",
+            stacklevel=2,
+        )
     return [
         no_server_error,
         error_is_json_with_detail,
-        oas.status_code_conformance,
+        *([] if skeleton else [oas.status_code_conformance]),
         oas.content_type_conformance,
         oas.response_headers_conformance,
         oas.response_schema_conformance,
@@ -434,15 +458,10 @@ def _own_checks() -> list:
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="cronsvc's served document has no request bodies, response schemas or error "
-    "statuses yet (only 200): every 4xx is an undocumented status; remove once it is complete",
-)
 @pytest.mark.django_db(transaction=True)
 @schemathesis.pytest.from_fixture("own_on_postgresql").parametrize()
 def test_own_schema_conforms_on_postgresql(case, postgresql):
-    fuzz_one(case, postgresql, _own_checks())
+    fuzz_one(case, postgresql, postgresql.checks)
 
 
 def test_the_official_document_is_filtered_to_what_cronsvc_serves(official_openapi):
