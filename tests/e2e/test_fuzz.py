@@ -240,7 +240,8 @@ class Target:
 def _aim(case, target: Target) -> None:
     """Two in three cases get ids of objects that exist, so the fuzz reaches past the
     404 (the third keeps the generated ids: malformed and unknown ones). DELETE keeps
-    its generated ids: deleting the objects would leave nothing to aim at."""
+    its generated ids: deleting the objects would leave nothing to aim at. Some of them
+    also get edge values (below)."""
 
     # Decided by the whole generated request, so it is the same when an example is replayed.
     draw = zlib.crc32(repr((case.path_parameters, case.query, case.body)).encode())
@@ -252,6 +253,24 @@ def _aim(case, target: Target) -> None:
                 case.path_parameters[name] = target.ids[name]
     if isinstance(case.body, dict) and "assistant_id" in case.body:
         case.body["assistant_id"] = "agent"
+    # One in five pushes one top-level number or string to the edge that broke the server
+    # before (schemathesis rarely sends them unasked): 2**63, past any int64 column or
+    # OFFSET; 300 more characters, past a 255-character column. One field at a time, or
+    # the first one checked (a limit) would hide the others (an offset).
+    if draw % 5 == 1:
+        fields = [
+            (params, key)
+            for params in (case.body, case.query)
+            if isinstance(params, dict)
+            for key, value in params.items()
+            if isinstance(value, (int, str))
+            and not isinstance(value, bool)
+            and key != "assistant_id"
+        ]
+        if fields:
+            params, key = fields[(draw // 5) % len(fields)]
+            value = params[key]
+            params[key] = 2**63 if isinstance(value, int) else value + "x" * 300
 
 
 def error_is_json_with_detail(ctx, response, case) -> None:
