@@ -6,8 +6,10 @@ from rest_framework.views import APIView
 
 from crons import selectors, services
 from crons.models import Cron
-from cronsvc.api import RunOptionsIn, iso, require_uuid, search_page, validated
 from cronsvc.errors import ServiceError
+from cronsvc.http.inputs import RunOptionsIn, require_uuid, validated
+from cronsvc.http.outputs import iso
+from cronsvc.http.pagination import search_page
 from cronsvc.selectors import assistant_get_or_404
 from threads.selectors import thread_get_or_404
 

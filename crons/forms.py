@@ -21,8 +21,8 @@ from crons import firetime
 from crons.mirror import ALIASES
 from crons.models import Cron
 from crons.services import validate_schedule
-from cronsvc.api import RunOptionsIn
 from cronsvc.errors import Invalid
+from cronsvc.http.inputs import RunOptionsIn
 from cronsvc.selectors import assistant_search
 
 UPCOMING = 5

@@ -7,8 +7,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs, services
-from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, query_bool, search_page, validated
 from cronsvc.errors import Invalid
+from cronsvc.http.inputs import MAX_INT, JSONObject, StrictUUID, query_bool, validated
+from cronsvc.http.outputs import iso
+from cronsvc.http.pagination import search_page
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
 

@@ -56,7 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "cronsvc.middleware.BodySizeLimitMiddleware",
+    "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -138,8 +138,8 @@ CRONSVC_API_KEYS = env.list("CRONSVC_API_KEYS", default=[])
 CRONSVC_ALLOW_ANONYMOUS = env.bool("CRONSVC_ALLOW_ANONYMOUS", default=False)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["cronsvc.auth.HasApiKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cronsvc.http.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["cronsvc.http.auth.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -12,7 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs
-from cronsvc.api import (
+from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
+from cronsvc.http.inputs import (
     STREAM_MODES,
     JSONObject,
     RunOptionsIn,
@@ -21,7 +22,6 @@ from cronsvc.api import (
     require_uuid,
     validated,
 )
-from cronsvc.errors import AssistantNotFound, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from
 from cronsvc.services import config_and_context

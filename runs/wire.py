@@ -3,7 +3,7 @@ by webhook delivery alike."""
 
 from __future__ import annotations
 
-from cronsvc.api import iso
+from cronsvc.http.outputs import iso
 from runs.models import Run
 
 

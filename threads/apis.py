@@ -4,17 +4,17 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.api import (
+from cronsvc.http.inputs import (
     MAX_INT,
     AnyJSON,
     JSONObject,
     StrictUUID,
-    iso,
     query_int,
     require_uuid,
-    search_page,
     validated,
 )
+from cronsvc.http.outputs import iso
+from cronsvc.http.pagination import search_page
 from threads import selectors, services, state
 from threads.models import Thread
 
