@@ -30,12 +30,14 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Sum
 from django.db.models.functions import Now
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc.celery import app
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
+from cronsvc.wire import HealthOut
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +274,12 @@ class HealthApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="health",
+        summary="Liveness of the database, beat and workers",
+        tags=["system"],
+        responses={200: HealthOut, 503: HealthOut},
+    )
     def get(self, request):
         health = health_get()
         return Response(health.as_dict(), status=200 if health.ok else 503)

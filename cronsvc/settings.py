@@ -144,12 +144,30 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "cronsvc.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "cronsvc.http.schema.ApiSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cronsvc",
     "DESCRIPTION": "LangGraph Server-compatible API for assistants, threads, runs and crons.",
     "VERSION": "0.1.0",
+    "TAGS": [
+        {"name": "assistants", "description": "Assistants: a graph with its configuration."},
+        {"name": "threads", "description": "Threads and their state."},
+        {"name": "runs", "description": "Runs of an assistant on a thread."},
+        {"name": "crons", "description": "Runs on a schedule."},
+        {"name": "system", "description": "Liveness and health."},
+    ],
+    # /openapi.json documents the API, not itself.
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components apart (`AssistantCreateIn` vs `AssistantOut`).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # One name for a choice set that several fields share.
+    "ENUM_NAME_OVERRIDES": {
+        "OnCompletionEnum": ["delete", "keep"],
+        "MultitaskStrategyEnum": ["reject", "rollback", "interrupt", "enqueue"],
+        "RunStatusEnum": "runs.wire.RUN_STATUSES",
+        "ThreadStatusEnum": "threads.wire.THREAD_STATUSES",
+    },
 }
 
 # --- graphs ----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
 
@@ -23,3 +24,22 @@ def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
     if offset + len(items) < total:
         response["X-Pagination-Next"] = str(offset + limit)
     return response
+
+
+# The response headers of a search, for its @extend_schema(parameters=...).
+PAGINATION_HEADERS = [
+    OpenApiParameter(
+        "X-Pagination-Total",
+        int,
+        OpenApiParameter.HEADER,
+        description="rows matching",
+        response=[200],
+    ),
+    OpenApiParameter(
+        "X-Pagination-Next",
+        int,
+        OpenApiParameter.HEADER,
+        description="the offset of the next page; absent on the last page",
+        response=[200],
+    ),
+]
