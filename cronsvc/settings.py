@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "cronsvc",
     "threads",
@@ -119,6 +120,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("CRONSVC_STATIC_ROOT", default=str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# WhiteNoise serves the apps' static files (admin, the /docs UI) straight from
+# the installed packages too, so `manage.py dev` needs no collectstatic; the
+# image also serves them collected into STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
@@ -150,6 +155,11 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "cronsvc",
     "DESCRIPTION": "LangGraph Server-compatible API for assistants, threads, runs and crons.",
     "VERSION": "0.1.0",
+    # /docs loads Swagger UI from our own static files (drf-spectacular-sidecar),
+    # so it renders without a network.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TAGS": [
         {"name": "assistants", "description": "Assistants: a graph with its configuration."},
         {"name": "threads", "description": "Threads and their state."},
