@@ -20,6 +20,8 @@ CRON_KEYS = {"schedule", "timezone", "end_time", "enabled", "on_run_completed"}
 
 
 class CronCreateIn(RunOptionsIn):
+    """A cron: its schedule, and the run each tick starts (the run options)."""
+
     assistant_id = serializers.CharField()
     schedule = serializers.CharField()
     timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
@@ -31,6 +33,8 @@ class CronCreateIn(RunOptionsIn):
 
 
 class CronPatchIn(RunOptionsIn):
+    """What changes on a cron; run options given replace those in its payload."""
+
     schedule = serializers.CharField(required=False)
     timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     end_time = serializers.DateTimeField(required=False, allow_null=True)

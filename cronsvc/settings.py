@@ -169,7 +169,7 @@ SPECTACULAR_SETTINGS = {
     ],
     # /openapi.json documents the API, not itself.
     "SERVE_INCLUDE_SCHEMA": False,
-    # Request and response components apart (`AssistantCreateIn` vs `AssistantOut`).
+    # Request components apart from response ones (`AssistantCreateRequest`, `Assistant`).
     "COMPONENT_SPLIT_REQUEST": True,
     # One name for a choice set that several fields share.
     "ENUM_NAME_OVERRIDES": {

@@ -45,6 +45,8 @@ NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists",
 
 
 class RunCreateIn(RunOptionsIn):
+    """A run: the assistant (UUID or graph name), what it executes, and how."""
+
     assistant_id = serializers.CharField()
     checkpoint = JSONObject(required=False, allow_null=True)
     checkpoint_id = serializers.CharField(required=False, allow_null=True)
