@@ -1,7 +1,7 @@
 """The crons endpoints of the LangGraph Server API."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,7 +10,7 @@ from crons import selectors, services
 from crons.wire import CRON_FIELDS, CronOut, cron_out
 from cronsvc.errors import ServiceError
 from cronsvc.http.inputs import RunOptionsIn, require_uuid, validated
-from cronsvc.http.pagination import PAGINATION_HEADERS, search_page
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from cronsvc.selectors import assistant_get_or_404
 from threads.selectors import thread_get_or_404
@@ -170,7 +170,7 @@ class CronSearchApi(APIView):
         request=CronSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: CronOut(many=True),
+            200: OpenApiResponse(CronOut(many=True), description=SELECTED),
             **errors(422),
         },
     )

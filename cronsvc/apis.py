@@ -2,7 +2,7 @@
 
 from django.db import connection
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from cronsvc import graphs, services
 from cronsvc.errors import Invalid
 from cronsvc.http.inputs import MAX_INT, JSONObject, StrictUUID, query_bool, validated
-from cronsvc.http.pagination import PAGINATION_HEADERS, search_page
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
 from cronsvc.selectors import assistant_get_or_404, assistant_id_from, assistant_search
 from cronsvc.wire import (
@@ -118,7 +118,7 @@ class AssistantSearchApi(APIView):
         request=AssistantSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: AssistantOut(many=True),
+            200: OpenApiResponse(AssistantOut(many=True), description=SELECTED),
             **errors(404, 422),
         },
     )

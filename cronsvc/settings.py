@@ -171,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Request components apart from response ones (`AssistantCreateRequest`, `Assistant`).
     "COMPONENT_SPLIT_REQUEST": True,
+    # Our patch serializers have only optional fields: no separate `Patched...` component.
+    "COMPONENT_SPLIT_PATCH": False,
     # One name for a choice set that several fields share.
     "ENUM_NAME_OVERRIDES": {
         "OnCompletionEnum": ["delete", "keep"],

@@ -179,7 +179,13 @@ def _select(params) -> list[str] | None:
             OpenApiParameter("status", str, enum=Run.Status.values),
             OpenApiParameter("select", str, many=True, enum=RUN_FIELDS),
         ],
-        responses={200: RunOut(many=True), **errors(404, 422)},
+        responses={
+            200: OpenApiResponse(
+                RunOut(many=True),
+                description="With `select`, each run has only the selected fields.",
+            ),
+            **errors(404, 422),
+        },
     ),
     post=extend_schema(
         operation_id="runs_create",

@@ -1,7 +1,7 @@
 """The threads endpoints of the LangGraph Server API."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,7 @@ from cronsvc.http.inputs import (
     require_uuid,
     validated,
 )
-from cronsvc.http.pagination import PAGINATION_HEADERS, search_page
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from threads import selectors, services, state
 from threads.models import Thread
@@ -143,7 +143,7 @@ class ThreadSearchApi(APIView):
         request=ThreadSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: ThreadOut(many=True),
+            200: OpenApiResponse(ThreadOut(many=True), description=SELECTED),
             **errors(422),
         },
     )

@@ -43,3 +43,5 @@ PAGINATION_HEADERS = [
         response=[200],
     ),
 ]
+
+SELECTED = "With `select`, each item has only the selected fields, in that order."
