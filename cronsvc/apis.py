@@ -10,9 +10,17 @@ from rest_framework.views import APIView
 
 from cronsvc import graphs, services
 from cronsvc.errors import Invalid
-from cronsvc.http.inputs import MAX_INT, JSONObject, StrictUUID, query_bool, validated
+from cronsvc.http.inputs import (
+    MAX_INT,
+    JSONObject,
+    StrictUUID,
+    column_length,
+    query_bool,
+    validated,
+)
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
+from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_id_from, assistant_search
 from cronsvc.wire import (
     ASSISTANT_FIELDS,
@@ -26,21 +34,33 @@ from cronsvc.wire import (
 
 class AssistantCreateIn(serializers.Serializer):
     assistant_id = StrictUUID(required=False, allow_null=True)
-    graph_id = serializers.CharField()
+    graph_id = serializers.CharField(max_length=column_length(Assistant, "graph_id"))
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
-    name = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    name = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Assistant, "name"),
+    )
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
 class AssistantPatchIn(serializers.Serializer):
-    graph_id = serializers.CharField(required=False)
+    graph_id = serializers.CharField(
+        required=False, max_length=column_length(Assistant, "graph_id")
+    )
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
-    name = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    name = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Assistant, "name"),
+    )
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
@@ -259,7 +279,9 @@ class OkApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        operation_id="ok", summary="The API and its database answer", tags=["system"],
+        operation_id="ok",
+        summary="The API and its database answer",
+        tags=["system"],
         responses={200: OkOut},
     )
     def get(self, request):
