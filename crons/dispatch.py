@@ -345,16 +345,19 @@ def _literal(value) -> str:
 
 def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     """Remove the ticks and runs prepared ahead for `cron` whose instant has not
-    come (caller's transaction): a rescheduled, disabled or deleted cron does
-    not fire them. Returns how many runs were withdrawn."""
+    come (caller's transaction): a rescheduled, disabled, ended or deleted cron
+    does not fire them, and no tick of an instant to come stays recorded —
+    fired, or rejected ahead of time. Returns how many runs were withdrawn."""
     now = now or db_now()
     runs = Run.objects.filter(
         cron=cron, status=Run.Status.PENDING, scheduled_at__gt=now, attempts=0
     )
     rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
+    # Every tick of an instant still to come (no worker claims a run before its
+    # instant, so each such run is among `rows` and goes too).
+    Tick.objects.filter(cron=cron, scheduled_at__gt=now).delete()
     if not rows:
         return 0
-    Tick.objects.filter(cron=cron, scheduled_at__in=[r[2] for r in rows]).delete()
     runs.filter(pk__in=[r[0] for r in rows]).delete()
     if cron.thread_id is None:
         Thread.objects.filter(pk__in=[r[1] for r in rows]).delete()

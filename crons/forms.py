@@ -20,8 +20,8 @@ from django.utils import timezone as djtz
 from crons import firetime
 from crons.models import Cron
 from crons.services import validate_schedule
-from cronsvc.api import RunOptionsIn
 from cronsvc.errors import Invalid
+from cronsvc.http.inputs import RunOptionsIn
 from cronsvc.selectors import assistant_search
 from cronsvc.services import assistants_ensure_defaults
 

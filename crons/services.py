@@ -58,6 +58,12 @@ def cron_create(
 ) -> Cron:
     validate_schedule(schedule, timezone)
     now = now or djtz.now()
+    if enabled and end_time is not None and end_time <= now:
+        # It would be an enabled cron that never fires. (A PATCH may set a past
+        # end_time: that ends a cron and withdraws what was prepared for it.)
+        raise Invalid(
+            f"end_time {end_time.isoformat()} has already passed: the cron would never fire"
+        )
     cron = Cron.objects.create(
         assistant=assistant,
         thread=thread,

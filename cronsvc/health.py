@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +30,7 @@ from crons.lease import LEASE_NAME
 from crons.models import SchedulerLease
 from cronsvc.dbclock import db_now
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
+from cronsvc.wire import HealthOut
 
 # --- reads -----------------------------------------------------------------
 
@@ -142,6 +144,12 @@ class HealthApi(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="health",
+        summary="Liveness of the database, beat and workers",
+        tags=["system"],
+        responses={200: HealthOut, 503: HealthOut},
+    )
     def get(self, request):
         health = health_get()
         return Response(health.as_dict(), status=200 if health.ok else 503)

@@ -3,29 +3,41 @@ by webhook delivery alike."""
 
 from __future__ import annotations
 
-from cronsvc.api import iso
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from rest_framework import serializers
+
+from cronsvc.http.outputs import IsoDateTime, ObjectOut, WireSerializer
 from runs.models import Run
-
-
-def run_out(run: Run) -> dict:
-    return {
-        "run_id": str(run.run_id),
-        "thread_id": str(run.thread_id),
-        "assistant_id": str(run.assistant_id) if run.assistant_id else None,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "status": run.status,
-        "metadata": run.metadata,
-        "kwargs": run.kwargs,
-        "multitask_strategy": run.multitask_strategy,
-        "langsmith_session_name": None,
-    }
-
 
 RUN_FIELDS = [
     "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
     "kwargs", "multitask_strategy", "langsmith_session_name",
 ]
+
+RUN_STATUSES = Run.Status.values
+
+
+class RunOut(WireSerializer):
+    run_id = serializers.UUIDField()
+    thread_id = serializers.UUIDField()
+    assistant_id = serializers.UUIDField(allow_null=True, help_text="null: assistant deleted")
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+    status = serializers.ChoiceField(choices=RUN_STATUSES)
+    metadata = ObjectOut()
+    kwargs = ObjectOut(help_text="what the run executes: input, command, config, context...")
+    multitask_strategy = serializers.ChoiceField(
+        choices=Run.MultitaskStrategy.values, allow_null=True
+    )
+    langsmith_session_name = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="always null"))
+    def get_langsmith_session_name(self, run: Run) -> None:
+        return None
+
+
+def run_out(run: Run) -> dict:
+    return RunOut(run).data
 
 
 def run_result(run: Run) -> dict:
@@ -34,3 +46,20 @@ def run_result(run: Run) -> dict:
         output = run.output or {}
         return {"__error__": {"error": output.get("error", "Error"), "message": run.error or ""}}
     return run.output if run.output is not None else {}
+
+
+
+class RunResultOut(serializers.Serializer):
+    """What wait and join answer (documentation): the run's final state values,
+    whatever keys the graph's state has; for a failed run only `__error__`."""
+
+    __error__ = serializers.DictField(
+        required=False, help_text="a failed run: {error: the exception's type, message}"
+    )
+
+
+RUN_RESULT = OpenApiResponse(
+    RunResultOut,
+    description="The run's final state values (a failed run: `__error__`). `Location` is "
+    "the run's join URL, `Content-Location` the run.",
+)

@@ -1,13 +1,12 @@
-"""Shared pieces of the HTTP layer: input validation, wire formats, pagination."""
+"""Request input: body validation, query parameters, and the serializer fields
+the input serializers of every app share."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.response import Response
 
 from cronsvc.errors import Invalid
 
@@ -43,28 +42,14 @@ def query_int(params, name: str, default: int, *, min_value: int = 0) -> int:
     return value
 
 
+def column_length(model: type, field: str) -> int:
+    """The `max_length` of `model.field`'s column, so an input field refuses a
+    longer string with a 422 instead of the database refusing it with a 500."""
+    return model._meta.get_field(field).max_length
+
+
 def query_bool(params, name: str, default: bool = False) -> bool:
     return params.get(name, str(default)).lower() in ("1", "true", "yes")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def search_page(qs, data: dict, render) -> Response:
-    """One page of a search (`offset`, `limit`, `select` from `data`), each row
-    rendered by `render(row, select)`, with the pagination headers."""
-    offset, limit = data["offset"], data["limit"]
-    items = [render(row, data.get("select")) for row in qs[offset : offset + limit]]
-    return paginated(items, total=qs.count(), offset=offset, limit=limit)
-
-
-def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
-    response = Response(items)
-    response["X-Pagination-Total"] = str(total)
-    if offset + len(items) < total:
-        response["X-Pagination-Next"] = str(offset + limit)
-    return response
 
 
 # PostgreSQL's OFFSET/LIMIT are bigints; a larger number is a client mistake, not a 500.
@@ -139,7 +124,9 @@ class StreamMode(serializers.JSONField):
         modes = [value] if isinstance(value, str) else value
         if value is None:
             return value
-        if not isinstance(modes, list) or not all(m in STREAM_MODES for m in modes):
+        if not isinstance(modes, list) or not all(
+            isinstance(m, str) and m in STREAM_MODES for m in modes
+        ):
             raise serializers.ValidationError(f"Must be one or a list of {sorted(STREAM_MODES)}.")
         return value
 
