@@ -10,7 +10,8 @@ Two documents drive it:
   every 4xx is JSON with a top-level `detail`. Every operation it documents that
   cronsvc routes is fuzzed, on PostgreSQL (pytest-django's live server) and on the
   embedded default (`manage.py dev` on SQLite, a subprocess).
-* cronsvc's own `/openapi.json`, with the response-conformance checks as well.
+* cronsvc's own `/openapi.json`, with the response-conformance checks as well (on
+  PostgreSQL, with an API key configured, since the document declares `x-api-key`).
 
 Budget: `CRONSVC_FUZZ_EXAMPLES` generated examples per operation (default 5, which
 keeps this file around two minutes on two cores; a long run uses e.g. 200), plus
@@ -20,6 +21,9 @@ reproducible. `CRONSVC_FUZZ_SHRINK=1` shrinks a failing example to a minimal one
 (slower). `CRONSVC_FUZZ_SURVEY=1` does not stop an operation at its first failure:
 every failing request is collected and listed when the test ends
 (`CRONSVC_FUZZ_REPORT=<file>` also writes them as JSON lines).
+
+    scripts/test.sh tests/e2e/test_fuzz.py                            # short, as in .ci/run
+    CRONSVC_FUZZ_EXAMPLES=200 scripts/test.sh tests/e2e/test_fuzz.py  # long
 
 No worker and no beat run: runs stay pending. Waits, joins and streams block
 until the run ends, so the servers under test get CRONSVC_WAIT_TIMEOUT=0.05
@@ -66,6 +70,7 @@ SURVEY = os.environ.get("CRONSVC_FUZZ_SURVEY") == "1"
 REPORT = os.environ.get("CRONSVC_FUZZ_REPORT")
 # Longest a wait, join or stream holds a request on the servers under test (seconds).
 WAIT_TIMEOUT = "0.05"
+API_KEY = "fuzz-api-key"
 METHODS = ("get", "put", "post", "patch", "delete")
 
 
@@ -135,11 +140,12 @@ def only_served(document: dict) -> tuple[dict, list[str]]:
     return {**document, "paths": kept}, skipped
 
 
-def config(base_url: str) -> schemathesis.Config:
+def config(base_url: str, headers: dict | None = None) -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {
             "seed": SEED,
             "base-url": base_url,
+            **({"headers": headers} if headers else {}),
             "request-timeout": 20,
             "suppress-health-check": ["all"],
             # The reproductions must be exact: no "[Filtered]" for keys that look secret.
@@ -402,9 +408,13 @@ def official_on_embedded(official_openapi, embedded):
 
 
 @pytest.fixture
-def own_on_postgresql(postgresql):
+def own_on_postgresql(postgresql, settings):
+    """cronsvc's document declares the x-api-key header; the server requires it here
+    (after seeding), so missing_required_header and ignored_auth can hold."""
+    settings.CRONSVC_API_KEYS = [API_KEY]
+    headers = {"x-api-key": API_KEY}
     schema = schemathesis.openapi.from_url(
-        f"{postgresql.url}/openapi.json", config=config(postgresql.url)
+        f"{postgresql.url}/openapi.json", config=config(postgresql.url, headers), headers=headers
     )
     postgresql.checks = _own_checks(skeleton=_is_skeleton(schema.raw_schema))
     return schema
@@ -451,7 +461,7 @@ def _own_checks(*, skeleton: bool) -> list:
       means (an unknown id is a 404, a schedule with no future instant a 422, a busy
       thread a 409), which a JSON schema cannot say;
     use_after_free, ensure_resource_availability: stateful (sequences of calls);
-    ignored_auth: cronsvc serves without keys here; max_response_time: no timing claims.
+    max_response_time: no timing claims.
     On the skeleton document (no bodies, only 2xx statuses: cronsvc's before it
     was completed) status_code_conformance cannot hold, every 4xx is undocumented; it is
     left out then, with a warning, and comes back by itself with the complete document.
@@ -473,6 +483,7 @@ def _own_checks(*, skeleton: bool) -> list:
         oas.response_schema_conformance,
         oas.negative_data_rejection,
         oas.missing_required_header,
+        oas.ignored_auth,
         oas.unsupported_method,
     ]
 
