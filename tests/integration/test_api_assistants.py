@@ -7,7 +7,6 @@ import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from cronsvc.models import Assistant
-from cronsvc.services import assistants_ensure_defaults
 from threads.models import Thread
 
 # available_apps: flush only these apps' tables between tests, which keeps the suite fast.
@@ -30,9 +29,6 @@ FIELDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def system_assistant():
-    assistants_ensure_defaults()
 
 
 def test_create_returns_every_field_and_get_returns_the_same(sdk):

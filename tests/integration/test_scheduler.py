@@ -15,9 +15,9 @@ from croniter import croniter
 
 from crons import lease, ticking
 from crons.models import Cron, SchedulerLease, Tick
-from crons.services import cron_create, cron_update
-from cronsvc.selectors import assistant_get_or_404
+from crons.services import cron_update
 from runs.models import Run
+from tests.factories import make_cron, z
 from threads.services import thread_create
 
 pytestmark = pytest.mark.django_db
@@ -27,14 +27,8 @@ TABLE = json.loads((Path(__file__).parents[1] / "data" / "dst_table.json").read_
 DST_DAYS = {(d["tz"], d["date"]) for d in TABLE["days"]}
 
 
-def z(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def make_cron(schedule, tz=None, *, start, **kwargs):
-    return cron_create(
-        assistant=assistant_get_or_404("agent"), schedule=schedule, timezone=tz, now=start, **kwargs
-    )
 
 
 def tick(now):

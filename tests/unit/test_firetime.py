@@ -6,8 +6,8 @@ Run with: .venv/bin/python -m pytest tests/test_firetime.py -p no:django -q
 from __future__ import annotations
 
 import json
-import re
 import pickle
+import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
