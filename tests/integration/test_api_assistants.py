@@ -29,8 +29,6 @@ FIELDS = {
 }
 
 
-
-
 def test_create_returns_every_field_and_get_returns_the_same(sdk):
     assistant_id = str(uuid.uuid4())
 
@@ -337,11 +335,9 @@ def test_assistant_whose_graph_was_removed_is_a_json_404(sdk, path):
     # An assistant row whose graph is no longer declared in langgraph.json.
     assistant = Assistant.objects.create(graph_id="removed_graph")
 
+    get = sdk.assistants.get_schemas if path == "schemas" else sdk.assistants.get_graph
     with pytest.raises(NotFoundError) as exc:
-        if path == "schemas":
-            sdk.assistants.get_schemas(str(assistant.assistant_id))
-        else:
-            sdk.assistants.get_graph(str(assistant.assistant_id))
+        get(str(assistant.assistant_id))
 
     assert exc.value.response.headers["content-type"] == "application/json"
     assert exc.value.message.startswith("Graph 'removed_graph' not found in langgraph.json.")

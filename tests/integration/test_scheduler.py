@@ -27,10 +27,6 @@ TABLE = json.loads((Path(__file__).parents[1] / "data" / "dst_table.json").read_
 DST_DAYS = {(d["tz"], d["date"]) for d in TABLE["days"]}
 
 
-
-
-
-
 def tick(now):
     """One scheduler tick at `now`, then the advance beat does off the dispatch path."""
     report = ticking.fire_due(now=now)
@@ -113,7 +109,7 @@ def test_dst_days_follow_the_committed_table(day):
 
 
 @pytest.mark.parametrize(
-    "schedule, tz, start, end",
+    ("schedule", "tz", "start", "end"),
     [
         ("*/7 * * * *", "America/New_York", "2026-03-08T03:00:00Z", "2026-03-08T12:00:00Z"),
         ("*/7 * * * *", "America/New_York", "2026-11-01T03:00:00Z", "2026-11-01T09:00:00Z"),
