@@ -106,7 +106,7 @@ class RunSpec:
         return self.thread_id is None
 
 
-def _strategy(payload: dict) -> str:
+def _strategy(payload: dict[str, Any]) -> str:
     return payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
 
 
@@ -136,7 +136,12 @@ def run_specs(crons: list[Cron]) -> list[RunSpec]:
     assistants = Assistant.objects.in_bulk({cron.assistant_id for cron in crons})
     for cron in crons:
         cron.assistant = assistants[cron.assistant_id]
-    return [run_spec(cron, cron.next_run_date) for cron in crons]
+    specs = []
+    for cron in crons:
+        if cron.next_run_date is None:  # due crons have one (the claim's filter)
+            raise ValueError(f"cron {cron.cron_id} has no next fire time")
+        specs.append(run_spec(cron, cron.next_run_date))
+    return specs
 
 
 def batchable(cron: Cron) -> bool:
@@ -182,9 +187,9 @@ def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
     try:
         with transaction.atomic():
             thread = (
-                cron.thread
-                if not spec.stateless
-                else Thread.objects.create(metadata=dict(spec.thread_metadata))
+                Thread.objects.create(metadata=dict(spec.thread_metadata))
+                if spec.stateless or cron.thread is None
+                else cron.thread
             )
             run = run_create(
                 thread=thread,
@@ -234,7 +239,8 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
     """fire_batch with bulk ORM inserts (backends other than PostgreSQL)."""
     threads, runs, ticks, stamps = [], [], [], {}
     for spec in specs:
-        if spec.stateless:
+        thread_id: uuid.UUID | None = spec.thread_id
+        if thread_id is None:  # stateless: a new thread per fire
             thread = Thread(
                 metadata=dict(spec.thread_metadata),
                 graph_id=spec.graph_id,
@@ -243,7 +249,6 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
             threads.append(thread)
             thread_id = thread.thread_id
         else:
-            thread_id = spec.thread_id
             stamps[thread_id] = spec
         run = Run(
             thread_id=thread_id,
@@ -319,7 +324,7 @@ def _fire_batch_sql() -> str:
             values.append("NULL")
         else:
             raise TypeError(f"Run.{f.name} needs a value in crons/sql/fire_batch.sql")
-        names.append(connection.ops.quote_name(f.column))
+        names.append(connection.ops.quote_name(f.column or f.name))
     return sql.replace("/*OTHER_RUN_COLUMNS*/", "".join(f", {n}" for n in names)).replace(
         "/*OTHER_RUN_VALUES*/", "".join(f", {v}" for v in values)
     )
@@ -332,7 +337,7 @@ def _insert_columns(sql: str, table: str) -> list[str]:
     return [c.strip().strip('"') for c in columns.split(",") if c.strip()]
 
 
-def _literal(value) -> str:
+def _literal(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -1,8 +1,12 @@
 """The assistants endpoints of the LangGraph Server API, and the health check."""
 
+import warnings
+from typing import Any
+
 from django.db import connection
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from pydantic import TypeAdapter, create_model
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -223,10 +227,6 @@ def _schema(getter):
 
 def _state_schema(graph) -> dict:
     """The state's JSON schema: one field per output channel (as langgraph-api builds it)."""
-    from typing import Any
-
-    from pydantic import create_model
-
     fields: dict = {}
     for key in graph.stream_channels_list:
         update_type = graph.channels[key].UpdateType
@@ -240,8 +240,6 @@ def _state_schema(graph) -> dict:
 
 def _config_schema(graph) -> dict:
     """Only the `configurable` part of the config schema, as the server returns it."""
-    import warnings
-
     with warnings.catch_warnings():
         # Deprecated in LangGraph 1.0, but still what the server reports as config_schema.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -249,8 +247,6 @@ def _config_schema(graph) -> dict:
     fields = getattr(model, "model_fields", None) or {}
     if "configurable" not in fields:
         return {}
-    from pydantic import TypeAdapter
-
     return TypeAdapter(fields["configurable"].annotation).json_schema()
 
 
