@@ -18,6 +18,7 @@ from cronsvc.http.inputs import (
     STREAM_MODES,
     JSONObject,
     RunOptionsIn,
+    StrictCharField,
     query_bool,
     query_int,
     require_uuid,
@@ -33,9 +34,9 @@ from threads.selectors import thread_get_or_404
 class RunCreateIn(RunOptionsIn):
     """A run: the assistant (UUID or graph name), what it executes, and how."""
 
-    assistant_id = serializers.CharField()
+    assistant_id = StrictCharField()
     checkpoint = JSONObject(required=False, allow_null=True)
-    checkpoint_id = serializers.CharField(required=False, allow_null=True)
+    checkpoint_id = StrictCharField(required=False, allow_null=True)
     feedback_keys = serializers.ListField(required=False, allow_null=True)
     if_not_exists = serializers.ChoiceField(choices=["create", "reject"], required=False)
     on_completion = serializers.ChoiceField(choices=["delete", "keep"], required=False)
@@ -125,7 +126,9 @@ class ThreadRunsApi(APIView):
 
     def post(self, request, thread_id):
         run = services.run_start(**_run_input(request, thread_id))
-        return Response(run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]})
+        return Response(
+            run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]}
+        )
 
 
 def _selected(data: dict, select: list[str] | None) -> dict:
@@ -240,8 +243,6 @@ class RunCancelApi(APIView):
             run = selectors.run_wait(run)
             return Response(run_result(run), headers=_locations(run))
         return Response(status=202)
-
-
 
 
 class _EventStreamApi(APIView):
