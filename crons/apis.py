@@ -15,10 +15,12 @@ from cronsvc.http.inputs import (
     MAX_INT,
     RunOptionsIn,
     StrictCharField,
+    StrictUUID,
     column_length,
     require_uuid,
     validated,
 )
+from cronsvc.http.outputs import selected_items
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from cronsvc.services import assistant_resolve
@@ -62,7 +64,7 @@ class CronPatchIn(RunOptionsIn):
 
 class CronSearchIn(serializers.Serializer):
     assistant_id = StrictCharField(required=False, allow_null=True)
-    thread_id = StrictCharField(required=False, allow_null=True)
+    thread_id = StrictUUID(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
@@ -76,7 +78,7 @@ class CronSearchIn(serializers.Serializer):
 
 class CronCountIn(serializers.Serializer):
     assistant_id = StrictCharField(required=False, allow_null=True)
-    thread_id = StrictCharField(required=False, allow_null=True)
+    thread_id = StrictUUID(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
 
 
@@ -183,7 +185,7 @@ class CronSearchApi(APIView):
         request=CronSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: OpenApiResponse(CronOut(many=True), description=SELECTED),
+            200: OpenApiResponse(selected_items(CronOut)(many=True), description=SELECTED),
             **errors(422),
         },
     )

@@ -23,6 +23,7 @@ from cronsvc.http.inputs import (
     query_bool,
     validated,
 )
+from cronsvc.http.outputs import selected_items
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
 from cronsvc.models import Assistant
@@ -141,7 +142,7 @@ class AssistantSearchApi(APIView):
         request=AssistantSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: OpenApiResponse(AssistantOut(many=True), description=SELECTED),
+            200: OpenApiResponse(selected_items(AssistantOut)(many=True), description=SELECTED),
             **errors(404, 422),
         },
     )

@@ -137,9 +137,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "cronsvc.wsgi.application"
 ASGI_APPLICATION = "cronsvc.asgi.application"
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'cronsvc.sqlite3'}")
-}
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'cronsvc.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # API, worker and beat share one file: writers take the lock up front
     # (IMMEDIATE) and wait for each other instead of failing with
@@ -223,6 +221,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Our patch serializers have only optional fields: no separate `Patched...` component.
     "COMPONENT_SPLIT_PATCH": False,
+    # A computed output field (next_run_date) is required only where its serializer says.
+    "COMPONENT_NO_READ_ONLY_REQUIRED": True,
     # One name for a choice set that several fields share.
     "ENUM_NAME_OVERRIDES": {
         "OnCompletionEnum": ["delete", "keep"],
@@ -281,11 +281,18 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=8)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
 if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
-    raise environ.ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT")
-if CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")) <= CELERY_TASK_TIME_LIMIT:
+    raise environ.ImproperlyConfigured(
+        "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT"
+    )
+if (
+    CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf"))
+    <= CELERY_TASK_TIME_LIMIT
+):
     # Redis redelivers a message unacknowledged this long: to a second worker
     # while the first still runs it, if a run may outlast it.
-    raise environ.ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT")
+    raise environ.ImproperlyConfigured(
+        "CELERY_VISIBILITY_TIMEOUT must be above CELERY_TASK_TIME_LIMIT"
+    )
 # Seconds between worker heartbeats, and the age after which a worker (its
 # last heartbeat) or beat (its last scheduler lease renewal) counts as dead
 # (GET /health, manage.py healthcheck).

@@ -19,11 +19,13 @@ from cronsvc.http.inputs import (
     JSONObject,
     RunOptionsIn,
     StrictCharField,
+    StrictFloatField,
     query_bool,
     query_int,
     require_uuid,
     validated,
 )
+from cronsvc.http.outputs import selected_items
 from cronsvc.http.schema import EVENT_STREAM, errors
 from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
@@ -41,7 +43,7 @@ class RunCreateIn(RunOptionsIn):
     if_not_exists = serializers.ChoiceField(choices=["create", "reject"], required=False)
     on_completion = serializers.ChoiceField(choices=["delete", "keep"], required=False)
     on_disconnect = serializers.ChoiceField(choices=["cancel", "continue"], required=False)
-    after_seconds = serializers.FloatField(required=False, allow_null=True)
+    after_seconds = StrictFloatField(required=False, allow_null=True)
 
 
 def _run_input(request, thread_id=None, *, stream: bool = False) -> dict:
@@ -97,7 +99,7 @@ def _select(params) -> list[str] | None:
         ],
         responses={
             200: OpenApiResponse(
-                RunOut(many=True),
+                selected_items(RunOut)(many=True),
                 description="With `select`, each run has only the selected fields.",
             ),
             **errors(404, 422),

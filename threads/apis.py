@@ -12,10 +12,12 @@ from cronsvc.http.inputs import (
     JSONObject,
     StrictCharField,
     StrictUUID,
+    query_bool,
     query_int,
     require_uuid,
     validated,
 )
+from cronsvc.http.outputs import selected_items
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from threads import selectors, services, state
@@ -144,7 +146,7 @@ class ThreadSearchApi(APIView):
         request=ThreadSearchIn,
         parameters=PAGINATION_HEADERS,
         responses={
-            200: OpenApiResponse(ThreadOut(many=True), description=SELECTED),
+            200: OpenApiResponse(selected_items(ThreadOut)(many=True), description=SELECTED),
             **errors(422),
         },
     )
@@ -185,7 +187,7 @@ class ThreadStateApi(APIView):
         responses={200: ThreadStateOut, **errors(404, 422)},
     )
     def get(self, request, thread_id):
-        subgraphs = request.query_params.get("subgraphs", "false").lower() == "true"
+        subgraphs = query_bool(request.query_params, "subgraphs")
         return Response(state.thread_get_state(thread=_thread(thread_id), subgraphs=subgraphs))
 
     @extend_schema(

@@ -108,6 +108,17 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictFloatField(serializers.FloatField):
+    """A number, given as a number (DRF's FloatField also takes booleans and strings)."""
+
+    default_error_messages = {"not_a_number": "Must be a number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("not_a_number")
+        return super().to_internal_value(data)
+
+
 class StrictUUID(serializers.UUIDField):
     """A UUID given as a string (DRF's UUIDField also takes integers)."""
 

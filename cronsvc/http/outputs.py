@@ -36,6 +36,19 @@ class WireSerializer(serializers.Serializer):
         return {k: data[k] for k in select} if select else dict(data)
 
 
+def selected_items(serializer_class: type[WireSerializer]) -> type[WireSerializer]:
+    """The items of a search that takes `select`: the same fields, none required
+    (with `select`, each item has only the selected ones). A component of its own,
+    `<Name>Selected`, so the full shape stays required everywhere else."""
+    fields = {
+        # Rebuilt from the field's own arguments: DRF copies fields that way.
+        name: type(field)(*field._args, **{**field._kwargs, "required": False})
+        for name, field in serializer_class._declared_fields.items()
+    }
+    name = serializer_class.__name__.removesuffix("Out") + "SelectedOut"
+    return type(name, (serializer_class,), {**fields, "__doc__": serializer_class.__doc__})
+
+
 class ErrorSerializer(serializers.Serializer):
     """Every error body: a human-readable `detail` (the SDK shows it)."""
 
