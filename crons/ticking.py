@@ -89,7 +89,9 @@ def _process(cron: Cron, now: datetime, report: FireReport) -> None:
     for instant in instants[:-1]:
         _count(
             report,
-            dispatch.record_tick(cron, instant, Tick.Status.SKIPPED, "missed: a later tick was due"),
+            dispatch.record_tick(
+                cron, instant, Tick.Status.SKIPPED, "missed: a later tick was due"
+            ),
         )
     if now - latest > grace:
         missed_by = int((now - latest).total_seconds())

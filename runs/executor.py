@@ -189,7 +189,9 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     assistant = run.assistant
     if assistant is None:
         lifecycle.run_finish(
-            run_id=run.run_id, status=Run.Status.ERROR, error="Assistant was deleted",
+            run_id=run.run_id,
+            status=Run.Status.ERROR,
+            error="Assistant was deleted",
             attempt=attempt,
         )
         return Run.Status.ERROR
@@ -211,15 +213,19 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             if modes
             else None
         )
-        stream = iter(()) if done else graph.stream(
-            graph_input,
-            config,
-            context=context,
-            stream_mode=recorder.graph_modes if recorder else "values",
-            subgraphs=bool(recorder and recorder.subgraphs),
-            interrupt_before=kwargs.get("interrupt_before"),
-            interrupt_after=kwargs.get("interrupt_after"),
-            durability=durability,
+        stream = (
+            iter(())
+            if done
+            else graph.stream(
+                graph_input,
+                config,
+                context=context,
+                stream_mode=recorder.graph_modes if recorder else "values",
+                subgraphs=bool(recorder and recorder.subgraphs),
+                interrupt_before=kwargs.get("interrupt_before"),
+                interrupt_after=kwargs.get("interrupt_after"),
+                durability=durability,
+            )
         )
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
         for chunk in stream:
@@ -245,7 +251,9 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             return LOST
         return status
     except LeaseLost:
-        log.warning("run %s: lease lost on attempt %s; leaving it to the reaper", run.run_id, attempt)
+        log.warning(
+            "run %s: lease lost on attempt %s; leaving it to the reaper", run.run_id, attempt
+        )
         return LOST
     except DATABASE_UNAVAILABLE as exc:
         # The database went away under the run (restart, failover, network):
@@ -254,7 +262,9 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         # last checkpoint (at most CRONSVC_RUN_MAX_ATTEMPTS attempts).
         log.warning(
             "run %s: database unavailable on attempt %s (%s); the reaper retries it",
-            run.run_id, attempt, exc,
+            run.run_id,
+            attempt,
+            exc,
         )
         return LOST
     except RunCancelled as cancelled:
@@ -264,14 +274,21 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             return ROLLED_BACK
         values = _safe_values(assistant.graph_id, run)
         lifecycle.run_finish(
-            run_id=run.run_id, status=Run.Status.INTERRUPTED, output=values, values=values,
-            error="Cancelled", attempt=attempt,
+            run_id=run.run_id,
+            status=Run.Status.INTERRUPTED,
+            output=values,
+            values=values,
+            error="Cancelled",
+            attempt=attempt,
         )
         return Run.Status.INTERRUPTED
     except RunTimedOut:
         values = _safe_values(assistant.graph_id, run)
         lifecycle.run_finish(
-            run_id=run.run_id, status=Run.Status.TIMEOUT, output=values, values=values,
+            run_id=run.run_id,
+            status=Run.Status.TIMEOUT,
+            output=values,
+            values=values,
             error=f"Run exceeded CRONSVC_RUN_TIMEOUT ({settings.CRONSVC_RUN_TIMEOUT:g} s)",
             attempt=attempt,
         )
@@ -283,7 +300,11 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             run_id=run.run_id,
             status=Run.Status.ERROR,
             error=error,
-            output={"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(limit=5)},
+            output={
+                "error": type(exc).__name__,
+                "message": str(exc),
+                "traceback": traceback.format_exc(limit=5),
+            },
             values=_safe_values(assistant.graph_id, run),
             attempt=attempt,
         )
@@ -318,6 +339,8 @@ def _roll_back(graph, run: Run) -> Any:
 def _safe_values(graph_id: str, run: Run) -> Any:
     try:
         graph = graphs.get_graph(graph_id, checkpointer=checkpointer.get_saver())
-        return to_jsonable(graph.get_state({"configurable": {"thread_id": str(run.thread_id)}}).values)
+        return to_jsonable(
+            graph.get_state({"configurable": {"thread_id": str(run.thread_id)}}).values
+        )
     except Exception:  # noqa: BLE001
         return None

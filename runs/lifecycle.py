@@ -84,7 +84,10 @@ def _claim(run: Run) -> Run | None:
     The claim takes the run's lease (runs.leases) and counts the attempt."""
     now = timezone.now()
     claimed = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).update(
-        status=Run.Status.RUNNING, started_at=now, updated_at=now, attempts=run.attempts + 1,
+        status=Run.Status.RUNNING,
+        started_at=now,
+        updated_at=now,
+        attempts=run.attempts + 1,
         lease_expires_at=lease_expiry(),
     )
     if not claimed:
@@ -139,7 +142,8 @@ def run_claim_ready() -> Run | None:
         with transaction.atomic():
             candidates = list(
                 locks.lock_runs(
-                    Run.objects.filter(READY, status=Run.Status.PENDING), skip_locked=True,
+                    Run.objects.filter(READY, status=Run.Status.PENDING),
+                    skip_locked=True,
                     of=("self",),
                 )
                 .exclude(thread_id__in=skipped_threads)
@@ -150,9 +154,11 @@ def run_claim_ready() -> Run | None:
             for run in candidates:
                 if run.thread_id in skipped_threads:
                     continue
-                head = _thread_head(run.thread_id) if locks.lock_thread(
-                    run.thread_id, skip_locked=True
-                ) else None
+                head = (
+                    _thread_head(run.thread_id)
+                    if locks.lock_thread(run.thread_id, skip_locked=True)
+                    else None
+                )
                 if head is None or head[1] == Run.Status.RUNNING:
                     skipped_threads.add(run.thread_id)
                     continue
@@ -183,9 +189,7 @@ def run_requeue(run: Run) -> bool:
     """running → pending for a run whose worker was lost (its lease expired),
     locked by the caller's transaction; it keeps its attempt count. False when
     the run is no longer that attempt's. The caller wakes workers after commit."""
-    back = Run.objects.filter(
-        pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts
-    ).update(
+    back = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, attempts=run.attempts).update(
         status=Run.Status.PENDING,
         started_at=None,
         lease_expires_at=None,
@@ -204,9 +208,7 @@ def _settled_status(thread_id: Id) -> str:
     last one. One query."""
     last = (
         Run.objects.filter(thread_id=thread_id)
-        .annotate(
-            active=Exists(Run.objects.filter(thread_id=thread_id, status__in=ACTIVE))
-        )
+        .annotate(active=Exists(Run.objects.filter(thread_id=thread_id, status__in=ACTIVE)))
         .order_by("-created_at")
         .values("status", "cancel_action", "active")
         .first()
@@ -266,7 +268,11 @@ def run_finish_locked(
     now = timezone.now()
     webhook = (run.kwargs or {}).get("webhook")
     Run.objects.filter(pk=run.pk).update(
-        status=status, output=output, error=error, finished_at=now, updated_at=now,
+        status=status,
+        output=output,
+        error=error,
+        finished_at=now,
+        updated_at=now,
         lease_expires_at=None,
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )

@@ -5,29 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Assistant',
+            name="Assistant",
             fields=[
-                ('assistant_id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('graph_id', models.CharField(db_index=True, max_length=255)),
-                ('name', models.CharField(blank=True, default='', max_length=255)),
-                ('description', models.TextField(blank=True, null=True)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "assistant_id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("graph_id", models.CharField(db_index=True, max_length=255)),
+                ("name", models.CharField(blank=True, default="", max_length=255)),
+                ("description", models.TextField(blank=True, null=True)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cronsvc', '0002_workerheartbeat'),
+        ("cronsvc", "0002_workerheartbeat"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='workerheartbeat',
-            name='concurrency',
+            model_name="workerheartbeat",
+            name="concurrency",
             field=models.PositiveIntegerField(default=0),
         ),
     ]

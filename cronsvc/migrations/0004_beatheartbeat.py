@@ -4,23 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cronsvc', '0003_workerheartbeat_concurrency'),
+        ("cronsvc", "0003_workerheartbeat_concurrency"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BeatHeartbeat',
+            name="BeatHeartbeat",
             fields=[
-                ('name', models.CharField(max_length=255, primary_key=True, serialize=False)),
-                ('hostname', models.CharField(db_index=True, max_length=255)),
-                ('pid', models.PositiveIntegerField()),
-                ('started_at', models.DateTimeField()),
-                ('seen_at', models.DateTimeField(db_index=True)),
+                ("name", models.CharField(max_length=255, primary_key=True, serialize=False)),
+                ("hostname", models.CharField(db_index=True, max_length=255)),
+                ("pid", models.PositiveIntegerField()),
+                ("started_at", models.DateTimeField()),
+                ("seen_at", models.DateTimeField(db_index=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

@@ -6,42 +6,125 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('crons', '0001_initial'),
-        ('cronsvc', '0001_initial'),
-        ('threads', '0001_initial'),
+        ("crons", "0001_initial"),
+        ("cronsvc", "0001_initial"),
+        ("threads", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('run_id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('error', 'Error'), ('success', 'Success'), ('timeout', 'Timeout'), ('interrupted', 'Interrupted')], default='pending', max_length=16)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('kwargs', models.JSONField(blank=True, default=dict)),
-                ('multitask_strategy', models.CharField(choices=[('reject', 'Reject'), ('interrupt', 'Interrupt'), ('rollback', 'Rollback'), ('enqueue', 'Enqueue')], default='enqueue', max_length=16)),
-                ('on_completion', models.CharField(blank=True, max_length=8, null=True)),
-                ('scheduled_at', models.DateTimeField(blank=True, null=True)),
-                ('output', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, null=True)),
-                ('cancel_action', models.CharField(blank=True, max_length=16, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('assistant', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='cronsvc.assistant')),
-                ('cron', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='crons.cron')),
-                ('thread', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='threads.thread')),
+                (
+                    "run_id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("error", "Error"),
+                            ("success", "Success"),
+                            ("timeout", "Timeout"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("kwargs", models.JSONField(blank=True, default=dict)),
+                (
+                    "multitask_strategy",
+                    models.CharField(
+                        choices=[
+                            ("reject", "Reject"),
+                            ("interrupt", "Interrupt"),
+                            ("rollback", "Rollback"),
+                            ("enqueue", "Enqueue"),
+                        ],
+                        default="enqueue",
+                        max_length=16,
+                    ),
+                ),
+                ("on_completion", models.CharField(blank=True, max_length=8, null=True)),
+                ("scheduled_at", models.DateTimeField(blank=True, null=True)),
+                ("output", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, null=True)),
+                ("cancel_action", models.CharField(blank=True, max_length=16, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "assistant",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="cronsvc.assistant",
+                    ),
+                ),
+                (
+                    "cron",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="crons.cron",
+                    ),
+                ),
+                (
+                    "thread",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="threads.thread",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['thread', 'status', 'created_at'], name='run_thread_status'), models.Index(fields=['status', 'created_at'], name='run_status_created')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('cron__isnull', False), ('scheduled_at__isnull', False)), fields=('cron', 'scheduled_at'), name='run_unique_cron_tick'), models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'running', 'error', 'success', 'timeout', 'interrupted'])), name='run_status_valid')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["thread", "status", "created_at"], name="run_thread_status"
+                    ),
+                    models.Index(fields=["status", "created_at"], name="run_status_created"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(
+                            ("cron__isnull", False), ("scheduled_at__isnull", False)
+                        ),
+                        fields=("cron", "scheduled_at"),
+                        name="run_unique_cron_tick",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "status__in",
+                                [
+                                    "pending",
+                                    "running",
+                                    "error",
+                                    "success",
+                                    "timeout",
+                                    "interrupted",
+                                ],
+                            )
+                        ),
+                        name="run_status_valid",
+                    ),
+                ],
             },
         ),
     ]

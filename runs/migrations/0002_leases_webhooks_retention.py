@@ -4,51 +4,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crons', '0002_cron_advance'),
-        ('cronsvc', '0002_workerheartbeat'),
-        ('runs', '0001_initial'),
-        ('threads', '0002_checkpointer_tables'),
+        ("crons", "0002_cron_advance"),
+        ("cronsvc", "0002_workerheartbeat"),
+        ("runs", "0001_initial"),
+        ("threads", "0002_checkpointer_tables"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='lease_expires_at',
+            model_name="run",
+            name="lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='run',
-            name='webhook_attempts',
+            model_name="run",
+            name="webhook_attempts",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='run',
-            name='webhook_error',
+            model_name="run",
+            name="webhook_error",
             field=models.TextField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='run',
-            name='webhook_sent_at',
+            model_name="run",
+            name="webhook_sent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='run',
-            name='webhook_status',
-            field=models.CharField(blank=True, choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed'), ('refused', 'Refused')], max_length=16, null=True),
+            model_name="run",
+            name="webhook_status",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("pending", "Pending"),
+                    ("delivered", "Delivered"),
+                    ("failed", "Failed"),
+                    ("refused", "Refused"),
+                ],
+                max_length=16,
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='run',
-            name='webhook_status_code',
+            model_name="run",
+            name="webhook_status_code",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(condition=models.Q(('status', 'running')), fields=['lease_expires_at'], name='run_lease_expiry'),
+            model_name="run",
+            index=models.Index(
+                condition=models.Q(("status", "running")),
+                fields=["lease_expires_at"],
+                name="run_lease_expiry",
+            ),
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['finished_at'], name='run_finished_at'),
+            model_name="run",
+            index=models.Index(
+                condition=models.Q(("finished_at__isnull", False)),
+                fields=["finished_at"],
+                name="run_finished_at",
+            ),
         ),
     ]

@@ -5,28 +5,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0002_leases_webhooks_retention'),
+        ("runs", "0002_leases_webhooks_retention"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='streamed',
+            model_name="run",
+            name="streamed",
             field=models.BooleanField(default=False),
         ),
         migrations.CreateModel(
-            name='RunEvent',
+            name="RunEvent",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event', models.CharField(max_length=255)),
-                ('data', models.JSONField(null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='runs.run')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("event", models.CharField(max_length=255)),
+                ("data", models.JSONField(null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="runs.run",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['run', 'id'], name='run_event_run_id')],
+                "indexes": [models.Index(fields=["run", "id"], name="run_event_run_id")],
             },
         ),
     ]

@@ -59,7 +59,11 @@ def test_several_modes_and_stateless_stream(sdk, worker):
     names = [e for e, _ in events]
     assert names[0] == "metadata"
     assert set(names[1:]) == {
-        "values", "updates", "messages", "messages/metadata", "messages/complete"
+        "values",
+        "updates",
+        "messages",
+        "messages/metadata",
+        "messages/complete",
     }
     complete = next(d for e, d in events if e == "messages/complete")
     assert [m["content"] for m in complete] == ["You said: hi"]

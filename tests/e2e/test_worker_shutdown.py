@@ -47,8 +47,6 @@ def create_burst(assistant, threads) -> list[Run]:
     return runs
 
 
-
-
 def test_sigterm_to_one_of_two_workers_during_a_burst_completes_every_run_once(tmp_path):
     a = start_worker(tmp_path / "a", name="a", SLOW_GRAPH_SECONDS=GRAPH_SECONDS)
     b = start_worker(tmp_path / "b", name="b", SLOW_GRAPH_SECONDS=GRAPH_SECONDS)

@@ -25,8 +25,6 @@ pytestmark = pytest.mark.django_db(
 MISSING = "00000000-0000-4000-8000-000000000000"
 
 
-
-
 @pytest.fixture
 def thread_id(sdk):
     return sdk.threads.create()["thread_id"]
@@ -342,4 +340,3 @@ def test_no_client_mistake_is_a_server_error_nor_a_write(api, thread_id):
         response = api.request(method, path.format(t=thread_id), json=body)
         assert response.status_code < 500, (method, path, body, response.text)
         assert rows() == before, (method, path, body, response.text)
-

@@ -21,8 +21,6 @@ def no_wake_ups(monkeypatch):
     monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
 
 
-
-
 def test_a_thread_runs_one_run_at_a_time_in_creation_order():
     a, b = thread_create(), thread_create()
     a1, a2 = make_run(a), make_run(a)

@@ -47,7 +47,9 @@ def run_n_times(thread, n: int) -> None:
             assert tasks.drain(str(thread.thread_id)) == 1
 
 
-def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(monkeypatch, settings):
+def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
+    monkeypatch, settings
+):
     monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     settings.CRONSVC_RETENTION_DAYS = 30
     settings.CRONSVC_CHECKPOINTS_KEEP = 3
@@ -74,8 +76,9 @@ def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
     cron = cron_create(assistant=agent, schedule="* * * * *", on_run_completed="keep")
     now = dt.datetime.now(dt.UTC)
     for days in (40, 35, 31, 29, 0):
-        tick = Tick.objects.create(cron=cron, scheduled_at=now - days * DAYS, status="skipped",
-                                   reason="test")
+        tick = Tick.objects.create(
+            cron=cron, scheduled_at=now - days * DAYS, status="skipped", reason="test"
+        )
         Tick.objects.filter(pk=tick.pk).update(created_at=now - days * DAYS)
 
     # When
@@ -86,11 +89,17 @@ def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
     assert first["runs"] == 2 and first["ticks"] == 3 and first["checkpoints"] >= 9
     assert second == {"runs": 0, "ticks": 0, "checkpoints": 0}
     assert set(Run.objects.filter(thread=thread).values_list("pk", flat=True)) == {
-        r.pk for r in runs[2:]}
+        r.pk for r in runs[2:]
+    }
     assert set(Run.objects.filter(thread=busy).values_list("status", flat=True)) == {
-        "success", "running", "pending"}
-    assert sorted(round((now - t).total_seconds() / 86400) for t in
-                  Tick.objects.values_list("scheduled_at", flat=True)) == [0, 29]
+        "success",
+        "running",
+        "pending",
+    }
+    assert sorted(
+        round((now - t).total_seconds() / 86400)
+        for t in Tick.objects.values_list("scheduled_at", flat=True)
+    ) == [0, 29]
     kept = checkpoint_counts(thread.thread_id)
     assert kept[0] == 3
     assert kept[2] < before[2]
@@ -101,7 +110,10 @@ def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
     state = graph.get_state({"configurable": {"thread_id": str(thread.thread_id)}})
     assert [m.type for m in state.values["messages"]] == ["human", "ai"] * 4
     run_n_times(thread, 1)
-    assert Run.objects.filter(thread=thread).latest("created_at").output["messages"][-1]["type"] == "ai"
+    assert (
+        Run.objects.filter(thread=thread).latest("created_at").output["messages"][-1]["type"]
+        == "ai"
+    )
 
     # Once the busy thread's run is over, its checkpoints are pruned too (and
     # the 3 the last run added to the first thread).
@@ -119,11 +131,15 @@ def test_prune_of_the_sqlite_checkpoint_file_keeps_the_newest_per_thread(tmp_pat
     graph = slow_builder.compile(checkpointer=saver)
     for thread_id, turns in (("a", 3), ("b", 1)):
         for _ in range(turns):
-            graph.invoke({"messages": [{"role": "user", "content": "hi"}]},
-                         {"configurable": {"thread_id": thread_id}})
+            graph.invoke(
+                {"messages": [{"role": "user", "content": "hi"}]},
+                {"configurable": {"thread_id": thread_id}},
+            )
 
     def count(table, thread_id):
-        return conn.execute(f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,)).fetchone()[0]
+        return conn.execute(
+            f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,)
+        ).fetchone()[0]
 
     assert (count("checkpoints", "a"), count("checkpoints", "b")) == (9, 3)
     assert retention.prune_checkpoints_sqlite(conn, keep=4, batch=1, max_batches=5) == 5

@@ -175,7 +175,10 @@ def test_rollback_of_a_running_run_undoes_its_state_and_deletes_it(monkeypatch):
     assert tasks.drain(str(thread.thread_id)) == 1
     thread.refresh_from_db()
     assert [m["content"] for m in thread.values["messages"]] == [
-        "first", "You said: first", "third", "You said: third",
+        "first",
+        "You said: first",
+        "third",
+        "You said: third",
     ]
 
 
@@ -214,8 +217,10 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
     run_create(
         thread=thread,
         assistant=assistant_get_or_404("agent"),
-        kwargs={"input": {"messages": [{"role": "user", "content": "hi"}]},
-                "stream_mode": ["messages", "messages-tuple"]},
+        kwargs={
+            "input": {"messages": [{"role": "user", "content": "hi"}]},
+            "stream_mode": ["messages", "messages-tuple"],
+        },
         streamed=True,
     )
     run = lifecycle.run_claim_next(thread_id=thread.thread_id)
@@ -228,7 +233,7 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
     assert tuples == ["hello", " ", "there"]
     metadata = [data for event, data in events if event == "messages/metadata"]
     assert len(metadata) == 1
-    (message_id, meta), = metadata[0].items()
+    ((message_id, meta),) = metadata[0].items()
     assert meta["metadata"]["langgraph_node"] == "chat"
     assert all(data[0]["id"] == message_id for event, data in events if event == "messages/partial")
     assert not [e for e, _ in events if e == "messages/complete"]  # streamed, not repeated
