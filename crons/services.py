@@ -15,6 +15,7 @@ from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create
 from crons.models import Cron
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
+from runs.webhooks.guard import url_problem
 from threads.models import Thread
 
 NOT_SET: Any = object()
@@ -37,6 +38,15 @@ def compute_next_run(
     return nxt
 
 
+def webhook_require_valid(payload: dict | None) -> None:
+    """422 for a run payload whose `webhook` can never be delivered
+    (runs.webhooks.guard.url_problem), before anything is written."""
+    url = (payload or {}).get("webhook")
+    problem = url_problem(url) if url is not None else None
+    if problem:
+        raise Invalid(problem)
+
+
 @transaction.atomic
 def cron_create(
     *,
@@ -53,6 +63,7 @@ def cron_create(
     now: datetime | None = None,
 ) -> Cron:
     validate_schedule(schedule, timezone)
+    webhook_require_valid(payload)
     now = now or djtz.now()
     cron = Cron.objects.create(
         assistant=assistant,
@@ -88,6 +99,7 @@ def cron_update(
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
     effect from now (the next tick is recomputed)."""
+    webhook_require_valid(payload)
     cron = Cron.objects.select_for_update().get(pk=cron.pk)
     reschedule = False
     if schedule is not None and schedule != cron.schedule:
@@ -153,6 +165,10 @@ def crons_bulk_create(
             except Invalid as exc:
                 raise Invalid(f"cron #{index}: {exc.detail}") from exc
             next_of[key] = firetime.next_fire(schedule, tz, now)
+        try:
+            webhook_require_valid(spec.get("payload"))
+        except Invalid as exc:
+            raise Invalid(f"cron #{index}: {exc.detail}") from exc
         nxt = next_of[key]
         thread = spec.get("thread")
         rows.append(
