@@ -289,3 +289,145 @@ def test_resolve_checks_every_address_a_name_resolves_to(settings, monkeypatch):
         transport.resolve("rebinding.example", 443)
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["rebinding.example"]
     assert str(transport.resolve("rebinding.example", 443)) == "93.184.215.14"
+
+
+class RawReceiver:
+    """An HTTP server on 127.0.0.1 whose POST handler is `answer(handler)`:
+    it writes whatever it likes (a trickle, a huge body) to handler.wfile."""
+
+    def __init__(self, answer):
+        self.requests = 0
+        self.sent: list[int] = []
+        self.stop = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests += 1
+                try:
+                    answer(self, receiver)
+                except OSError:
+                    pass  # the client hung up: what the test wants
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def trickle_headers(handler, receiver):
+    """A byte a second, forever (until the test ends): the status line never completes."""
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 600:
+        if receiver.stop.wait(1):
+            return
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+
+
+def trickle_body(handler, receiver):
+    """Headers at once, then the body a byte a second."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "600")
+    handler.end_headers()
+    handler.wfile.flush()
+    for _ in range(600):
+        if receiver.stop.wait(1):
+            return
+        handler.wfile.write(b"x")
+        handler.wfile.flush()
+
+
+def huge_body(status: int, total: int):
+    def answer(handler, receiver):
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(total))
+        handler.end_headers()
+        chunk, sent = b"x" * (1 << 20), 0
+        try:
+            while sent < total and not receiver.stop.is_set():
+                handler.wfile.write(chunk)
+                sent += len(chunk)
+        finally:
+            receiver.sent.append(sent)
+
+    return answer
+
+
+@pytest.fixture
+def raw_receivers():
+    made: list[RawReceiver] = []
+
+    def make(answer) -> RawReceiver:
+        made.append(RawReceiver(answer))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.mark.parametrize("answer", [trickle_headers, trickle_body], ids=["headers", "body"])
+def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(
+    settings, raw_receivers, outbound, eager, answer
+):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    settings.CRONSVC_WEBHOOK_TIMEOUT = 1.5
+    settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS = 2
+    receiver = raw_receivers(answer)
+    run = finished_run_with_webhook(receiver.url)
+    assert receiver.requests == 2
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("failed", 2, None)
+    assert run.webhook_error == (
+        "DeadlineExceeded: no complete answer within 1.5 s (CRONSVC_WEBHOOK_TIMEOUT)"
+    )
+
+
+def test_a_huge_answer_is_read_up_to_the_cap_and_discarded(settings, raw_receivers, outbound, eager):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    total = 64 << 20
+    receiver = raw_receivers(huge_body(200, total))
+    run = finished_run_with_webhook(receiver.url)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("delivered", 1, 200)
+    # The connection was closed after the cap: the receiver could not send it all.
+    wait_until(lambda: receiver.sent, timeout=10)
+    assert receiver.sent[0] < total
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_301_302_or_303_is_a_failure_not_followed(settings, receiver, outbound, eager, status):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    receiver.answers = [(status, {"Location": "/moved"})]
+    run = finished_run_with_webhook(receiver.url)
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook")]
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("failed", 1, status)
+    assert run.webhook_error == (
+        f"HTTP {status}: redirect to '/moved' not followed (only 307 and 308 re-send the POST)"
+    )
+
+
+def test_a_temporary_dns_failure_is_retried_not_refused(settings, receiver, outbound, eager, monkeypatch):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["hooks.test"]
+    real, calls = socket.getaddrinfo, []
+
+    def flaky(host, *args, **kwargs):
+        if host != "hooks.test":
+            return real(host, *args, **kwargs)
+        calls.append(host)
+        if len(calls) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", receiver.port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
+    run = finished_run_with_webhook(f"http://hooks.test:{receiver.port}/hook")
+    assert len(calls) == 2
+    assert [r["headers"]["Host"] for r in receiver.requests] == [f"hooks.test:{receiver.port}"]
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("delivered", 2, 200)
