@@ -2,6 +2,7 @@
 join, join_stream, cancel)."""
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -19,7 +20,7 @@ from cronsvc.api import (
 from cronsvc.errors import Invalid, NotFound
 from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
-from runs.wire import RUN_FIELDS, run_out, run_result
+from runs.wire import RUN_FIELDS, WebhookDeliveryOut, run_out, run_result, webhook_delivery_out
 from threads.selectors import thread_get_or_404
 
 
@@ -91,7 +92,9 @@ class ThreadRunsApi(APIView):
 
     def post(self, request, thread_id):
         run = services.run_start(**_run_input(request, thread_id))
-        return Response(run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]})
+        return Response(
+            run_out(run), headers={"Content-Location": _locations(run)["Content-Location"]}
+        )
 
 
 def _selected(data: dict, select: list[str] | None) -> dict:
@@ -132,6 +135,20 @@ class RunJoinApi(APIView):
         return Response(run_result(run), headers=_locations(run))
 
 
+class RunWebhookApi(APIView):
+    @extend_schema(
+        operation_id="run_webhook_get",
+        summary="Where the run's webhook delivery stands",
+        description="cronsvc's own endpoint (the LangGraph Server has none): the delivery's "
+        "status, attempts, last HTTP status code and error. The run itself keeps the "
+        "server's wire format.",
+        tags=["runs"],
+        responses={200: WebhookDeliveryOut},
+    )
+    def get(self, request, thread_id, run_id):
+        return Response(webhook_delivery_out(_run(thread_id, run_id)))
+
+
 class RunCancelApi(APIView):
     def post(self, request, thread_id, run_id):
         run = _run(thread_id, run_id)
@@ -147,8 +164,6 @@ class RunCancelApi(APIView):
             run = selectors.run_wait(run)
             return Response(run_result(run), headers=_locations(run))
         return Response(status=202)
-
-
 
 
 class _EventStreamApi(APIView):

@@ -50,10 +50,15 @@ class Receiver:
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                receiver.requests.append({
-                    "at": time.monotonic(), "method": self.command, "path": self.path,
-                    "headers": dict(self.headers), "body": json.loads(body) if body else None,
-                })
+                receiver.requests.append(
+                    {
+                        "at": time.monotonic(),
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": json.loads(body) if body else None,
+                    }
+                )
                 status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
                 self.send_response(status)
                 for key, value in headers.items():
@@ -103,7 +108,9 @@ def outbound(monkeypatch):
 def eager(monkeypatch):
     """Run wake-ups and webhook deliveries in this process (retries immediately)."""
     monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
-    monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: tasks.deliver_webhook.apply((run_id,)))
+    monkeypatch.setattr(
+        "runs.wakeups.deliver_webhook", lambda run_id: tasks.deliver_webhook.apply((run_id,))
+    )
 
 
 def run_here(thread, **kwargs) -> Run:
@@ -118,7 +125,9 @@ def run_here(thread, **kwargs) -> Run:
 
 
 def finished_run_with_webhook(url: str) -> Run:
-    return run_here(thread_create(), kwargs={**QUESTION, "webhook": url}, metadata={"source": "test"})
+    return run_here(
+        thread_create(), kwargs={**QUESTION, "webhook": url}, metadata={"source": "test"}
+    )
 
 
 def test_a_finished_run_is_posted_to_its_webhook(settings, receiver, outbound, eager):
@@ -131,20 +140,38 @@ def test_a_finished_run_is_posted_to_its_webhook(settings, receiver, outbound, e
     assert request["headers"]["Content-Type"] == "application/json"
     body = request["body"]
     assert set(body) == {
-        "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
-        "kwargs", "multitask_strategy", "langsmith_session_name", "run_started_at",
-        "run_ended_at", "webhook_sent_at", "values",
+        "run_id",
+        "thread_id",
+        "assistant_id",
+        "created_at",
+        "updated_at",
+        "status",
+        "metadata",
+        "kwargs",
+        "multitask_strategy",
+        "langsmith_session_name",
+        "run_started_at",
+        "run_ended_at",
+        "webhook_sent_at",
+        "values",
     }
     assert (body["run_id"], body["thread_id"], body["status"]) == (
-        str(run.run_id), str(run.thread_id), "success")
+        str(run.run_id),
+        str(run.thread_id),
+        "success",
+    )
     assert body["kwargs"]["webhook"] == receiver.url
     assert body["metadata"]["source"] == "test"
     assert [m["type"] for m in body["values"]["messages"]] == ["human", "ai"]
     assert body["values"] == run.output
     assert body["run_started_at"] == run.started_at.isoformat()
     assert body["run_ended_at"] == run.finished_at.isoformat()
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (
-        "delivered", 1, 200, None)
+    assert (
+        run.webhook_status,
+        run.webhook_attempts,
+        run.webhook_status_code,
+        run.webhook_error,
+    ) == ("delivered", 1, 200, None)
     assert set(outbound) == {"127.0.0.1"}
     # A duplicate delivery task sends nothing more.
     assert tasks.deliver_webhook.apply((str(run.run_id),)).get() is None
@@ -157,7 +184,10 @@ def test_a_failed_run_is_posted_with_its_error(settings, receiver, outbound, eag
     run_here(thread_create(), kwargs={**QUESTION, "webhook": receiver.url})
     body = receiver.requests[0]["body"]
     assert body["status"] == "error"
-    assert body["error"] == {"error": "ZeroDivisionError", "message": "ZeroDivisionError: division by zero"}
+    assert body["error"] == {
+        "error": "ZeroDivisionError",
+        "message": "ZeroDivisionError: division by zero",
+    }
 
 
 def test_a_pending_run_cancelled_is_posted_and_its_stateless_thread_goes(
@@ -166,22 +196,32 @@ def test_a_pending_run_cancelled_is_posted_and_its_stateless_thread_goes(
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
     doomed = []
     monkeypatch.setattr(
-        "runs.wakeups.delete_stateless_thread", lambda thread_id, countdown: doomed.append(thread_id)
+        "runs.wakeups.delete_stateless_thread",
+        lambda thread_id, countdown: doomed.append(thread_id),
     )
     agent = assistant_get_or_404("agent")
     later = timezone.now() + timedelta(hours=1)  # not claimable: no worker takes them
     interrupted, rolled_back = thread_create(), thread_create()
     run = run_create(
-        thread=interrupted, assistant=agent, kwargs={**QUESTION, "webhook": receiver.url},
-        on_completion="delete", scheduled_at=later,
+        thread=interrupted,
+        assistant=agent,
+        kwargs={**QUESTION, "webhook": receiver.url},
+        on_completion="delete",
+        scheduled_at=later,
     )
-    gone = run_create(thread=rolled_back, assistant=agent, on_completion="delete", scheduled_at=later)
+    gone = run_create(
+        thread=rolled_back, assistant=agent, on_completion="delete", scheduled_at=later
+    )
 
     run_cancel(run=run)
     run_cancel(run=gone, action="rollback")
 
     run.refresh_from_db()
-    assert (run.status, run.cancel_action, run.webhook_status) == ("interrupted", "interrupt", "delivered")
+    assert (run.status, run.cancel_action, run.webhook_status) == (
+        "interrupted",
+        "interrupt",
+        "delivered",
+    )
     assert [r["body"]["status"] for r in receiver.requests] == ["interrupted"]
     assert not Run.objects.filter(pk=gone.pk).exists()
     assert doomed == [str(interrupted.thread_id), str(rolled_back.thread_id)]
@@ -202,11 +242,17 @@ def test_private_and_metadata_targets_are_refused_without_a_connection(
     settings, receiver, outbound, eager, url, reason
 ):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["203.0.113.0/24", "hooks.example.com"]  # not these
-    url = {"loopback": receiver.url, "localhost": f"http://localhost:{receiver.port}/hook"}.get(url, url)
+    url = {"loopback": receiver.url, "localhost": f"http://localhost:{receiver.port}/hook"}.get(
+        url, url
+    )
     run = finished_run_with_webhook(url)
     assert receiver.requests == []
     assert outbound == []
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("refused", 1, None)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == (
+        "refused",
+        1,
+        None,
+    )
     assert reason in run.webhook_error
     assert run.webhook_error.endswith("(admit it with CRONSVC_WEBHOOK_ALLOWLIST)")
     # Refusals are final: a redelivered task does not try again.
@@ -214,7 +260,9 @@ def test_private_and_metadata_targets_are_refused_without_a_connection(
     assert Run.objects.get(pk=run.pk).webhook_attempts == 1
 
 
-def test_a_redirect_to_a_metadata_address_is_refused_at_that_hop(settings, receiver, outbound, eager):
+def test_a_redirect_to_a_metadata_address_is_refused_at_that_hop(
+    settings, receiver, outbound, eager
+):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
     receiver.answers = [(307, {"Location": "http://169.254.169.254/latest/meta-data/"})]
     run = finished_run_with_webhook(receiver.url)
@@ -224,11 +272,16 @@ def test_a_redirect_to_a_metadata_address_is_refused_at_that_hop(settings, recei
     assert "169.254.169.254, a cloud metadata address" in run.webhook_error
 
 
-def test_a_redirect_within_the_allowlist_is_followed_with_the_body(settings, receiver, outbound, eager):
+def test_a_redirect_within_the_allowlist_is_followed_with_the_body(
+    settings, receiver, outbound, eager
+):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
     receiver.answers = [(308, {"Location": "/moved"})]
     run = finished_run_with_webhook(receiver.url)
-    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook"), ("POST", "/moved")]
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [
+        ("POST", "/hook"),
+        ("POST", "/moved"),
+    ]
     assert receiver.requests[1]["body"]["run_id"] == str(run.run_id)
     assert (run.webhook_status, run.webhook_status_code) == ("delivered", 200)
 
@@ -239,8 +292,12 @@ def test_a_webhook_failing_every_attempt_ends_failed(settings, receiver, outboun
     receiver.answers = [(503, {})] * 5
     run = finished_run_with_webhook(receiver.url)
     assert len(receiver.requests) == 3
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (
-        "failed", 3, 503, "HTTP 503")
+    assert (
+        run.webhook_status,
+        run.webhook_attempts,
+        run.webhook_status_code,
+        run.webhook_error,
+    ) == ("failed", 3, 503, "HTTP 503")
 
 
 @pytest.mark.slow
@@ -255,17 +312,35 @@ def test_500_answers_are_retried_with_backoff_by_a_worker_then_delivered(
     )
     receiver.answers = [(500, {}), (500, {}), (200, {})]
     worker = Proc(
-        [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", "--pool=threads",
-         "--concurrency=2", "-Q", private, "-n", f"hooks-{uuid.uuid4().hex[:6]}@%h",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        subprocess_env(tmp_path, CRONSVC_WEBHOOK_ALLOWLIST="127.0.0.1",
-                       CRONSVC_WEBHOOK_BACKOFF="0.5"),
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cronsvc",
+            "worker",
+            "--pool=threads",
+            "--concurrency=2",
+            "-Q",
+            private,
+            "-n",
+            f"hooks-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        subprocess_env(
+            tmp_path, CRONSVC_WEBHOOK_ALLOWLIST="127.0.0.1", CRONSVC_WEBHOOK_BACKOFF="0.5"
+        ),
         "webhook worker",
     )
     try:
         worker.wait_for("ready.", timeout=60)
         run = finished_run_with_webhook(receiver.url)
-        wait_until(lambda: Run.objects.filter(pk=run.pk, webhook_status="delivered").exists(), timeout=30)
+        wait_until(
+            lambda: Run.objects.filter(pk=run.pk, webhook_status="delivered").exists(), timeout=30
+        )
         run.refresh_from_db()
         assert (run.webhook_attempts, run.webhook_status_code, run.webhook_error) == (3, 200, None)
         assert len(receiver.requests) == 3
@@ -281,10 +356,14 @@ def test_500_answers_are_retried_with_backoff_by_a_worker_then_delivered(
 
 def test_resolve_checks_every_address_a_name_resolves_to(settings, monkeypatch):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = []
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443)),
-    ])
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *a, **k: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443)),
+        ],
+    )
     with pytest.raises(guard.Refused, match="10.0.0.7, a private address"):
         transport.resolve("rebinding.example", 443)
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["rebinding.example"]
@@ -385,18 +464,28 @@ def test_a_trickling_receiver_is_cut_off_at_the_attempt_deadline(
     receiver = raw_receivers(answer)
     run = finished_run_with_webhook(receiver.url)
     assert receiver.requests == 2
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("failed", 2, None)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == (
+        "failed",
+        2,
+        None,
+    )
     assert run.webhook_error == (
         "DeadlineExceeded: no complete answer within 1.5 s (CRONSVC_WEBHOOK_TIMEOUT)"
     )
 
 
-def test_a_huge_answer_is_read_up_to_the_cap_and_discarded(settings, raw_receivers, outbound, eager):
+def test_a_huge_answer_is_read_up_to_the_cap_and_discarded(
+    settings, raw_receivers, outbound, eager
+):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
     total = 64 << 20
     receiver = raw_receivers(huge_body(200, total))
     run = finished_run_with_webhook(receiver.url)
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("delivered", 1, 200)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == (
+        "delivered",
+        1,
+        200,
+    )
     # The connection was closed after the cap: the receiver could not send it all.
     wait_until(lambda: receiver.sent, timeout=10)
     assert receiver.sent[0] < total
@@ -408,13 +497,19 @@ def test_a_301_302_or_303_is_a_failure_not_followed(settings, receiver, outbound
     receiver.answers = [(status, {"Location": "/moved"})]
     run = finished_run_with_webhook(receiver.url)
     assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook")]
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("failed", 1, status)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == (
+        "failed",
+        1,
+        status,
+    )
     assert run.webhook_error == (
         f"HTTP {status}: redirect to '/moved' not followed (only 307 and 308 re-send the POST)"
     )
 
 
-def test_a_temporary_dns_failure_is_retried_not_refused(settings, receiver, outbound, eager, monkeypatch):
+def test_a_temporary_dns_failure_is_retried_not_refused(
+    settings, receiver, outbound, eager, monkeypatch
+):
     settings.CRONSVC_WEBHOOK_ALLOWLIST = ["hooks.test"]
     real, calls = socket.getaddrinfo, []
 
@@ -430,4 +525,45 @@ def test_a_temporary_dns_failure_is_retried_not_refused(settings, receiver, outb
     run = finished_run_with_webhook(f"http://hooks.test:{receiver.port}/hook")
     assert len(calls) == 2
     assert [r["headers"]["Host"] for r in receiver.requests] == [f"hooks.test:{receiver.port}"]
-    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == ("delivered", 2, 200)
+    assert (run.webhook_status, run.webhook_attempts, run.webhook_status_code) == (
+        "delivered",
+        2,
+        200,
+    )
+
+
+def test_the_delivery_outcome_is_on_its_own_endpoint_and_the_admin_page(
+    settings, receiver, outbound, eager, client, admin_client
+):
+    settings.CRONSVC_WEBHOOK_ALLOWLIST = ["127.0.0.1"]
+    settings.CRONSVC_WEBHOOK_MAX_ATTEMPTS = 2
+    receiver.answers = [(503, {}), (503, {})]
+    run = finished_run_with_webhook(receiver.url)
+    base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+
+    outcome = client.get(f"{base}/webhook").json()
+    assert outcome == {
+        "run_id": str(run.run_id),
+        "url": receiver.url,
+        "status": "failed",
+        "attempts": 2,
+        "last_status_code": 503,
+        "error": "HTTP 503",
+        "last_attempt_at": run.webhook_sent_at.isoformat(),
+    }
+    # The run keeps the LangGraph Server's wire format: no webhook fields there.
+    assert not any(k.startswith("webhook") for k in client.get(base).json())
+    plain = run_here(thread_create(), kwargs=QUESTION)
+    assert (
+        client.get(f"/threads/{plain.thread_id}/runs/{plain.run_id}/webhook").json()["status"]
+        is None
+    )
+    assert client.get(f"/threads/{run.thread_id}/runs/{uuid.uuid4()}/webhook").status_code == 404
+    assert (
+        "/threads/{thread_id}/runs/{run_id}/webhook" in client.get("/openapi.json").json()["paths"]
+    )
+
+    page = admin_client.get(f"/admin/runs/run/{run.pk}/change/").content.decode()
+    for shown in ("Webhook", receiver.url, "Failed", "HTTP 503", "503"):
+        assert shown in page
+    assert admin_client.get("/admin/runs/run/?webhook_status__exact=failed").status_code == 200
