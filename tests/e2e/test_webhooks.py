@@ -567,3 +567,126 @@ def test_the_delivery_outcome_is_on_its_own_endpoint_and_the_admin_page(
     for shown in ("Webhook", receiver.url, "Failed", "HTTP 503", "503"):
         assert shown in page
     assert admin_client.get("/admin/runs/run/?webhook_status__exact=failed").status_code == 200
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process `pid` (VmRSS, KiB)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+# How much the delivering worker's resident memory may grow while a receiver
+# answers 300 MiB: the body is read up to 64 KiB (transport.MAX_RESPONSE_BYTES).
+RSS_GROWTH_BOUND_KIB = 50 * 1024
+
+
+@pytest.mark.slow
+def test_slow_and_huge_receivers_hold_no_run_slot_nor_memory(tmp_path, raw_receivers, monkeypatch):
+    trickle = raw_receivers(trickle_headers)
+    huge = raw_receivers(huge_body(500, 300 << 20))
+    # A queue of the test's own, so only the two workers below take its messages.
+    private = f"{QUEUE}-hooks-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr(app.conf, "task_default_queue", private)
+    env = subprocess_env(
+        tmp_path,
+        CELERY_QUEUE=private,
+        CRONSVC_WEBHOOK_ALLOWLIST="127.0.0.1",
+        CRONSVC_WEBHOOK_TIMEOUT="3",
+        CRONSVC_WEBHOOK_MAX_ATTEMPTS="2",
+        CRONSVC_WEBHOOK_BACKOFF="5",
+    )
+    common = [
+        "--pool=threads",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    base = [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", *common]
+    runs_worker = Proc(
+        [*base, "--concurrency=2", "-Q", private, "-n", f"runs-{uuid.uuid4().hex[:6]}@%h"],
+        env,
+        "run worker",
+    )
+    hooks_worker = Proc(
+        [*base, "--webhooks", "--concurrency=2", "-n", f"hooks-{uuid.uuid4().hex[:6]}@%h"],
+        env,
+        "webhook worker",
+    )
+    peak = [0]
+    sampling = threading.Event()
+    try:
+        runs_worker.wait_for("ready.", timeout=60)
+        hooks_worker.wait_for("ready.", timeout=60)
+        pid = hooks_worker.popen.pid
+        baseline = rss_kib(pid)
+
+        def sample():
+            while not sampling.wait(0.05):
+                peak[0] = max(peak[0], rss_kib(pid))
+
+        threading.Thread(target=sample, daemon=True).start()
+        agent = assistant_get_or_404("agent")
+        hooked = [
+            run_create(
+                thread=thread_create(), assistant=agent, kwargs={**QUESTION, "webhook": r.url}
+            )
+            for r in (trickle, huge)
+        ]
+        ids = [r.pk for r in hooked]
+        # Both deliveries under way...
+        wait_until(
+            lambda: Run.objects.filter(pk__in=ids, webhook_attempts__gte=1).count() == 2, timeout=60
+        )
+        # ...while runs on other threads complete on the run slots.
+        others = [
+            run_create(thread=thread_create(), assistant=agent, kwargs=QUESTION) for _ in range(4)
+        ]
+        wait_until(
+            lambda: (
+                Run.objects.filter(pk__in=[r.pk for r in others], status="success").count() == 4
+            ),
+            timeout=60,
+        )
+        in_flight = dict(Run.objects.filter(pk__in=ids).values_list("pk", "webhook_status"))
+        assert in_flight == {ids[0]: "pending", ids[1]: "pending"}
+
+        wait_until(
+            lambda: not Run.objects.filter(pk__in=ids, webhook_status="pending").exists(),
+            timeout=90,
+        )
+        sampling.set()
+        slow, big = (Run.objects.get(pk=pk) for pk in ids)
+        assert (slow.webhook_status, slow.webhook_attempts, slow.webhook_status_code) == (
+            "failed",
+            2,
+            None,
+        )
+        assert slow.webhook_error == (
+            "DeadlineExceeded: no complete answer within 3 s (CRONSVC_WEBHOOK_TIMEOUT)"
+        )
+        assert (
+            big.webhook_status,
+            big.webhook_attempts,
+            big.webhook_status_code,
+            big.webhook_error,
+        ) == ("failed", 2, 500, "HTTP 500")
+        assert (trickle.requests, huge.requests) == (2, 2)
+        growth = peak[0] - baseline
+        print(
+            f"webhook worker RSS: baseline {baseline} KiB, peak {peak[0]} KiB, "
+            f"growth {growth} KiB (bound {RSS_GROWTH_BOUND_KIB} KiB); "
+            f"the huge receiver got to send {sum(huge.sent) >> 10} KiB of 2 x 300 MiB"
+        )
+        assert growth < RSS_GROWTH_BOUND_KIB
+        # Each worker took only its own queue's messages.
+        assert "Task runs.deliver_webhook[" not in runs_worker.output()
+        assert "Task runs.drain[" not in hooks_worker.output()
+        assert hooks_worker.output().count("Task runs.deliver_webhook[") >= 4
+    finally:
+        sampling.set()
+        hooks_worker.stop()
+        runs_worker.stop()
+        with app.connection_for_write() as conn:
+            for queue in (private, f"{private}-webhooks"):
+                conn.default_channel.queue_purge(queue)
