@@ -136,8 +136,8 @@ def lease_holder_pid() -> int | None:
     """The pid of the beat holding the scheduler lease (holder is host:pid:nonce)."""
     from django.db import close_old_connections
 
+    from crons.lease import LEASE_NAME
     from crons.models import SchedulerLease
-    from crons.ticking import LEASE_NAME
 
     close_old_connections()
     holder = SchedulerLease.objects.filter(name=LEASE_NAME).values_list("holder", flat=True).first()

@@ -17,11 +17,11 @@ from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from crons.dispatch import cron_run_now
 from crons.forms import CronForm, schedule_description, upcoming_fires
 from crons.models import Cron
 from crons.selectors import cron_next_run_date, cron_ticks
 from crons.services import cron_create, cron_delete, cron_update
-from crons.ticking import cron_run_now
 from runs.admin import admin_link, runs_table_context
 from runs.models import Run
 
@@ -253,9 +253,8 @@ class CronAdmin(admin.ModelAdmin):
         if change:
             kwargs = {}
             if obj.thread_id is None:
-                kwargs["on_run_completed"] = (
-                    data.get("on_run_completed") or Cron.OnRunCompleted.DELETE
-                )
+                # A blank choice means the default (cron_update's "").
+                kwargs["on_run_completed"] = data.get("on_run_completed") or ""
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -277,10 +276,8 @@ class CronAdmin(admin.ModelAdmin):
                 metadata=data["metadata"],
                 end_time=data["end_time"],
                 enabled=data["enabled"],
-                # As the API: stateless crons delete their threads unless told to keep them.
-                on_run_completed=None
-                if thread
-                else (data.get("on_run_completed") or Cron.OnRunCompleted.DELETE),
+                # cron_create decides the default (and None on a thread cron).
+                on_run_completed=data.get("on_run_completed"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.

@@ -1,57 +1,25 @@
 """The crons endpoints of the LangGraph Server API."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crons import selectors, services
-from crons.models import Cron
-from cronsvc.api import RunOptionsIn, iso, require_uuid, search_page, validated
+from crons.dispatch import CRON_KEYS
+from crons.wire import CRON_FIELDS, CronOut, cron_out
 from cronsvc.errors import ServiceError
-from cronsvc.selectors import assistant_get_or_404
+from cronsvc.http.inputs import RunOptionsIn, require_uuid, validated
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
+from cronsvc.http.schema import errors
+from cronsvc.services import assistant_resolve
 from threads.selectors import thread_get_or_404
-
-CRON_FIELDS = [
-    "cron_id",
-    "assistant_id",
-    "thread_id",
-    "on_run_completed",
-    "end_time",
-    "schedule",
-    "timezone",
-    "created_at",
-    "updated_at",
-    "user_id",
-    "payload",
-    "next_run_date",
-    "metadata",
-    "enabled",
-]
-# Body keys that describe the cron itself rather than the run it creates.
-CRON_KEYS = {"schedule", "timezone", "end_time", "enabled", "on_run_completed"}
-
-
-def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
-    data = {
-        "cron_id": str(cron.cron_id),
-        "assistant_id": str(cron.assistant_id),
-        "thread_id": str(cron.thread_id) if cron.thread_id else None,
-        "on_run_completed": cron.on_run_completed,
-        "end_time": iso(cron.end_time),
-        "schedule": cron.schedule,
-        "timezone": cron.timezone,
-        "created_at": iso(cron.created_at),
-        "updated_at": iso(cron.updated_at),
-        "user_id": cron.user_id,
-        "payload": cron.payload,
-        "next_run_date": iso(selectors.cron_next_run_date(cron)),
-        "metadata": cron.metadata,
-        "enabled": cron.enabled,
-    }
-    return {k: data[k] for k in select} if select else data
 
 
 class CronCreateIn(RunOptionsIn):
+    """A cron: its schedule, and the run each tick starts (the run options)."""
+
     assistant_id = serializers.CharField()
     schedule = serializers.CharField()
     timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
@@ -63,6 +31,8 @@ class CronCreateIn(RunOptionsIn):
 
 
 class CronPatchIn(RunOptionsIn):
+    """What changes on a cron; run options given replace those in its payload."""
+
     schedule = serializers.CharField(required=False)
     timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     end_time = serializers.DateTimeField(required=False, allow_null=True)
@@ -98,13 +68,10 @@ def _create(request, thread_id=None) -> Response:
     if thread_id is not None:
         require_uuid(thread_id, "thread")
         thread = thread_get_or_404(thread_id)
-    assistant = assistant_get_or_404(data["assistant_id"])
+    assistant = assistant_resolve(data["assistant_id"])
     # The run payload is the request as sent (as the LangGraph Server keeps it).
     payload = {k: v for k, v in request.data.items() if v is not None}
-    if thread is None:
-        on_run_completed = data.get("on_run_completed") or "delete"
-    else:
-        on_run_completed = None
+    if thread is not None:
         payload.pop("on_run_completed", None)
     cron = services.cron_create(
         assistant=assistant,
@@ -115,26 +82,49 @@ def _create(request, thread_id=None) -> Response:
         metadata=data.get("metadata") or {},
         end_time=data.get("end_time"),
         enabled=data.get("enabled") if data.get("enabled") is not None else True,
-        on_run_completed=on_run_completed,
+        on_run_completed=data.get("on_run_completed"),  # the service decides the default
     )
     return Response(cron_out(cron))
 
 
 class CronsApi(APIView):
+    @extend_schema(
+        operation_id="crons_create",
+        summary="Create a stateless cron (each run on a new thread)",
+        request=CronCreateIn,
+        responses={200: CronOut, **errors(400, 404, 422)},
+    )
     def post(self, request):
         return _create(request)
 
 
 class ThreadCronsApi(APIView):
+    @extend_schema(
+        operation_id="crons_create_for_thread",
+        summary="Create a cron on a thread",
+        request=CronCreateIn,
+        responses={200: CronOut, **errors(400, 404, 422)},
+    )
     def post(self, request, thread_id):
         return _create(request, thread_id)
 
 
 class CronApi(APIView):
+    @extend_schema(
+        operation_id="crons_get",
+        summary="Get a cron",
+        responses={200: CronOut, **errors(404, 422)},
+    )
     def get(self, request, cron_id):
         require_uuid(cron_id, "cron")
         return Response(cron_out(selectors.cron_get_or_404(cron_id)))
 
+    @extend_schema(
+        operation_id="crons_patch",
+        summary="Update a cron",
+        request=CronPatchIn,
+        responses={200: CronOut, **errors(400, 404, 422)},
+    )
     def patch(self, request, cron_id):
         require_uuid(cron_id, "cron")
         if isinstance(request.data, dict) and not request.data:
@@ -157,6 +147,11 @@ class CronApi(APIView):
         )
         return Response(cron_out(cron))
 
+    @extend_schema(
+        operation_id="crons_delete",
+        summary="Delete a cron",
+        responses={204: None, **errors(404, 422)},
+    )
     def delete(self, request, cron_id):
         require_uuid(cron_id, "cron")
         services.cron_delete(cron=selectors.cron_get_or_404(cron_id))
@@ -164,6 +159,16 @@ class CronApi(APIView):
 
 
 class CronSearchApi(APIView):
+    @extend_schema(
+        operation_id="crons_search",
+        summary="Search crons",
+        request=CronSearchIn,
+        parameters=PAGINATION_HEADERS,
+        responses={
+            200: OpenApiResponse(CronOut(many=True), description=SELECTED),
+            **errors(422),
+        },
+    )
     def post(self, request):
         data = validated(CronSearchIn, request.data)
         qs = selectors.cron_search(
@@ -178,6 +183,12 @@ class CronSearchApi(APIView):
 
 
 class CronCountApi(APIView):
+    @extend_schema(
+        operation_id="crons_count",
+        summary="Count crons",
+        request=CronCountIn,
+        responses={200: OpenApiTypes.INT, **errors(422)},
+    )
     def post(self, request):
         data = validated(CronCountIn, request.data)
         qs = selectors.cron_search(

@@ -81,13 +81,18 @@ from croniter import CroniterBadDateError, croniter
 __all__ = [
     "InvalidSchedule",
     "InvalidTimezone",
+    "expand_alias",
     "fires_between",
+    "min_period",
     "next_fire",
     "next_fires",
+    "next_run",
     "validate",
 ]
 
 
+# The one alias table (the admin's description and the django-celery-beat
+# mirror read it through expand_alias).
 _ALIASES: dict[str, str] = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -500,3 +505,27 @@ def next_fires(schedule: str, timezone: str | None, after: datetime, count: int)
         _require_aware(after)
         return []
     return list(islice(_iter_fires(parsed, tz, after), count))
+
+
+def next_run(
+    schedule: str, timezone: str | None, after: datetime, *, end_time: datetime | None = None
+) -> datetime | None:
+    """The first fire instant strictly after ``after``, or ``None`` when
+    ``end_time`` comes first: a cron's ``next_run_date``."""
+    nxt = next_fire(schedule, timezone, after)
+    if end_time is not None and nxt > end_time:
+        return None
+    return nxt
+
+
+def expand_alias(schedule: str) -> str:
+    """The expression an alias stands for (``@daily`` -> ``0 0 * * *``,
+    case-insensitive); any other schedule is returned unchanged."""
+    return _ALIASES.get(schedule.strip().lower(), schedule)
+
+
+def min_period(schedule: str) -> timedelta:
+    """A lower bound of the time between two fires of a valid ``schedule``: a
+    second with the seconds field (6 fields), a minute otherwise (5 fields and
+    aliases)."""
+    return timedelta(seconds=1) if _parse(schedule).has_seconds else timedelta(minutes=1)

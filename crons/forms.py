@@ -18,12 +18,12 @@ from django import forms
 from django.utils import timezone as djtz
 
 from crons import firetime
-from crons.mirror import ALIASES
 from crons.models import Cron
 from crons.services import validate_schedule
-from cronsvc.api import RunOptionsIn
 from cronsvc.errors import Invalid
+from cronsvc.http.inputs import RunOptionsIn
 from cronsvc.selectors import assistant_search
+from cronsvc.services import assistants_ensure_defaults
 
 UPCOMING = 5
 
@@ -34,7 +34,7 @@ def schedule_description(schedule: str) -> str:
     croniter's six-field form puts seconds last and cron-descriptor's puts them
     first, and croniter writes "last Friday" as `L5` where cron-descriptor
     wants `5L`: both are translated before describing."""
-    fields = ALIASES.get(schedule.strip().lower(), schedule).split()
+    fields = firetime.expand_alias(schedule).split()
     if len(fields) == 6:
         fields = [fields[5], *fields[:5]]
     if len(fields) in (5, 6):
@@ -143,6 +143,7 @@ class CronForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "assistant" in self.fields:
+            assistants_ensure_defaults()  # a deleted default assistant is offered again
             self.fields["assistant"].queryset = assistant_search(
                 sort_by="graph_id", sort_order="asc"
             )

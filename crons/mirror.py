@@ -13,24 +13,15 @@ from __future__ import annotations
 from celery.schedules import crontab as celery_crontab
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
+from crons import firetime
 from crons.models import Cron
 
 MIRROR_TASK = "crons.fire_cron"
 
-ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
 
 def celery_fields(schedule: str) -> dict | None:
     """Crontab fields for Celery, or None when Celery's crontab cannot express it."""
-    expr = ALIASES.get(schedule.strip().lower(), schedule)
+    expr = firetime.expand_alias(schedule)
     parts = expr.split()
     if len(parts) != 5 or any(c in expr for c in "L#W?"):
         return None

@@ -8,7 +8,7 @@ next one is due. It never loads all periodic tasks, never reloads on changes
 (an edited cron's new `next_run_date` is simply read at the next tick), and
 sleeps until the next due instant (at most CRONSVC_BEAT_MAX_INTERVAL).
 
-Only the lease holder fires (see crons.ticking); a standby beat keeps trying
+Only the lease holder fires (see crons.lease); a standby beat keeps trying
 to take the lease and takes over once it expires. Every beat, active or
 standby, writes a heartbeat row every CRONSVC_HEARTBEAT_INTERVAL seconds.
 """
@@ -28,7 +28,9 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from crons import ticking
+from crons.lease import LeaseLost, lease_acquire, lease_release
 from cronsvc import heartbeats
+from cronsvc.dbclock import db_now
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class CronScheduler(DatabaseScheduler):
         # failure, reconnect once.
         for _ in range(2):
             try:
-                ticking.lease_release(holder=self.holder)
+                lease_release(holder=self.holder)
                 heartbeats.beat_heartbeat_delete(name=self.holder)
                 break
             except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
@@ -127,12 +129,12 @@ class CronScheduler(DatabaseScheduler):
         own_delay = Scheduler.tick(self, *args, **kwargs)
         try:
             close_old_connections()
-            now = ticking.db_now()
+            now = db_now()
             # Renew the lease when a third of it is used, not on every tick;
             # the claims check it (under a row lock) anyway.
             if self.epoch is None or self._renew_at is None or now >= self._renew_at:
                 previous = self.epoch
-                self.epoch = ticking.lease_acquire(holder=self.holder, now=now)
+                self.epoch = lease_acquire(holder=self.holder, now=now)
                 if self.epoch is not None and self.epoch != previous:
                     # Taking over: wake workers for runs another beat prepared.
                     grace = timedelta(seconds=settings.CRONSVC_MISSED_TICK_GRACE)
@@ -168,7 +170,7 @@ class CronScheduler(DatabaseScheduler):
                     report.rejected,
                 )
             next_due = ticking.next_due_at()
-        except ticking.LeaseLost as exc:
+        except LeaseLost as exc:
             log.warning("%s", exc)
             self.epoch = None
             return self.max_interval
@@ -176,7 +178,7 @@ class CronScheduler(DatabaseScheduler):
             log.warning("scheduler tick failed, retrying: %s", exc)
             return self.max_interval
         delay = self.max_interval
-        now = ticking.db_now()
+        now = db_now()
         if next_due is not None:
             lookahead = timedelta(seconds=settings.CRONSVC_DISPATCH_LOOKAHEAD)
             delay = min(delay, max((next_due - lookahead - now).total_seconds(), 0.0))

@@ -2,6 +2,7 @@
 
 from django.db.models import QuerySet
 
+from crons import firetime
 from crons.models import Cron, Tick
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
@@ -58,12 +59,7 @@ def cron_ticks(cron: Cron) -> QuerySet[Tick]:
 def cron_next_run_date(cron: Cron):
     """The next fire instant, also for a cron whose advance is still queued."""
     if cron.needs_advance and cron.last_tick_at is not None:
-        from crons.services import compute_next_run
-
-        return compute_next_run(
-            schedule=cron.schedule,
-            timezone=cron.timezone,
-            end_time=cron.end_time,
-            after=cron.last_tick_at,
+        return firetime.next_run(
+            cron.schedule, cron.timezone, cron.last_tick_at, end_time=cron.end_time
         )
     return cron.next_run_date

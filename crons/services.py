@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone as djtz
 
 from crons import firetime
+from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create
 from crons.models import Cron
 from cronsvc.errors import Invalid
@@ -20,6 +21,11 @@ from threads.models import Thread
 
 NOT_SET: Any = object()
 
+# What a stateless cron does with each run's thread unless told otherwise.
+# Decided here, when the cron is written, and stored: the tick path reads the
+# stored value. Thread crons store None (the thread is the cron's).
+STATELESS_ON_RUN_COMPLETED = Cron.OnRunCompleted.DELETE
+
 
 def validate_schedule(schedule: str, timezone: str | None) -> None:
     try:
@@ -28,14 +34,12 @@ def validate_schedule(schedule: str, timezone: str | None) -> None:
         raise Invalid(str(exc)) from exc
 
 
-def compute_next_run(
-    *, schedule: str, timezone: str | None, end_time: datetime | None, after: datetime
-) -> datetime | None:
-    """The next instant the scheduler fires, or None when end_time comes first."""
-    nxt = firetime.next_fire(schedule, timezone, after)
-    if end_time is not None and nxt > end_time:
+def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
+    """The stored on_run_completed: None on a thread cron, the stateless
+    default when not given."""
+    if thread is not None:
         return None
-    return nxt
+    return value or STATELESS_ON_RUN_COMPLETED
 
 
 def webhook_require_valid(payload: dict | None) -> None:
@@ -65,6 +69,12 @@ def cron_create(
     validate_schedule(schedule, timezone)
     webhook_require_valid(payload)
     now = now or djtz.now()
+    if enabled and end_time is not None and end_time <= now:
+        # It would be an enabled cron that never fires. (A PATCH may set a past
+        # end_time: that ends a cron and withdraws what was prepared for it.)
+        raise Invalid(
+            f"end_time {end_time.isoformat()} has already passed: the cron would never fire"
+        )
     cron = Cron.objects.create(
         assistant=assistant,
         thread=thread,
@@ -74,11 +84,9 @@ def cron_create(
         metadata=metadata or {},
         end_time=end_time,
         enabled=enabled,
-        on_run_completed=on_run_completed,
+        on_run_completed=_on_run_completed(thread, on_run_completed),
         user_id=user_id,
-        next_run_date=compute_next_run(
-            schedule=schedule, timezone=timezone, end_time=end_time, after=now
-        ),
+        next_run_date=firetime.next_run(schedule, timezone, now, end_time=end_time),
     )
     mirror_sync(cron)
     return cron
@@ -98,7 +106,8 @@ def cron_update(
     now: datetime | None = None,
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
-    effect from now (the next tick is recomputed)."""
+    effect from now (the next tick is recomputed). `on_run_completed` only
+    applies to a stateless cron: None leaves it, "" sets the default."""
     webhook_require_valid(payload)
     cron = Cron.objects.select_for_update().get(pk=cron.pk)
     reschedule = False
@@ -111,24 +120,19 @@ def cron_update(
     if enabled is not None and enabled != cron.enabled:
         cron.enabled = enabled
         reschedule = reschedule or enabled
-    if on_run_completed is not None:
-        cron.on_run_completed = on_run_completed
+    if on_run_completed is not None and cron.thread_id is None:
+        cron.on_run_completed = _on_run_completed(None, on_run_completed)
     if payload:
         cron.payload = {**cron.payload, **payload}
     if metadata is not None:
         cron.metadata = {**cron.metadata, **metadata}
     validate_schedule(cron.schedule, cron.timezone)
     if reschedule or not cron.enabled:
-        from crons.ticking import withdraw_prepared
-
         withdraw_prepared(cron, now=now)
     if reschedule:
         cron.needs_advance = False
-        cron.next_run_date = compute_next_run(
-            schedule=cron.schedule,
-            timezone=cron.timezone,
-            end_time=cron.end_time,
-            after=now or djtz.now(),
+        cron.next_run_date = firetime.next_run(
+            cron.schedule, cron.timezone, now or djtz.now(), end_time=cron.end_time
         )
     cron.save()
     mirror_sync(cron)
@@ -137,8 +141,6 @@ def cron_update(
 
 @transaction.atomic
 def cron_delete(*, cron: Cron) -> None:
-    from crons.ticking import withdraw_prepared
-
     withdraw_prepared(cron)
     Cron.objects.filter(pk=cron.pk).delete()
     mirror_delete(cron)
@@ -181,7 +183,7 @@ def crons_bulk_create(
                 metadata=spec.get("metadata") or {},
                 end_time=end_time,
                 enabled=spec.get("enabled", True),
-                on_run_completed=None if thread else (spec.get("on_run_completed") or "delete"),
+                on_run_completed=_on_run_completed(thread, spec.get("on_run_completed")),
                 next_run_date=None if end_time is not None and nxt > end_time else nxt,
                 created_at=now,
             )

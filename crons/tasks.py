@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from crons import ticking
+from crons import dispatch
 from crons.models import Cron
 
 
@@ -14,5 +14,5 @@ def fire_cron(cron_id: str) -> str | None:
     cron = Cron.objects.filter(pk=cron_id).first()
     if cron is None:
         return None
-    run = ticking.cron_run_now(cron=cron)
+    run = dispatch.cron_run_now(cron=cron)
     return str(run.run_id) if run else None

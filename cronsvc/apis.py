@@ -1,45 +1,27 @@
 """The assistants endpoints of the LangGraph Server API, and the health check."""
 
 from django.db import connection
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cronsvc import graphs, services
-from cronsvc.api import MAX_INT, JSONObject, StrictUUID, iso, query_bool, search_page, validated
 from cronsvc.errors import Invalid
-from cronsvc.models import Assistant
+from cronsvc.http.inputs import MAX_INT, JSONObject, StrictUUID, query_bool, validated
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
+from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
 from cronsvc.selectors import assistant_id_from, assistant_search
-
-ASSISTANT_FIELDS = [
-    "assistant_id",
-    "graph_id",
-    "config",
-    "context",
-    "created_at",
-    "updated_at",
-    "metadata",
-    "version",
-    "name",
-    "description",
-]
-
-
-def assistant_out(a: Assistant, select: list[str] | None = None) -> dict:
-    data = {
-        "assistant_id": str(a.assistant_id),
-        "graph_id": a.graph_id,
-        "config": a.config,
-        "context": a.context,
-        "created_at": iso(a.created_at),
-        "updated_at": iso(a.updated_at),
-        "metadata": a.metadata,
-        "version": a.version,
-        "name": a.name,
-        "description": a.description,
-    }
-    return {k: data[k] for k in select} if select else data
+from cronsvc.wire import (
+    ASSISTANT_FIELDS,
+    AssistantOut,
+    GraphOut,
+    GraphSchemasOut,
+    OkOut,
+    assistant_out,
+)
 
 
 class AssistantCreateIn(serializers.Serializer):
@@ -78,6 +60,12 @@ class AssistantSearchIn(serializers.Serializer):
 
 
 class AssistantsApi(APIView):
+    @extend_schema(
+        operation_id="assistants_create",
+        summary="Create an assistant",
+        request=AssistantCreateIn,
+        responses={200: AssistantOut, **errors(400, 404, 409, 422)},
+    )
     def post(self, request):
         data = validated(AssistantCreateIn, request.data)
         assistant = services.assistant_create(**{k: v for k, v in data.items() if v is not None})
@@ -85,15 +73,36 @@ class AssistantsApi(APIView):
 
 
 class AssistantApi(APIView):
+    @extend_schema(
+        operation_id="assistants_get",
+        summary="Get an assistant",
+        responses={200: AssistantOut, **errors(404, 422)},
+    )
     def get(self, request, assistant_id):
         return Response(assistant_out(services.assistant_resolve(assistant_id, graph_alias=False)))
 
+    @extend_schema(
+        operation_id="assistants_patch",
+        summary="Update an assistant (a new version)",
+        request=AssistantPatchIn,
+        responses={200: AssistantOut, **errors(400, 404, 422)},
+    )
     def patch(self, request, assistant_id):
         assistant = services.assistant_resolve(assistant_id, graph_alias=False)
         data = validated(AssistantPatchIn, request.data)
         assistant = services.assistant_update(assistant=assistant, **data)
         return Response(assistant_out(assistant))
 
+    @extend_schema(
+        operation_id="assistants_delete",
+        summary="Delete an assistant",
+        parameters=[
+            OpenApiParameter(
+                "delete_threads", bool, description="also delete the assistant's threads"
+            )
+        ],
+        responses={204: None, **errors(404, 422)},
+    )
     def delete(self, request, assistant_id):
         services.assistant_delete(
             assistant=services.assistant_resolve(assistant_id, graph_alias=False),
@@ -103,6 +112,16 @@ class AssistantApi(APIView):
 
 
 class AssistantSearchApi(APIView):
+    @extend_schema(
+        operation_id="assistants_search",
+        summary="Search assistants",
+        request=AssistantSearchIn,
+        parameters=PAGINATION_HEADERS,
+        responses={
+            200: OpenApiResponse(AssistantOut(many=True), description=SELECTED),
+            **errors(404, 422),
+        },
+    )
     def post(self, request):
         data = validated(AssistantSearchIn, request.data)
         services.assistants_ensure_defaults()
@@ -117,6 +136,12 @@ class AssistantSearchApi(APIView):
 
 
 class AssistantCountApi(APIView):
+    @extend_schema(
+        operation_id="assistants_count",
+        summary="Count assistants",
+        request=AssistantSearchIn,
+        responses={200: OpenApiTypes.INT, **errors(404, 422)},
+    )
     def post(self, request):
         data = validated(AssistantSearchIn, request.data)
         services.assistants_ensure_defaults()
@@ -142,6 +167,17 @@ def parse_xray(raw: str | None) -> bool | int:
 
 
 class AssistantGraphApi(APIView):
+    @extend_schema(
+        operation_id="assistants_graph",
+        summary="Draw an assistant's graph",
+        parameters=[
+            ASSISTANT_ID_OR_GRAPH,
+            OpenApiParameter(
+                "xray", str, description="true, false, or a positive depth of subgraphs"
+            ),
+        ],
+        responses={200: GraphOut, **errors(404, 422)},
+    )
     def get(self, request, assistant_id):
         # Only this assistant path also takes a graph id (its default assistant).
         alias = assistant_id_from(assistant_id)
@@ -199,6 +235,11 @@ def _config_schema(graph) -> dict:
 
 
 class AssistantSchemasApi(APIView):
+    @extend_schema(
+        operation_id="assistants_schemas",
+        summary="JSON schemas of an assistant's graph",
+        responses={200: GraphSchemasOut, **errors(404, 422)},
+    )
     def get(self, request, assistant_id):
         assistant = services.assistant_resolve(assistant_id, graph_alias=False)
         graph = graphs.get_graph(assistant.graph_id)
@@ -217,6 +258,10 @@ class AssistantSchemasApi(APIView):
 class OkApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="ok", summary="The API and its database answer", tags=["system"],
+        responses={200: OkOut},
+    )
     def get(self, request):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -40,7 +40,8 @@ class AssistantNotFound(NotFound):
 
 
 class GraphNotFound(NotFound):
-    pass
+    """A graph id not declared in langgraph.json (also: an assistant whose graph
+    was removed from it). The one class; `cronsvc.graphs` raises it too."""
 
 
 class ThreadNotFound(NotFound):

@@ -21,15 +21,13 @@ from django.conf import settings
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
+from cronsvc.errors import GraphNotFound
+
 # The LangGraph Server's namespace for default assistant ids, so an assistant
 # created for graph "agent" has the same id here as there.
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 
 _lock = threading.Lock()
-
-
-class GraphNotFound(KeyError):
-    pass
 
 
 def default_assistant_id(graph_id: str) -> uuid.UUID:
@@ -71,7 +69,10 @@ def _load_object(spec: str) -> Any:
 def _raw_graph(graph_id: str) -> Any:
     specs = graph_specs()
     if graph_id not in specs:
-        raise GraphNotFound(graph_id)
+        raise GraphNotFound(
+            f"Graph '{graph_id}' not found in {Path(settings.LANGGRAPH_CONFIG).name}. "
+            f"Expected one of: {graph_ids()}"
+        )
     with _lock:
         return _load_object(specs[graph_id])
 

@@ -1,7 +1,7 @@
 """Liveness of beat and workers, for `GET /health`, `manage.py healthcheck` and
 the compose health checks.
 
-- Beat: the active beat renews the scheduler lease (crons.ticking) on every
+- Beat: the active beat renews the scheduler lease (crons.lease) on every
   tick, at most CRONSVC_BEAT_MAX_INTERVAL apart; that renewal is its heartbeat.
   Beat is live while the lease was renewed less than CRONSVC_HEARTBEAT_STALE
   seconds ago. A stopped beat releases the lease (holder ""), a dead one stops
@@ -29,13 +29,18 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
+from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.auth import api_key_is_valid
+from crons.lease import LEASE_NAME
+from crons.models import SchedulerLease
+from cronsvc.dbclock import db_now
+from cronsvc.http.auth import api_key_is_valid
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
+from cronsvc.wire import HealthOut
 
 # --- reads -----------------------------------------------------------------
 
@@ -86,17 +91,8 @@ class Health:
         return {"status": "ok" if self.ok else "unhealthy"}
 
 
-def db_now() -> datetime:
-    from crons import ticking
-
-    return ticking.db_now()
-
-
 def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
     """The active beat, from the scheduler lease; `hostname`: held from that host."""
-    from crons.models import SchedulerLease
-    from crons.ticking import LEASE_NAME
-
     lease = SchedulerLease.objects.filter(name=LEASE_NAME).first()
     stale = settings.CRONSVC_HEARTBEAT_STALE
     if lease is None or not lease.holder:
@@ -187,6 +183,12 @@ class HealthApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="health",
+        summary="Liveness of the database, beat and workers",
+        tags=["system"],
+        responses={200: HealthOut, 503: HealthOut},
+    )
     def get(self, request):
         health = health_get()
         body = health.as_dict() if may_see_details(request) else health.summary()

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
     "cronsvc",
@@ -63,7 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "cronsvc.middleware.BodySizeLimitMiddleware",
+    "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -167,6 +168,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("CRONSVC_STATIC_ROOT", default=str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# WhiteNoise serves the apps' static files (admin, the /docs UI) straight from
+# the installed packages too, so `manage.py dev` needs no collectstatic; the
+# image also serves them collected into STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
@@ -182,24 +187,49 @@ CRONSVC_MAX_BODY_BYTES = env.int("CRONSVC_MAX_BODY_BYTES", default=10 * 1024 * 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = CRONSVC_MAX_BODY_BYTES
 # Comma-separated keys accepted in the x-api-key header. Empty: no auth.
 CRONSVC_API_KEYS = env.list("CRONSVC_API_KEYS", default=[])
-# Request bodies nested deeper than this are refused with a 422 (cronsvc/parsers.py).
+# Request bodies nested deeper than this are refused with a 422 (cronsvc/http/parsers.py).
 CRONSVC_MAX_JSON_DEPTH = env.int("CRONSVC_MAX_JSON_DEPTH", default=64)
 # A production server refuses to start without keys unless this is set.
 CRONSVC_ALLOW_ANONYMOUS = env.bool("CRONSVC_ALLOW_ANONYMOUS", default=False)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["cronsvc.auth.HasApiKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cronsvc.http.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["cronsvc.http.auth.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_PARSER_CLASSES": ["cronsvc.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cronsvc.http.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "cronsvc.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "cronsvc.http.schema.ApiSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cronsvc",
     "DESCRIPTION": "LangGraph Server-compatible API for assistants, threads, runs and crons.",
     "VERSION": "0.1.0",
+    # /docs loads Swagger UI from our own static files (drf-spectacular-sidecar),
+    # so it renders without a network.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TAGS": [
+        {"name": "assistants", "description": "Assistants: a graph with its configuration."},
+        {"name": "threads", "description": "Threads and their state."},
+        {"name": "runs", "description": "Runs of an assistant on a thread."},
+        {"name": "crons", "description": "Runs on a schedule."},
+        {"name": "system", "description": "Liveness and health."},
+    ],
+    # /openapi.json documents the API, not itself.
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Request components apart from response ones (`AssistantCreateRequest`, `Assistant`).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Our patch serializers have only optional fields: no separate `Patched...` component.
+    "COMPONENT_SPLIT_PATCH": False,
+    # One name for a choice set that several fields share.
+    "ENUM_NAME_OVERRIDES": {
+        "OnCompletionEnum": ["delete", "keep"],
+        "MultitaskStrategyEnum": ["reject", "rollback", "interrupt", "enqueue"],
+        "RunStatusEnum": "runs.wire.RUN_STATUSES",
+        "ThreadStatusEnum": "threads.wire.THREAD_STATUSES",
+    },
 }
 
 # --- graphs ----------------------------------------------------------------

@@ -2,13 +2,19 @@
 join, join_stream, cancel)."""
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.api import (
+from cronsvc.errors import Invalid, NotFound
+from cronsvc.http.inputs import (
     STREAM_MODES,
     JSONObject,
     RunOptionsIn,
@@ -17,14 +23,25 @@ from cronsvc.api import (
     require_uuid,
     validated,
 )
-from cronsvc.errors import Invalid, NotFound
+from cronsvc.http.schema import EVENT_STREAM, errors
 from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
-from runs.wire import RUN_FIELDS, WebhookDeliveryOut, run_out, run_result, webhook_delivery_out
+from runs.wire import (
+    RUN_FIELDS,
+    RUN_RESULT,
+    RunOut,
+    RunResultOut,
+    WebhookDeliveryOut,
+    run_out,
+    run_result,
+    webhook_delivery_out,
+)
 from threads.selectors import thread_get_or_404
 
 
 class RunCreateIn(RunOptionsIn):
+    """A run: the assistant (UUID or graph name), what it executes, and how."""
+
     assistant_id = serializers.CharField()
     checkpoint = JSONObject(required=False, allow_null=True)
     checkpoint_id = serializers.CharField(required=False, allow_null=True)
@@ -76,6 +93,31 @@ def _select(params) -> list[str] | None:
     return select or None
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="runs_list",
+        summary="A thread's runs, newest first",
+        parameters=[
+            OpenApiParameter("limit", int, description="default 10"),
+            OpenApiParameter("offset", int, description="default 0"),
+            OpenApiParameter("status", str, enum=Run.Status.values),
+            OpenApiParameter("select", str, many=True, enum=RUN_FIELDS),
+        ],
+        responses={
+            200: OpenApiResponse(
+                RunOut(many=True),
+                description="With `select`, each run has only the selected fields.",
+            ),
+            **errors(404, 422),
+        },
+    ),
+    post=extend_schema(
+        operation_id="runs_create",
+        summary="Start a run on a thread (in the background)",
+        request=RunCreateIn,
+        responses={200: RunOut, **errors(400, 404, 409, 422)},
+    ),
+)
 class ThreadRunsApi(APIView):
     def get(self, request, thread_id):
         require_uuid(thread_id, "thread")
@@ -101,6 +143,14 @@ def _selected(data: dict, select: list[str] | None) -> dict:
     return {k: data[k] for k in select} if select else data
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_create_stateless",
+        summary="Start a run on a new thread (in the background)",
+        request=RunCreateIn,
+        responses={200: RunOut, **errors(400, 404, 409, 422)},
+    )
+)
 class StatelessRunsApi(APIView):
     def post(self, request):
         run = services.run_start(**_run_input(request))
@@ -108,18 +158,46 @@ class StatelessRunsApi(APIView):
         return Response(run_out(run), headers={"Content-Location": f"/runs/{run.run_id}"})
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_wait",
+        summary="Run on a thread and wait for its result",
+        request=RunCreateIn,
+        responses={200: RUN_RESULT, **errors(400, 404, 409, 422)},
+    )
+)
 class ThreadRunWaitApi(APIView):
     def post(self, request, thread_id):
         run = selectors.run_wait(services.run_start(**_run_input(request, thread_id)))
         return Response(run_result(run), headers=_locations(run))
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_wait_stateless",
+        summary="Run on a new thread and wait for its result",
+        request=RunCreateIn,
+        responses={200: RUN_RESULT, **errors(400, 404, 409, 422)},
+    )
+)
 class StatelessRunWaitApi(APIView):
     def post(self, request):
         run = selectors.run_wait(services.run_start(**_run_input(request)))
         return Response(run_result(run), headers=_locations(run))
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="runs_get",
+        summary="Get a run",
+        responses={200: RunOut, **errors(404, 422)},
+    ),
+    delete=extend_schema(
+        operation_id="runs_delete",
+        summary="Delete a run",
+        responses={204: None, **errors(404, 422)},
+    ),
+)
 class RunApi(APIView):
     def get(self, request, thread_id, run_id):
         return Response(run_out(_run(thread_id, run_id)))
@@ -129,6 +207,13 @@ class RunApi(APIView):
         return Response(status=204)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="runs_join",
+        summary="Wait for a run and get its result",
+        responses={200: RUN_RESULT, **errors(404, 422)},
+    )
+)
 class RunJoinApi(APIView):
     def get(self, request, thread_id, run_id):
         run = selectors.run_wait(_run(thread_id, run_id))
@@ -137,18 +222,34 @@ class RunJoinApi(APIView):
 
 class RunWebhookApi(APIView):
     @extend_schema(
-        operation_id="run_webhook_get",
+        operation_id="runs_webhook_get",
         summary="Where the run's webhook delivery stands",
         description="cronsvc's own endpoint (the LangGraph Server has none): the delivery's "
         "status, attempts, last HTTP status code and error. The run itself keeps the "
         "server's wire format.",
         tags=["runs"],
-        responses={200: WebhookDeliveryOut},
+        responses={200: WebhookDeliveryOut, **errors(404, 422)},
     )
     def get(self, request, thread_id, run_id):
         return Response(webhook_delivery_out(_run(thread_id, run_id)))
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_cancel",
+        summary="Cancel a pending or running run",
+        request=None,
+        parameters=[
+            OpenApiParameter("action", str, enum=["interrupt", "rollback"]),
+            OpenApiParameter("wait", bool, description="answer the run's result when it ends"),
+        ],
+        responses={
+            200: OpenApiResponse(RunResultOut, description="with `wait=true`: the result"),
+            202: OpenApiResponse(description="Cancellation requested."),
+            **errors(404, 422),
+        },
+    )
+)
 class RunCancelApi(APIView):
     def post(self, request, thread_id, run_id):
         run = _run(thread_id, run_id)
@@ -216,22 +317,67 @@ def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
     return _event_stream(relay, stream_path=f"{base}/stream", run_path=base)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_stream",
+        summary="Run on a thread and stream its events",
+        request=RunCreateIn,
+        responses={**EVENT_STREAM, **errors(400, 404, 409, 422)},
+    )
+)
 class ThreadRunStreamApi(_EventStreamApi):
     def post(self, request, thread_id):
         return _stream_new_run(request, thread_id)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_stream_stateless",
+        summary="Run on a new thread and stream its events",
+        request=RunCreateIn,
+        responses={**EVENT_STREAM, **errors(400, 404, 409, 422)},
+    )
+)
 class StatelessRunStreamApi(_EventStreamApi):
     def post(self, request):
         return _stream_new_run(request)
 
 
+# The query and header of both join-stream endpoints.
+JOIN_STREAM_PARAMETERS = [
+    OpenApiParameter("stream_mode", str, many=True, enum=sorted(STREAM_MODES)),
+    OpenApiParameter("cancel_on_disconnect", bool),
+    OpenApiParameter(
+        "Last-Event-ID",
+        str,
+        OpenApiParameter.HEADER,
+        description="replay after this event id; -1: every recorded event",
+    ),
+]
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="runs_join_stream",
+        summary="Stream a run's events (again, from Last-Event-ID)",
+        parameters=JOIN_STREAM_PARAMETERS,
+        responses={**EVENT_STREAM, **errors(404, 422)},
+    )
+)
 class RunJoinStreamApi(_EventStreamApi):
     def get(self, request, thread_id, run_id):
         run = _run(thread_id, run_id)
         return _join_stream(request, run, f"/threads/{thread_id}/runs/{run_id}")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="runs_join_stream_stateless",
+        summary="Stream a stateless run's events (again, from Last-Event-ID)",
+        parameters=JOIN_STREAM_PARAMETERS,
+        responses={**EVENT_STREAM, **errors(404, 422)},
+    )
+)
 class StatelessRunJoinStreamApi(_EventStreamApi):
     """Where a stateless stream's Location points (its thread may be gone later)."""
 

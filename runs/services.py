@@ -25,7 +25,6 @@ from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_request_cancel
 from runs.models import Run
-from runs.wakeups import wake_fanout, wake_workers  # noqa: F401 - re-exported for crons.ticking
 from runs.webhooks.guard import url_problem
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
@@ -98,8 +97,14 @@ def run_create(
 
 
 # Body keys that are about creating the run, not what it executes.
-NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists", "on_completion",
-              "after_seconds"}
+NOT_KWARGS = {
+    "assistant_id",
+    "metadata",
+    "multitask_strategy",
+    "if_not_exists",
+    "on_completion",
+    "after_seconds",
+}
 
 NOT_FOUND = "Thread or assistant not found."
 
@@ -190,4 +195,3 @@ def run_delete(*, run: Run) -> None:
 
 def pending_cap() -> int:
     return settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
-

@@ -45,8 +45,9 @@ def seed() -> str:
     from django.core.management import call_command
     from django.utils import timezone as djtz
 
+    from crons.dispatch import cron_run_now
     from crons.services import cron_create, cron_update
-    from crons.ticking import cron_run_now, fire_due
+    from crons.ticking import fire_due
     from cronsvc.selectors import assistant_get_or_404
     from runs.tasks import drain
     from threads.services import thread_create

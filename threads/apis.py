@@ -1,52 +1,31 @@
 """The threads endpoints of the LangGraph Server API."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc.api import (
+from cronsvc.http.inputs import (
     MAX_INT,
     AnyJSON,
     JSONObject,
     StrictUUID,
-    iso,
     query_int,
     require_uuid,
-    search_page,
     validated,
 )
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
+from cronsvc.http.schema import errors
 from threads import selectors, services, state
 from threads.models import Thread
-
-THREAD_FIELDS = [
-    "thread_id",
-    "created_at",
-    "updated_at",
-    "state_updated_at",
-    "metadata",
-    "config",
-    "status",
-    "values",
-    "interrupts",
-]
-
-
-def thread_out(thread: Thread, select: list[str] | None = None) -> dict:
-    data = {
-        "thread_id": str(thread.thread_id),
-        "created_at": iso(thread.created_at),
-        "updated_at": iso(thread.updated_at),
-        "state_updated_at": iso(thread.updated_at),
-        "metadata": thread.metadata,
-        "config": {},
-        "status": thread.status,
-        "values": thread.values,
-        "interrupts": {},
-        "error": selectors.thread_last_error(thread)
-        if thread.status == Thread.Status.ERROR
-        else None,
-    }
-    return {k: data[k] for k in select} if select else data
+from threads.wire import (
+    THREAD_FIELDS,
+    ThreadOut,
+    ThreadStateOut,
+    ThreadStateUpdateOut,
+    thread_out,
+)
 
 
 class ThreadCreateIn(serializers.Serializer):
@@ -107,6 +86,12 @@ def _thread(thread_id) -> Thread:
 
 
 class ThreadsApi(APIView):
+    @extend_schema(
+        operation_id="threads_create",
+        summary="Create a thread",
+        request=ThreadCreateIn,
+        responses={200: ThreadOut, **errors(409, 422)},
+    )
     def post(self, request):
         data = validated(ThreadCreateIn, request.data)
         thread = services.thread_create(
@@ -118,9 +103,21 @@ class ThreadsApi(APIView):
 
 
 class ThreadApi(APIView):
+    @extend_schema(
+        operation_id="threads_get",
+        summary="Get a thread",
+        responses={200: ThreadOut, **errors(404, 422)},
+    )
     def get(self, request, thread_id):
         return Response(thread_out(_thread(thread_id)))
 
+    @extend_schema(
+        operation_id="threads_patch",
+        summary="Update a thread's metadata",
+        description="`Prefer: return=minimal` answers 204 without a body.",
+        request=ThreadPatchIn,
+        responses={200: ThreadOut, 204: None, **errors(404, 422)},
+    )
     def patch(self, request, thread_id):
         thread = _thread(thread_id)
         data = validated(ThreadPatchIn, request.data)
@@ -129,12 +126,27 @@ class ThreadApi(APIView):
             return Response(status=204)
         return Response(thread_out(thread))
 
+    @extend_schema(
+        operation_id="threads_delete",
+        summary="Delete a thread, its runs and its checkpoints",
+        responses={204: None, **errors(404, 422)},
+    )
     def delete(self, request, thread_id):
         services.thread_delete(thread=_thread(thread_id))
         return Response(status=204)
 
 
 class ThreadSearchApi(APIView):
+    @extend_schema(
+        operation_id="threads_search",
+        summary="Search threads",
+        request=ThreadSearchIn,
+        parameters=PAGINATION_HEADERS,
+        responses={
+            200: OpenApiResponse(ThreadOut(many=True), description=SELECTED),
+            **errors(422),
+        },
+    )
     def post(self, request):
         data = validated(ThreadSearchIn, request.data)
         sort_by = data.get("sort_by")
@@ -150,6 +162,12 @@ class ThreadSearchApi(APIView):
 
 
 class ThreadCountApi(APIView):
+    @extend_schema(
+        operation_id="threads_count",
+        summary="Count threads",
+        request=ThreadSearchIn,
+        responses={200: OpenApiTypes.INT, **errors(422)},
+    )
     def post(self, request):
         data = validated(ThreadSearchIn, request.data)
         qs = selectors.thread_search(
@@ -159,10 +177,22 @@ class ThreadCountApi(APIView):
 
 
 class ThreadStateApi(APIView):
+    @extend_schema(
+        operation_id="threads_get_state",
+        summary="A thread's latest state",
+        parameters=[OpenApiParameter("subgraphs", bool, description="include subgraph states")],
+        responses={200: ThreadStateOut, **errors(404, 422)},
+    )
     def get(self, request, thread_id):
         subgraphs = request.query_params.get("subgraphs", "false").lower() == "true"
         return Response(state.thread_get_state(thread=_thread(thread_id), subgraphs=subgraphs))
 
+    @extend_schema(
+        operation_id="threads_update_state",
+        summary="Write to a thread's state (a new checkpoint)",
+        request=StateUpdateIn,
+        responses={200: ThreadStateUpdateOut, **errors(400, 404, 409, 422)},
+    )
     def post(self, request, thread_id):
         thread = _thread(thread_id)
         data = validated(StateUpdateIn, request.data)
@@ -179,6 +209,11 @@ class ThreadStateApi(APIView):
 
 
 class ThreadStateAtCheckpointApi(APIView):
+    @extend_schema(
+        operation_id="threads_get_state_at_checkpoint",
+        summary="A thread's state at a checkpoint",
+        responses={200: ThreadStateOut, **errors(404, 422)},
+    )
     def get(self, request, thread_id, checkpoint_id):
         return Response(
             state.thread_get_state(
@@ -188,6 +223,15 @@ class ThreadStateAtCheckpointApi(APIView):
 
 
 class ThreadHistoryApi(APIView):
+    @extend_schema(
+        operation_id="threads_history_list",
+        summary="A thread's past states, newest first",
+        parameters=[
+            OpenApiParameter("limit", int, description="how many states (default 1)"),
+            OpenApiParameter("before", str, description="states before this checkpoint id"),
+        ],
+        responses={200: ThreadStateOut(many=True), **errors(404, 422)},
+    )
     def get(self, request, thread_id):
         limit = query_int(request.query_params, "limit", 1, min_value=1)
         before = request.query_params.get("before")
@@ -199,6 +243,12 @@ class ThreadHistoryApi(APIView):
             )
         )
 
+    @extend_schema(
+        operation_id="threads_history",
+        summary="A thread's past states, newest first, filtered",
+        request=HistoryIn,
+        responses={200: ThreadStateOut(many=True), **errors(404, 422)},
+    )
     def post(self, request, thread_id):
         thread = _thread(thread_id)
         data = validated(HistoryIn, request.data)

@@ -334,3 +334,18 @@ def test_graph_name_is_not_an_id_outside_the_graph_endpoint(sdk):
         sdk.assistants.get("agent")
 
     assert exc.value.message == "Invalid assistant ID: must be a UUID"
+
+
+@pytest.mark.parametrize("path", ["schemas", "graph"])
+def test_assistant_whose_graph_was_removed_is_a_json_404(sdk, path):
+    # An assistant row whose graph is no longer declared in langgraph.json.
+    assistant = Assistant.objects.create(graph_id="removed_graph")
+
+    with pytest.raises(NotFoundError) as exc:
+        if path == "schemas":
+            sdk.assistants.get_schemas(str(assistant.assistant_id))
+        else:
+            sdk.assistants.get_graph(str(assistant.assistant_id))
+
+    assert exc.value.response.headers["content-type"] == "application/json"
+    assert exc.value.message.startswith("Graph 'removed_graph' not found in langgraph.json.")

@@ -27,8 +27,9 @@ from django.core.management import CommandError, call_command, get_commands
 from django.db.models.functions import Now
 from kombu.utils.imports import symbol_by_name
 
-from crons import ticking
+from crons import lease
 from cronsvc import health, heartbeats, topology
+from cronsvc.dbclock import db_now
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +279,7 @@ def test_dockerfile_passes_hadolint():
 
 
 def hold_lease(hostname: str) -> None:
-    assert ticking.lease_acquire(holder=f"{hostname}:1:test", now=ticking.db_now()) is not None
+    assert lease.lease_acquire(holder=f"{hostname}:1:test", now=db_now()) is not None
 
 
 def age(row_filter: dict, by: timedelta) -> None:
@@ -331,7 +332,7 @@ def test_stale_heartbeats_and_released_lease_are_dead(client):
     with pytest.raises(CommandError, match="no worker heartbeat on"):
         call_command("healthcheck", "worker")
 
-    ticking.lease_release(holder=f"{here}:1:test")
+    lease.lease_release(holder=f"{here}:1:test")
     assert client.get("/health").json()["beat"]["detail"] == "no beat holds the scheduler lease"
 
 

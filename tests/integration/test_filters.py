@@ -117,3 +117,21 @@ def test_json_filter_composes_with_a_queryset():
     assert qs.filter(json_filter("metadata", {"k__regex": "^(a+)+$"})).count() == 0
     assert Thread.objects.filter(json_filter("metadata", {"k__regex": "^(a+)+$"})).count() == 1
     assert Thread.objects.filter(json_filter("metadata", None)).count() == len(DOCS)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "filter_",
+    [{"owner": "alice"}, {"tags": {"$contains": "b"}}, {"owner": {"$eq": "bob"}}],
+    ids=["plain", "contains", "eq"],
+)
+def test_postgres_filters_can_use_the_gin_index(filter_):
+    """The compiled filter is one the metadata GIN index (jsonb_path_ops) serves."""
+    from crons.models import Cron
+    from cronsvc.filters import json_filter
+
+    qs = Cron.objects.filter(json_filter("metadata", filter_))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = qs.explain()
+    assert "cron_metadata_gin" in plan

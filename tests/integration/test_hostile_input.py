@@ -107,3 +107,27 @@ def test_metadata_filter_keys_are_json_keys_never_lookups(client, path, metadata
         assert response.json() in ([], 0)
     else:
         assert response.json()["detail"]
+
+
+def test_a_cron_whose_end_time_has_passed_is_refused_and_nothing_is_written(client):
+    from crons.models import Cron
+
+    assistants_ensure_defaults()
+    body = {"assistant_id": "agent", "schedule": "* * * * *", "end_time": "2020-01-01T00:00:00Z"}
+    response = post(client, "/runs/crons", body)
+    assert response.status_code == 422
+    assert "has already passed" in response.json()["detail"]
+    assert Cron.objects.count() == 0
+    assert post(client, "/runs/crons/search", {}).json() == []
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["1-0 * * * *", "*/99999999999999999999 * * * *", "", " ", "x" * 300],
+)
+def test_a_schedule_that_means_nothing_is_refused(client, schedule):
+    assistants_ensure_defaults()
+    response = post(client, "/runs/crons", {"assistant_id": "agent", "schedule": schedule})
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"]
+    assert post(client, "/runs/crons/count", {}).json() == 0

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from crons import ticking
+from crons import lease, ticking
 from crons.models import Cron, SchedulerLease, Tick
 from crons.services import cron_create, cron_update
 from cronsvc.selectors import assistant_get_or_404
@@ -248,16 +248,16 @@ def test_a_beat_without_the_lease_fires_nothing():
     start = z("2026-05-01T00:00:00Z")
     make_cron("* * * * *", start=start)
     now = start + dt.timedelta(minutes=1)
-    epoch_a = ticking.lease_acquire(holder="a", now=now)
-    assert ticking.lease_acquire(holder="b", now=now) is None
-    with pytest.raises(ticking.LeaseLost):
+    epoch_a = lease.lease_acquire(holder="a", now=now)
+    assert lease.lease_acquire(holder="b", now=now) is None
+    with pytest.raises(lease.LeaseLost):
         ticking.fire_due(now=now, holder="b", epoch=epoch_a)
     assert Tick.objects.count() == 0
     # a's lease expires; b takes over with a new epoch; a's stale epoch is fenced off.
     later = now + dt.timedelta(seconds=30)
-    epoch_b = ticking.lease_acquire(holder="b", now=later)
+    epoch_b = lease.lease_acquire(holder="b", now=later)
     assert epoch_b == epoch_a + 1
-    with pytest.raises(ticking.LeaseLost):
+    with pytest.raises(lease.LeaseLost):
         ticking.fire_due(now=later, holder="a", epoch=epoch_a)
     report = ticking.fire_due(now=later, holder="b", epoch=epoch_b)
     ticking.advance()

@@ -1,4 +1,4 @@
-"""The strict JSON parser (cronsvc/parsers.py): bodies nobody can store are a
+"""The strict JSON parser (cronsvc/http/parsers.py): bodies nobody can store are a
 422 with a `detail`, nothing is written, and the server answers as before."""
 
 import pytest

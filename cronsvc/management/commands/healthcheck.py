@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from cronsvc import health
+from cronsvc.dbclock import db_now
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write("ok")
             return
         try:
-            now = health.db_now()
+            now = db_now()
             here = socket.gethostname()
             if component == "beat":
                 result = health.beat_health(now, hostname=here)

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cronsvc", "0004_beatheartbeat"),
+        ("cronsvc", "0005_assistant_metadata_gin"),
     ]
 
     operations = [

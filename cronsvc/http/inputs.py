@@ -1,15 +1,15 @@
-"""Shared pieces of the HTTP layer: input validation, wire formats, pagination."""
+"""Request input: body validation, query parameters, and the serializer fields
+the input serializers of every app share."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.response import Response
 
 from cronsvc.errors import Invalid
+from runs.webhooks.guard import MAX_URL_LENGTH, url_problem
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
@@ -45,26 +45,6 @@ def query_int(params, name: str, default: int, *, min_value: int = 0) -> int:
 
 def query_bool(params, name: str, default: bool = False) -> bool:
     return params.get(name, str(default)).lower() in ("1", "true", "yes")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def search_page(qs, data: dict, render) -> Response:
-    """One page of a search (`offset`, `limit`, `select` from `data`), each row
-    rendered by `render(row, select)`, with the pagination headers."""
-    offset, limit = data["offset"], data["limit"]
-    items = [render(row, data.get("select")) for row in qs[offset : offset + limit]]
-    return paginated(items, total=qs.count(), offset=offset, limit=limit)
-
-
-def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
-    response = Response(items)
-    response["X-Pagination-Total"] = str(total)
-    if offset + len(items) < total:
-        response["X-Pagination-Next"] = str(offset + limit)
-    return response
 
 
 # PostgreSQL's OFFSET/LIMIT are bigints; a larger number is a client mistake, not a 500.
@@ -144,6 +124,21 @@ class StreamMode(serializers.JSONField):
         return value
 
 
+class WebhookUrl(serializers.CharField):
+    """A webhook URL that can be delivered to: http(s), a host, at most
+    MAX_URL_LENGTH characters (runs.webhooks.guard.url_problem). Whether its
+    address may be reached is decided when sending."""
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, max_length=MAX_URL_LENGTH, **kwargs)
+
+    def to_internal_value(self, data):
+        problem = url_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
 class RunOptionsIn(serializers.Serializer):
     """What a run is created with; shared by runs and crons."""
 
@@ -152,7 +147,7 @@ class RunOptionsIn(serializers.Serializer):
     metadata = JSONObject(required=False, allow_null=True)
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
-    webhook = serializers.CharField(required=False, allow_null=True, max_length=65536)
+    webhook = WebhookUrl(required=False, allow_null=True)
     interrupt_before = NodeList(required=False, allow_null=True)
     interrupt_after = NodeList(required=False, allow_null=True)
     multitask_strategy = serializers.ChoiceField(

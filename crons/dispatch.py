@@ -1,0 +1,361 @@
+"""The one place a cron's tick becomes a run.
+
+`run_spec(cron, instant)` decides everything about the run a tick creates and
+returns it as a frozen `RunSpec`; the writers below store specs and decide
+nothing themselves:
+
+- `fire_tick` — one tick through `runs.services.run_create`, which makes the
+  overlap decisions (`reject`, `interrupt`, `rollback`, the pending cap) under
+  the thread's row lock. Used by the scheduler for late ticks and for crons a
+  batch cannot take (`crons.ticking`), and by run-now (`cron_run_now`).
+- `fire_batch` — many ticks with set-based writes and no decision: on
+  PostgreSQL one statement, `crons/sql/fire_batch.sql`, fed the specs' values
+  as one jsonb array (`fire_batch_postgres`); on other backends bulk ORM
+  inserts (`fire_batch_orm`). Only `batchable` crons are given to it.
+
+So a tick fired on time, late, ahead of its instant in a batch, or by run-now
+stores the same run, tick and thread (tests/integration/test_dispatch_paths.py).
+
+The rules, decided here once:
+
+- Run kwargs are the cron's payload without `NOT_RUN_KWARGS` (keys that
+  describe the cron, or that have a column of their own on the run).
+- The run's metadata is the payload's `metadata` plus `cron_id`.
+- `multitask_strategy` is the payload's (default `enqueue`), on every path.
+- `on_completion` is the cron's stored `on_run_completed` for a stateless
+  cron (its default, `delete`, is decided and stored when the cron is
+  created: crons.services), and None for a cron on a thread.
+- Thread: a thread cron's run goes on the cron's thread; a stateless cron's
+  run gets a new thread per tick. Either way the thread ends up busy, with
+  the assistant's `graph_id`, and `thread_metadata` merged into its metadata:
+  `{graph_id, assistant_id}` — the keys run_create stamps on every thread it
+  runs on — plus, for a new stateless thread, `cron_id`. So a stateless
+  cron's thread has `{cron_id, graph_id, assistant_id}` whichever path fired
+  it (the fuller of the two forms the paths used to write).
+- `batchable(cron)` (and its query form `BATCHABLE`): whether a cron's tick
+  needs no decision when it is written, so a batch may write it, even ahead
+  of its instant: stateless crons and crons on a thread that enqueue.
+
+Growing the spec (the next issues): an auth identity or `cron_id` in the
+run's `configurable` is a change to `kwargs` in `run_spec`; owner metadata on
+a stateless cron's thread a change to `thread_metadata`; a per-policy batch
+rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
+which stores the spec's values as given. A jitter is `not_before` (today the
+instant itself): the scheduler already wakes workers for a prepared run at
+its `not_before`; storing it for the claim is one more column in the
+statement's record definition and its run insert.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone as djtz
+
+from crons.models import Cron, Tick
+from cronsvc.dbclock import db_now
+from cronsvc.models import Assistant
+from runs.models import Run
+from runs.services import ThreadBusy, TooManyPending, run_create
+from threads.models import Thread
+
+# A cron's payload is its create request as sent (as the LangGraph Server
+# keeps it). Keys of it that describe the cron itself:
+CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_completed"})
+# Payload keys that are not run kwargs: the cron's own, and those the run has
+# a column or rule of its own for.
+NOT_RUN_KWARGS = CRON_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The run (and tick, and thread) one tick of a cron creates. Values only:
+    ids of the new run and thread are the writers' (neither is decided by
+    the cron). Its dicts are not to be changed."""
+
+    cron_id: uuid.UUID
+    scheduled_at: datetime  # the tick's instant: Tick.scheduled_at and Run.scheduled_at
+    assistant_id: uuid.UUID
+    graph_id: str
+    thread_id: uuid.UUID | None  # the cron's thread; None: a new thread (stateless)
+    thread_metadata: dict[str, Any]  # merged into the thread's metadata (a new one's is empty)
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    multitask_strategy: str
+    on_completion: str | None
+
+    @property
+    def not_before(self) -> datetime:
+        """Not before this instant may a worker take the run: the tick's
+        instant (a jitter will make this a field of its own)."""
+        return self.scheduled_at
+
+    @property
+    def stateless(self) -> bool:
+        return self.thread_id is None
+
+
+def _strategy(payload: dict) -> str:
+    return payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
+
+
+def run_spec(cron: Cron, instant: datetime) -> RunSpec:
+    """What the tick of `cron` at `instant` creates (see the module's rules)."""
+    payload = cron.payload or {}
+    assistant = cron.assistant
+    stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
+    stateless = cron.thread_id is None
+    return RunSpec(
+        cron_id=cron.cron_id,
+        scheduled_at=instant,
+        assistant_id=assistant.assistant_id,
+        graph_id=assistant.graph_id,
+        thread_id=cron.thread_id,
+        thread_metadata={"cron_id": str(cron.cron_id), **stamp} if stateless else stamp,
+        kwargs={k: v for k, v in payload.items() if k not in NOT_RUN_KWARGS},
+        metadata={**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)},
+        multitask_strategy=_strategy(payload),
+        on_completion=cron.on_run_completed if stateless else None,
+    )
+
+
+def run_specs(crons: list[Cron]) -> list[RunSpec]:
+    """The specs of the next ticks (`next_run_date`) of `crons`, their
+    assistants read in one query (a batch's crons share a few)."""
+    assistants = Assistant.objects.in_bulk({cron.assistant_id for cron in crons})
+    for cron in crons:
+        cron.assistant = assistants[cron.assistant_id]
+    return [run_spec(cron, cron.next_run_date) for cron in crons]
+
+
+def batchable(cron: Cron) -> bool:
+    """Whether a tick of `cron` needs no decision when its run is written, so a
+    batch may write it, ahead of its instant too: a stateless cron (a new
+    thread each tick), or a thread cron that enqueues. Agrees with BATCHABLE."""
+    return cron.thread_id is None or _strategy(cron.payload or {}) == Run.MultitaskStrategy.ENQUEUE
+
+
+# `batchable` as a query, for reading crons that may be prepared ahead.
+BATCHABLE = (
+    Q(thread__isnull=True)
+    | Q(payload__multitask_strategy__isnull=True)
+    | Q(payload__multitask_strategy=Run.MultitaskStrategy.ENQUEUE)
+)
+
+
+# --------------------------------------------------------------- one tick
+
+
+def record_tick(
+    cron: Cron, instant: datetime, status: str, reason: str = "", run_id: uuid.UUID | None = None
+) -> Tick | None:
+    """Record a tick in a savepoint; None when it is recorded already."""
+    try:
+        with transaction.atomic():
+            return Tick.objects.create(
+                cron=cron, scheduled_at=instant, status=status, reason=reason, run_id=run_id
+            )
+    except IntegrityError:
+        return None
+
+
+def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
+    """Record the tick of `cron` at `instant` and create its run through
+    run_create (caller's transaction). Returns the tick: fired (with its
+    run_id), or rejected by the overlap policy or the pending cap (with the
+    reason); None when the tick was recorded already (a redelivery, another
+    beat, a run-now in the same second)."""
+    if Tick.objects.filter(cron=cron, scheduled_at=instant).exists():
+        return None
+    spec = run_spec(cron, instant)
+    try:
+        with transaction.atomic():
+            thread = (
+                cron.thread
+                if not spec.stateless
+                else Thread.objects.create(metadata=dict(spec.thread_metadata))
+            )
+            run = run_create(
+                thread=thread,
+                assistant=cron.assistant,
+                kwargs=spec.kwargs,
+                metadata=spec.metadata,
+                multitask_strategy=spec.multitask_strategy,
+                on_completion=spec.on_completion,
+                cron_id=spec.cron_id,
+                scheduled_at=spec.scheduled_at,
+                max_pending=settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD,
+            )
+            return Tick.objects.create(
+                cron=cron, scheduled_at=instant, status=Tick.Status.FIRED, run_id=run.run_id
+            )
+    except (ThreadBusy, TooManyPending) as exc:
+        return record_tick(cron, instant, Tick.Status.REJECTED, str(exc)[:255])
+    except IntegrityError:
+        return None  # the tick exists: someone else fired it
+
+
+@transaction.atomic
+def cron_run_now(*, cron: Cron, now: datetime | None = None) -> Run | None:
+    """Fire a cron immediately through the tick path (the admin's "run now"),
+    as its tick at `now` (default: this second)."""
+    instant = (now or djtz.now()).replace(microsecond=0)
+    tick = fire_tick(Cron.objects.select_related("assistant", "thread").get(pk=cron.pk), instant)
+    if tick is None or tick.run_id is None:
+        return None
+    return Run.objects.filter(pk=tick.run_id).first()
+
+
+# -------------------------------------------------------------- a batch
+
+
+def fire_batch(specs: list[RunSpec]) -> list[uuid.UUID]:
+    """Write the ticks, pending runs and new threads of `specs` at once
+    (caller's transaction), stamping the existing threads. Returns the new
+    run ids. Raises IntegrityError when any of those ticks exists already.
+    Only for batchable crons, at most one spec per existing thread."""
+    if connection.vendor == "postgresql":
+        return fire_batch_postgres(specs)
+    return fire_batch_orm(specs)
+
+
+def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
+    """fire_batch with bulk ORM inserts (backends other than PostgreSQL)."""
+    threads, runs, ticks, stamps = [], [], [], {}
+    for spec in specs:
+        if spec.stateless:
+            thread = Thread(
+                metadata=dict(spec.thread_metadata),
+                graph_id=spec.graph_id,
+                status=Thread.Status.BUSY,
+            )
+            threads.append(thread)
+            thread_id = thread.thread_id
+        else:
+            thread_id = spec.thread_id
+            stamps[thread_id] = spec
+        run = Run(
+            thread_id=thread_id,
+            assistant_id=spec.assistant_id,
+            kwargs=spec.kwargs,
+            metadata=spec.metadata,
+            multitask_strategy=spec.multitask_strategy,
+            on_completion=spec.on_completion,
+            cron_id=spec.cron_id,
+            scheduled_at=spec.scheduled_at,
+        )
+        runs.append(run)
+        ticks.append(
+            Tick(
+                cron_id=spec.cron_id,
+                scheduled_at=spec.scheduled_at,
+                status=Tick.Status.FIRED,
+                run_id=run.run_id,
+            )
+        )
+    Thread.objects.bulk_create(threads, batch_size=1000)
+    Tick.objects.bulk_create(ticks, batch_size=1000)
+    Run.objects.bulk_create(runs, batch_size=1000)
+    for thread in Thread.objects.filter(pk__in=list(stamps)):
+        spec = stamps[thread.thread_id]
+        thread.metadata = {**thread.metadata, **spec.thread_metadata}
+        thread.graph_id = spec.graph_id
+        thread.status = Thread.Status.BUSY
+        thread.save(update_fields=["metadata", "graph_id", "status", "updated_at"])
+    return [r.run_id for r in runs]
+
+
+def fire_batch_postgres(specs: list[RunSpec]) -> list[uuid.UUID]:
+    """fire_batch in one statement (crons/sql/fire_batch.sql)."""
+    rows = [
+        {
+            "cron_id": str(s.cron_id),
+            "scheduled_at": s.scheduled_at.isoformat(),
+            "assistant_id": str(s.assistant_id),
+            "graph_id": s.graph_id,
+            "thread_id": str(s.thread_id) if s.thread_id else None,
+            "thread_metadata": s.thread_metadata,
+            "kwargs": s.kwargs,
+            "metadata": s.metadata,
+            "multitask_strategy": s.multitask_strategy,
+            "on_completion": s.on_completion,
+        }
+        for s in specs
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_fire_batch_sql(), {"specs": json.dumps(rows, separators=(",", ":"))})
+        return [row[0] for row in cursor.fetchall()]
+
+
+@cache
+def _fire_batch_sql() -> str:
+    """The statement, with every Run column it does not name given its model
+    default (or NULL), so it stays valid when fields are added to Run."""
+    tables = {"crons_tick": Tick, "runs_run": Run, "threads_thread": Thread}
+    for table, model in tables.items():
+        if model._meta.db_table != table:
+            raise TypeError(f"{model.__name__} is not in {table}: update crons/sql/fire_batch.sql")
+    sql = (SQL_DIR / "fire_batch.sql").read_text()
+    named = set(_insert_columns(sql, "runs_run"))
+    names, values = [], []
+    for f in Run._meta.concrete_fields:
+        if f.column in named:
+            continue
+        if f.has_default() and not callable(f.default):
+            value = f.get_db_prep_save(f.default, connection)
+            values.append("NULL" if value is None else _literal(value))
+        elif f.null:
+            values.append("NULL")
+        else:
+            raise TypeError(f"Run.{f.name} needs a value in crons/sql/fire_batch.sql")
+        names.append(connection.ops.quote_name(f.column))
+    return sql.replace("/*OTHER_RUN_COLUMNS*/", "".join(f", {n}" for n in names)).replace(
+        "/*OTHER_RUN_VALUES*/", "".join(f", {v}" for v in values)
+    )
+
+
+def _insert_columns(sql: str, table: str) -> list[str]:
+    """The column list of the statement's INSERT INTO `table` (...)."""
+    start = sql.index("(", sql.index(f"INSERT INTO {table}")) + 1
+    columns = sql[start : sql.index(")", start)].split("/*")[0]
+    return [c.strip().strip('"') for c in columns.split(",") if c.strip()]
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# ----------------------------------------------------- prepared ahead
+
+
+def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
+    """Remove the ticks and runs prepared ahead for `cron` whose instant has not
+    come (caller's transaction): a rescheduled, disabled or deleted cron does
+    not fire them. Returns how many runs were withdrawn."""
+    now = now or db_now()
+    runs = Run.objects.filter(
+        cron=cron, status=Run.Status.PENDING, scheduled_at__gt=now, attempts=0
+    )
+    rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
+    if not rows:
+        return 0
+    Tick.objects.filter(cron=cron, scheduled_at__in=[r[2] for r in rows]).delete()
+    runs.filter(pk__in=[r[0] for r in rows]).delete()
+    if cron.thread_id is None:
+        Thread.objects.filter(pk__in=[r[1] for r in rows]).delete()
+    return len(rows)

@@ -1,0 +1,47 @@
+"""Pages of a search: `offset`/`limit` from the body, the total in
+`X-Pagination-Total` and the next offset in `X-Pagination-Next`, as the
+LangGraph Server answers them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.response import Response
+
+
+def search_page(qs, data: dict, render: Callable) -> Response:
+    """One page of a search (`offset`, `limit`, `select` from `data`), each row
+    rendered by `render(row, select)`, with the pagination headers."""
+    offset, limit = data["offset"], data["limit"]
+    items = [render(row, data.get("select")) for row in qs[offset : offset + limit]]
+    return paginated(items, total=qs.count(), offset=offset, limit=limit)
+
+
+def paginated(items: list, *, total: int, offset: int, limit: int) -> Response:
+    response = Response(items)
+    response["X-Pagination-Total"] = str(total)
+    if offset + len(items) < total:
+        response["X-Pagination-Next"] = str(offset + limit)
+    return response
+
+
+# The response headers of a search, for its @extend_schema(parameters=...).
+PAGINATION_HEADERS = [
+    OpenApiParameter(
+        "X-Pagination-Total",
+        int,
+        OpenApiParameter.HEADER,
+        description="rows matching",
+        response=[200],
+    ),
+    OpenApiParameter(
+        "X-Pagination-Next",
+        int,
+        OpenApiParameter.HEADER,
+        description="the offset of the next page; absent on the last page",
+        response=[200],
+    ),
+]
+
+SELECTED = "With `select`, each item has only the selected fields, in that order."
