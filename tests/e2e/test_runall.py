@@ -124,7 +124,14 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
         attempts = Run.objects.filter(pk__in=[r["run_id"] for r in runs]).values_list("attempts")
         assert sorted(attempts) == [(1,)] * 6
 
-        # The webhook worker delivers (its own queue: nothing else consumes it).
+        # The webhook worker beats as one (its slots take no runs)...
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                name__startswith="webhooks@", role="webhooks", concurrency=4
+            ).exists(),
+            timeout=30,
+        )
+        # ...and delivers (its own queue: nothing else consumes it).
         hooked = sdk.runs.create(
             threads[0]["thread_id"], "agent", input=QUESTION, webhook=receiver.url
         )
