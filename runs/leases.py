@@ -194,11 +194,16 @@ def _lost_stateless_threads(after: float) -> QuerySet[Thread]:
     CRONSVC_STATELESS_THREAD_GRACE + `after` seconds ago, with nothing active
     on them and no webhook delivery pending: their deletion message was lost."""
     cutoff = timezone.now() - timedelta(seconds=settings.CRONSVC_STATELESS_THREAD_GRACE + after)
+    ended = Run.objects.filter(on_completion="delete", finished_at__lt=cutoff)  # partial index
     runs = Run.objects.filter(thread_id=OuterRef("pk"))
     return Thread.objects.filter(
-        Exists(runs.filter(on_completion="delete", finished_at__lt=cutoff)),
-        ~Exists(runs.filter(status__in=lifecycle.ACTIVE)),
-        ~Exists(runs.filter(webhook_status=Run.WebhookStatus.PENDING)),
+        pk__in=ended.values("thread_id"),
+    ).exclude(
+        Exists(
+            runs.filter(
+                Q(status__in=lifecycle.ACTIVE) | Q(webhook_status=Run.WebhookStatus.PENDING)
+            )
+        )
     )
 
 
