@@ -56,7 +56,7 @@ def pct(values, p):
     if not values:
         return None
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 # ----------------------------------------------------------------- parent
@@ -147,7 +147,7 @@ def report(size, load_s, ours, stock, due):
     print(f"{'':28}{'cronsvc':>14}{'stock':>16}   ratio")
     for name, a, b in rows:
         lower = stock_lower and b is None
-        bval = stock_lower and None or b
+        bval = (stock_lower and None) or b
         print(
             f"{name:28}{fmt(a):>14}{(fmt(bval) if not lower else '> bound'):>16}   {ratio(a, bval) if bval is not None else 'stock did not finish'}"
         )
@@ -158,7 +158,7 @@ def report(size, load_s, ours, stock, due):
         )
     if stock_lower:
         print(
-            f"stock did not finish its load/tick/edit steps within {stock_lower and stock or ''}the bound"
+            f"stock did not finish its load/tick/edit steps within {(stock_lower and stock) or ''}the bound"
         )
 
 

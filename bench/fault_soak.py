@@ -111,7 +111,9 @@ class OwnPostgres:
     def _pg(self, argv: list[str]) -> None:
         program = str(self.bindir / argv[0])
         subprocess.run(
-            [*self.as_user, program, *argv[1:]], check=True, stdout=subprocess.DEVNULL,
+            [*self.as_user, program, *argv[1:]],
+            check=True,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
 
@@ -120,7 +122,9 @@ class OwnPostgres:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.data} "
             "-c fsync=off -c max_connections=100"
         )
-        self._pg(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "start"])
+        self._pg(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w", "start"]
+        )
 
     def crash_restart(self) -> None:
         """Stop without a checkpoint, as a crash does (recovery replays the WAL), and start."""
@@ -311,8 +315,11 @@ def main() -> int:
             (0.15, "kill -9 worker1", lambda: workers[0].kill9()),
             (0.15 + 4 / args.duration, "restart worker1", lambda: workers[0].start()),
             (0.3, "kill -9 the active beat", kill_active_beat),
-            (0.3 + 4 / args.duration, "restart the killed beat (now the standby)",
-             lambda: killed_beat[0].start()),
+            (
+                0.3 + 4 / args.duration,
+                "restart the killed beat (now the standby)",
+                lambda: killed_beat[0].start(),
+            ),
             (
                 0.5,
                 "restart redis (no persistence: queued messages are lost)",
@@ -370,9 +377,7 @@ def main() -> int:
             )
             skipped += len(recorded_skips)
             for instant in instants:
-                if ticks[instant] == 0:
-                    missing += 1
-                elif instant not in recorded_skips and runs[instant] == 0:
+                if ticks[instant] == 0 or (instant not in recorded_skips and runs[instant] == 0):
                     missing += 1
             doubled += sum(1 for n in ticks.values() if n > 1) + sum(
                 1 for n in runs.values() if n > 1

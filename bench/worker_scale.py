@@ -107,7 +107,7 @@ def one_round(workers: int, runs: int, concurrency: int, bound: float) -> dict:
     for i in range(workers):
         procs.append(
             subprocess.Popen(
-                local_argv(WORKER) + ["-n", f"bench{i}@%h", "-Q", os.environ["CELERY_QUEUE"]],
+                [*local_argv(WORKER), "-n", f"bench{i}@%h", "-Q", os.environ["CELERY_QUEUE"]],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -8,9 +8,10 @@ from rest_framework.views import APIView
 
 from crons import selectors, services
 from crons.dispatch import CRON_KEYS
+from crons.models import Cron
 from crons.wire import CRON_FIELDS, CronOut, cron_out
 from cronsvc.errors import ServiceError
-from cronsvc.http.inputs import RunOptionsIn, require_uuid, validated
+from cronsvc.http.inputs import MAX_INT, RunOptionsIn, column_length, require_uuid, validated
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from cronsvc.services import assistant_resolve
@@ -21,8 +22,13 @@ class CronCreateIn(RunOptionsIn):
     """A cron: its schedule, and the run each tick starts (the run options)."""
 
     assistant_id = serializers.CharField()
-    schedule = serializers.CharField()
-    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    schedule = serializers.CharField(max_length=column_length(Cron, "schedule"))
+    timezone = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Cron, "timezone"),
+    )
     end_time = serializers.DateTimeField(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False, allow_null=True)
     on_run_completed = serializers.ChoiceField(
@@ -33,8 +39,13 @@ class CronCreateIn(RunOptionsIn):
 class CronPatchIn(RunOptionsIn):
     """What changes on a cron; run options given replace those in its payload."""
 
-    schedule = serializers.CharField(required=False)
-    timezone = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    schedule = serializers.CharField(required=False, max_length=column_length(Cron, "schedule"))
+    timezone = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Cron, "timezone"),
+    )
     end_time = serializers.DateTimeField(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False, allow_null=True)
     on_run_completed = serializers.ChoiceField(
@@ -48,7 +59,7 @@ class CronSearchIn(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     sort_by = serializers.ChoiceField(choices=sorted(selectors.SORTABLE), required=False)
     sort_order = serializers.ChoiceField(choices=["asc", "desc"], required=False)
     select = serializers.ListField(

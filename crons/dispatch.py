@@ -106,7 +106,7 @@ class RunSpec:
         return self.thread_id is None
 
 
-def _strategy(payload: dict) -> str:
+def _strategy(payload: dict[str, Any]) -> str:
     return payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
 
 
@@ -136,7 +136,12 @@ def run_specs(crons: list[Cron]) -> list[RunSpec]:
     assistants = Assistant.objects.in_bulk({cron.assistant_id for cron in crons})
     for cron in crons:
         cron.assistant = assistants[cron.assistant_id]
-    return [run_spec(cron, cron.next_run_date) for cron in crons]
+    specs = []
+    for cron in crons:
+        if cron.next_run_date is None:  # due crons have one (the claim's filter)
+            raise ValueError(f"cron {cron.cron_id} has no next fire time")
+        specs.append(run_spec(cron, cron.next_run_date))
+    return specs
 
 
 def batchable(cron: Cron) -> bool:
@@ -182,9 +187,9 @@ def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
     try:
         with transaction.atomic():
             thread = (
-                cron.thread
-                if not spec.stateless
-                else Thread.objects.create(metadata=dict(spec.thread_metadata))
+                Thread.objects.create(metadata=dict(spec.thread_metadata))
+                if spec.stateless or cron.thread is None
+                else cron.thread
             )
             run = run_create(
                 thread=thread,
@@ -234,7 +239,8 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
     """fire_batch with bulk ORM inserts (backends other than PostgreSQL)."""
     threads, runs, ticks, stamps = [], [], [], {}
     for spec in specs:
-        if spec.stateless:
+        thread_id: uuid.UUID | None = spec.thread_id
+        if thread_id is None:  # stateless: a new thread per fire
             thread = Thread(
                 metadata=dict(spec.thread_metadata),
                 graph_id=spec.graph_id,
@@ -243,7 +249,6 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
             threads.append(thread)
             thread_id = thread.thread_id
         else:
-            thread_id = spec.thread_id
             stamps[thread_id] = spec
         run = Run(
             thread_id=thread_id,
@@ -319,7 +324,7 @@ def _fire_batch_sql() -> str:
             values.append("NULL")
         else:
             raise TypeError(f"Run.{f.name} needs a value in crons/sql/fire_batch.sql")
-        names.append(connection.ops.quote_name(f.column))
+        names.append(connection.ops.quote_name(f.column or f.name))
     return sql.replace("/*OTHER_RUN_COLUMNS*/", "".join(f", {n}" for n in names)).replace(
         "/*OTHER_RUN_VALUES*/", "".join(f", {v}" for v in values)
     )
@@ -332,7 +337,7 @@ def _insert_columns(sql: str, table: str) -> list[str]:
     return [c.strip().strip('"') for c in columns.split(",") if c.strip()]
 
 
-def _literal(value) -> str:
+def _literal(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -345,16 +350,19 @@ def _literal(value) -> str:
 
 def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     """Remove the ticks and runs prepared ahead for `cron` whose instant has not
-    come (caller's transaction): a rescheduled, disabled or deleted cron does
-    not fire them. Returns how many runs were withdrawn."""
+    come (caller's transaction): a rescheduled, disabled, ended or deleted cron
+    does not fire them, and no tick of an instant to come stays recorded —
+    fired, or rejected ahead of time. Returns how many runs were withdrawn."""
     now = now or db_now()
     runs = Run.objects.filter(
         cron=cron, status=Run.Status.PENDING, scheduled_at__gt=now, attempts=0
     )
     rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
+    # Every tick of an instant still to come (no worker claims a run before its
+    # instant, so each such run is among `rows` and goes too).
+    Tick.objects.filter(cron=cron, scheduled_at__gt=now).delete()
     if not rows:
         return 0
-    Tick.objects.filter(cron=cron, scheduled_at__in=[r[2] for r in rows]).delete()
     runs.filter(pk__in=[r[0] for r in rows]).delete()
     if cron.thread_id is None:
         Thread.objects.filter(pk__in=[r[1] for r in rows]).delete()

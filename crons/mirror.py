@@ -50,15 +50,13 @@ def _crontab_row(fields: dict, timezone: str) -> CrontabSchedule:
     return row
 
 
-def _clocked_row(cron: Cron) -> ClockedSchedule | None:
+def _clocked_row(cron: Cron, reuse: int | None = None) -> ClockedSchedule | None:
+    """The cron's one clocked row at its next fire time: the row `reuse` (the
+    mirror's current one) moved in place, or a new row. None when it has no
+    next fire time. Queryset writes, so no signal bumps PeriodicTasks."""
     if cron.next_run_date is None:
         return None
-    (row,) = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=cron.next_run_date)])
-    if row.pk is None:
-        row = (
-            ClockedSchedule.objects.filter(clocked_time=cron.next_run_date).order_by("-id").first()
-        )
-    return row
+    return _clocked_row_at(cron.next_run_date, reuse)
 
 
 def _describe(task: PeriodicTask, cron: Cron) -> PeriodicTask:
@@ -97,7 +95,9 @@ def mirrors_bulk_create(crons: list[Cron]) -> list[PeriodicTask]:
     return tasks
 
 
-def _clocked_row_at(when) -> ClockedSchedule:
+def _clocked_row_at(when, reuse: int | None = None) -> ClockedSchedule:
+    if reuse is not None and ClockedSchedule.objects.filter(pk=reuse).update(clocked_time=when):
+        return ClockedSchedule(pk=reuse, clocked_time=when)
     (row,) = ClockedSchedule.objects.bulk_create([ClockedSchedule(clocked_time=when)])
     return row
 
@@ -108,18 +108,21 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
         cron.periodic_task or PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK), cron
     )
     fields = celery_fields(cron.schedule)
+    old_clocked = task.clocked_id
     task.crontab = task.clocked = task.interval = task.solar = None
     task.one_off = False
     if fields is not None:
         task.crontab = _crontab_row(fields, cron.timezone or "UTC")
     else:
-        task.clocked = _clocked_row(cron)
+        task.clocked = _clocked_row(cron, reuse=old_clocked)
         task.one_off = True
         if task.clocked is None:
             # Nothing left to fire: a disabled row at the cron's creation time.
-            task.clocked = _clocked_row_at(cron.created_at)
+            task.clocked = _clocked_row_at(cron.created_at, reuse=old_clocked)
             task.enabled = False
     task.save()
+    if old_clocked is not None and task.clocked_id != old_clocked:
+        ClockedSchedule.objects.filter(pk=old_clocked).delete()  # now a crontab: one row less
     if cron.periodic_task_id != task.pk:
         cron.periodic_task = task
         Cron.objects.filter(pk=cron.pk).update(periodic_task=task)
@@ -129,13 +132,20 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
 def mirror_delete(cron: Cron) -> None:
     task = PeriodicTask.objects.filter(pk=cron.periodic_task_id).first()
     if task is not None:
-        task.no_changes = True
-        task.delete()
+        _delete_task(task)
+
+
+def _delete_task(task: PeriodicTask) -> None:
+    """Delete a mirror and the clocked row that only it uses."""
+    task.no_changes = True
+    clocked = task.clocked_id
+    task.delete()
+    if clocked is not None:
+        ClockedSchedule.objects.filter(pk=clocked).delete()
 
 
 def mirrors_delete_for(crons) -> None:
     """Delete the mirrors of crons about to be removed by a cascade (thread or
     assistant deletion), without bumping PeriodicTasks."""
     for task in PeriodicTask.objects.filter(cron__in=crons):
-        task.no_changes = True
-        task.delete()
+        _delete_task(task)

@@ -114,7 +114,7 @@ class CronScheduler(DatabaseScheduler):
             except Exception:  # noqa: BLE001 - the lease and the heartbeat expire on their own
                 try:
                     connections.close_all()
-                except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                except Exception:  # noqa: BLE001, S110 - a broken connection may fail to close
                     pass
         super().close()
 

@@ -1,8 +1,12 @@
 """The assistants endpoints of the LangGraph Server API, and the health check."""
 
+import warnings
+from typing import Any
+
 from django.db import connection
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from pydantic import TypeAdapter, create_model
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -10,9 +14,17 @@ from rest_framework.views import APIView
 
 from cronsvc import graphs, services
 from cronsvc.errors import Invalid
-from cronsvc.http.inputs import MAX_INT, JSONObject, StrictUUID, query_bool, validated
+from cronsvc.http.inputs import (
+    MAX_INT,
+    JSONObject,
+    StrictUUID,
+    column_length,
+    query_bool,
+    validated,
+)
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
+from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_id_from, assistant_search
 from cronsvc.wire import (
     ASSISTANT_FIELDS,
@@ -26,21 +38,33 @@ from cronsvc.wire import (
 
 class AssistantCreateIn(serializers.Serializer):
     assistant_id = StrictUUID(required=False, allow_null=True)
-    graph_id = serializers.CharField()
+    graph_id = serializers.CharField(max_length=column_length(Assistant, "graph_id"))
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
-    name = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    name = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Assistant, "name"),
+    )
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
 class AssistantPatchIn(serializers.Serializer):
-    graph_id = serializers.CharField(required=False)
+    graph_id = serializers.CharField(
+        required=False, max_length=column_length(Assistant, "graph_id")
+    )
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
-    name = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    name = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=column_length(Assistant, "name"),
+    )
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
@@ -203,10 +227,6 @@ def _schema(getter):
 
 def _state_schema(graph) -> dict:
     """The state's JSON schema: one field per output channel (as langgraph-api builds it)."""
-    from typing import Any
-
-    from pydantic import create_model
-
     fields: dict = {}
     for key in graph.stream_channels_list:
         update_type = graph.channels[key].UpdateType
@@ -220,8 +240,6 @@ def _state_schema(graph) -> dict:
 
 def _config_schema(graph) -> dict:
     """Only the `configurable` part of the config schema, as the server returns it."""
-    import warnings
-
     with warnings.catch_warnings():
         # Deprecated in LangGraph 1.0, but still what the server reports as config_schema.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -229,8 +247,6 @@ def _config_schema(graph) -> dict:
     fields = getattr(model, "model_fields", None) or {}
     if "configurable" not in fields:
         return {}
-    from pydantic import TypeAdapter
-
     return TypeAdapter(fields["configurable"].annotation).json_schema()
 
 
@@ -259,7 +275,9 @@ class OkApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        operation_id="ok", summary="The API and its database answer", tags=["system"],
+        operation_id="ok",
+        summary="The API and its database answer",
+        tags=["system"],
         responses={200: OkOut},
     )
     def get(self, request):

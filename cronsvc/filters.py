@@ -25,6 +25,7 @@ import nothing from Django, so they are tested on both databases directly.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import BooleanField, Expression, F, Q
@@ -66,7 +67,7 @@ def _is_operator(value: Any) -> bool:
     return isinstance(value, dict) and len(value) > 0 and all(k.startswith("$") for k in value)
 
 
-def validate(filter_: Any, what: str = "filter") -> dict:
+def validate(filter_: Any, what: str = "filter") -> dict[str, Any]:
     """`filter_` checked against the grammar; InvalidFilter otherwise."""
     if not isinstance(filter_, dict):
         raise InvalidFilter(f"{what} must be a JSON object")
@@ -97,9 +98,9 @@ def validate(filter_: Any, what: str = "filter") -> dict:
 # --------------------------------------------------------------------------
 
 
-def postgres_sql(column: str, filter_: dict) -> tuple[str, list]:
+def postgres_sql(column: str, filter_: dict[str, Any]) -> tuple[str, list[Any]]:
     parts: list[str] = []
-    params: list = []
+    params: list[Any] = []
     plain = {}
     for key, value in filter_.items():
         if key == "$or":
@@ -138,8 +139,8 @@ def _path(parent: str, key: str) -> str:
 
 
 def _sqlite_equals_scalar(
-    type_sql: str, type_params: list, value_sql: str, value_params: list, value: Any
-) -> tuple[str, list]:
+    type_sql: str, type_params: list[Any], value_sql: str, value_params: list[Any], value: Any
+) -> tuple[str, list[Any]]:
     if value is None or isinstance(value, bool):
         return f"{type_sql} = %s", [*type_params, _SQLITE_SCALAR_TYPES[value]]
     kind = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
@@ -149,7 +150,7 @@ def _sqlite_equals_scalar(
     )
 
 
-def _sqlite_contains(doc: str, path: str, value: Any, depth: int = 0) -> tuple[str, list]:
+def _sqlite_contains(doc: str, path: str, value: Any, depth: int = 0) -> tuple[str, list[Any]]:
     """SQL true when the JSON at `path` of the JSON text `doc` contains `value` (as @> does)."""
     type_sql = f"json_type({doc}, %s)"
     if isinstance(value, dict | list):
@@ -167,7 +168,7 @@ def _sqlite_contains(doc: str, path: str, value: Any, depth: int = 0) -> tuple[s
     return _sqlite_equals_scalar(type_sql, [path], f"json_extract({doc}, %s)", [path], value)
 
 
-def _sqlite_element(doc: str, path: str, item: Any, depth: int) -> tuple[str, list]:
+def _sqlite_element(doc: str, path: str, item: Any, depth: int) -> tuple[str, list[Any]]:
     """SQL true when the array at `path` has an element that contains `item`
     (each nesting level gets an alias of its own)."""
     je = f"je{depth}"
@@ -182,7 +183,7 @@ def _sqlite_element(doc: str, path: str, item: Any, depth: int) -> tuple[str, li
     )
 
 
-def _sqlite_contained_in(column: str, path: str, operand: Any) -> tuple[str, list]:
+def _sqlite_contained_in(column: str, path: str, operand: Any) -> tuple[str, list[Any]]:
     """The other half of $eq on SQLite: the stored value has no key (object) or
     no more elements (array) than `operand`; for scalars the first half decided."""
     if isinstance(operand, dict):
@@ -198,9 +199,9 @@ def _sqlite_contained_in(column: str, path: str, operand: Any) -> tuple[str, lis
     return "1", []
 
 
-def sqlite_sql(column: str, filter_: dict) -> tuple[str, list]:
+def sqlite_sql(column: str, filter_: dict[str, Any]) -> tuple[str, list[Any]]:
     parts: list[str] = []
-    params: list = []
+    params: list[Any] = []
     for key, value in filter_.items():
         if key == "$or":
             groups = [sqlite_sql(column, group) for group in value]
@@ -234,18 +235,18 @@ class JsonFilter(Expression):
     output_field = BooleanField()
     conditional = True
 
-    def __init__(self, field: str, filter_: dict) -> None:
+    def __init__(self, field: str, filter_: dict[str, Any]) -> None:
         super().__init__(output_field=BooleanField())
         self.column = F(field)
         self.filter = filter_
 
-    def get_source_expressions(self) -> list:
+    def get_source_expressions(self) -> list[Any]:
         return [self.column]
 
-    def set_source_expressions(self, exprs: list) -> None:
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
         (self.column,) = exprs
 
-    def as_sql(self, compiler, connection):
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
         column_sql, column_params = compiler.compile(self.column)
         if column_params:  # pragma: no cover - a column reference has none
             raise ValueError("JSON filters apply to a column")
@@ -258,7 +259,7 @@ class JsonFilter(Expression):
         return f"({sql})", params
 
 
-def json_filter(field: str, filter_: dict | None, what: str = "metadata") -> Q:
+def json_filter(field: str, filter_: dict[str, Any] | None, what: str = "metadata") -> Q:
     """A Q matching rows whose JSON `field` matches `filter_` (everything when empty)."""
     if not filter_:
         return Q()

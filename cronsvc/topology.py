@@ -98,7 +98,8 @@ def connection_budget(
     return workers * worker + api + beat + webhooks
 
 
-WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}
+# The addresses that mean "every interface" (checked, not bound, here).
+WILDCARD_BINDS = {"0.0.0.0", "::", "[::]", ""}  # noqa: S104
 
 
 def bind_host(bind: str) -> str:

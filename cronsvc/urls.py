@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
@@ -25,8 +26,6 @@ urlpatterns = [
 
 def not_found(request, exception=None):
     """Unknown routes answer JSON, like every other error of the API."""
-    from django.http import JsonResponse
-
     return JsonResponse({"detail": "Not Found"}, status=404)
 
 

@@ -12,10 +12,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 def answer(state: MessagesState) -> dict:
     last = state["messages"][-1].content if state["messages"] else ""
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
-    if "time" in str(last).lower():
-        reply = f"It is {now}."
-    else:
-        reply = f"You said: {last}"
+    reply = f"It is {now}." if "time" in str(last).lower() else f"You said: {last}"
     return {"messages": [AIMessage(content=reply)]}
 
 

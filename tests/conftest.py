@@ -43,7 +43,7 @@ def _test_queue(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-def _default_assistants(request, django_db_blocker):
+def _default_assistants(request):
     """Every test with a database finds the default assistants, as a migrated
     database has them (cronsvc's post_migrate handler). Needed because a test
     flushing only some apps' tables (available_apps) skips post_migrate."""
@@ -51,7 +51,7 @@ def _default_assistants(request, django_db_blocker):
         return
     from cronsvc.services import assistants_ensure_defaults
 
-    with django_db_blocker.unblock():
+    with request.getfixturevalue("django_db_blocker").unblock():
         assistants_ensure_defaults()
 
 
@@ -187,8 +187,7 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
 def sdk(live_server):
     from langgraph_sdk import get_sync_client
 
-    client = get_sync_client(url=live_server.url, api_key=None)
-    yield client
+    return get_sync_client(url=live_server.url, api_key=None)
 
 
 @pytest.fixture

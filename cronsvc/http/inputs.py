@@ -43,6 +43,12 @@ def query_int(params, name: str, default: int, *, min_value: int = 0) -> int:
     return value
 
 
+def column_length(model: type, field: str) -> int:
+    """The `max_length` of `model.field`'s column, so an input field refuses a
+    longer string with a 422 instead of the database refusing it with a 500."""
+    return model._meta.get_field(field).max_length
+
+
 def query_bool(params, name: str, default: bool = False) -> bool:
     return params.get(name, str(default)).lower() in ("1", "true", "yes")
 
@@ -119,7 +125,9 @@ class StreamMode(serializers.JSONField):
         modes = [value] if isinstance(value, str) else value
         if value is None:
             return value
-        if not isinstance(modes, list) or not all(m in STREAM_MODES for m in modes):
+        if not isinstance(modes, list) or not all(
+            isinstance(m, str) and m in STREAM_MODES for m in modes
+        ):
             raise serializers.ValidationError(f"Must be one or a list of {sorted(STREAM_MODES)}.")
         return value
 

@@ -16,9 +16,7 @@ import uuid
 import pytest
 from django.db import transaction
 from django.db.models.functions import Now
-from langchain_core.messages import AIMessage
 
-from cronsvc import checkpointer
 from cronsvc.celery import app
 from cronsvc.selectors import assistant_get_or_404
 from runs import leases, lifecycle, tasks
@@ -26,6 +24,7 @@ from runs.lifecycle import run_claim_next, run_finish
 from runs.models import Run
 from runs.services import run_create
 from tests.conftest import QUEUE, Proc, start_beat, start_worker, subprocess_env, wait_until
+from tests.factories import ai_messages_in_checkpoint
 from threads.models import Thread
 from threads.services import thread_create
 
@@ -49,11 +48,6 @@ def woken(monkeypatch):
 
 def expire_lease(run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(lease_expires_at=Now() - dt.timedelta(seconds=1))
-
-
-def ai_messages_in_checkpoint(thread_id) -> int:
-    saved = checkpointer.get_saver().get_tuple({"configurable": {"thread_id": str(thread_id)}})
-    return sum(isinstance(m, AIMessage) for m in saved.checkpoint["channel_values"]["messages"])
 
 
 def test_claim_takes_a_lease_and_renewal_extends_it_for_that_attempt_only(woken, settings):

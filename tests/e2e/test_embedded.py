@@ -5,7 +5,6 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -15,15 +14,10 @@ from langgraph_sdk import get_client
 
 from tests.conftest import ROOT, Proc, wait_until
 from tests.e2e.test_webhooks import Receiver
+from tests.factories import free_port
 
 pytestmark = pytest.mark.slow
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

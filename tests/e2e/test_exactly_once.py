@@ -2,6 +2,7 @@
 task messages, two schedulers ticking at once, two real beat processes."""
 
 import datetime as dt
+import itertools
 import threading
 import time
 
@@ -111,7 +112,7 @@ def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
     ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
     instants = [t.scheduled_at for t in ticks]
     assert len(instants) == len(set(instants))
-    steps = {(b - a).total_seconds() for a, b in zip(instants, instants[1:], strict=False)}
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(instants)}
     assert steps == {2.0}, f"gaps or doubles: {instants}"
     assert [(t.status, t.reason) for t in ticks if t.status != "fired"] == []
     runs = Run.objects.filter(cron=cron)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sys
 
 import httpx
@@ -23,14 +22,9 @@ from cronsvc.models import WorkerHeartbeat
 from runs.models import Run
 from tests.conftest import Proc, subprocess_env, wait_until
 from tests.e2e.test_webhooks import Receiver
+from tests.factories import free_port
 
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> httpx.Response | None:

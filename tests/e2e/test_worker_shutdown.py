@@ -9,14 +9,13 @@ import threading
 
 import pytest
 from django.db import connection
-from langchain_core.messages import AIMessage
 
-from cronsvc import checkpointer
 from cronsvc.models import WorkerHeartbeat
 from cronsvc.selectors import assistant_get_or_404
 from runs.models import Run
 from runs.services import run_create
 from tests.conftest import start_worker, wait_until
+from tests.factories import ai_messages_in_checkpoint
 from threads.services import thread_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -48,9 +47,6 @@ def create_burst(assistant, threads) -> list[Run]:
     return runs
 
 
-def ai_messages_in_checkpoint(thread_id) -> int:
-    saved = checkpointer.get_saver().get_tuple({"configurable": {"thread_id": str(thread_id)}})
-    return sum(isinstance(m, AIMessage) for m in saved.checkpoint["channel_values"]["messages"])
 
 
 def test_sigterm_to_one_of_two_workers_during_a_burst_completes_every_run_once(tmp_path):

@@ -117,8 +117,10 @@ def test_the_admin_is_behind_login(client):
         (
             {"schedule": "* * *"},
             "schedule",
-            "Invalid cron schedule '* * *': expected 5 fields (minute hour day-of-month month "
-            "day-of-week) or 6 (the same plus a trailing seconds field), got 3",
+            (
+                "Invalid cron schedule '* * *': expected 5 fields (minute hour day-of-month month "
+                "day-of-week) or 6 (the same plus a trailing seconds field), got 3"
+            ),
         ),
         ({"schedule": "0 0 30 2 *"}, "schedule", None),
         ({"schedule": "@reboot"}, "schedule", None),
@@ -292,12 +294,16 @@ def test_removing_payload_or_metadata_keys_is_refused(admin_client, agent):
 
     assert form_errors(response) == {
         "payload": [
-            "Keys cannot be removed here (input): edits are merged into the stored payload. "
-            "Set them to null instead."
+            (
+                "Keys cannot be removed here (input): edits are merged into the stored payload. "
+                "Set them to null instead."
+            )
         ],
         "metadata": [
-            "Keys cannot be removed here (b): edits are merged into the stored metadata. "
-            "Set them to null instead."
+            (
+                "Keys cannot be removed here (b): edits are merged into the stored metadata. "
+                "Set them to null instead."
+            )
         ],
     }
     cron.refresh_from_db()

@@ -7,7 +7,6 @@ import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
 from cronsvc.models import Assistant
-from cronsvc.services import assistants_ensure_defaults
 from threads.models import Thread
 
 # available_apps: flush only these apps' tables between tests, which keeps the suite fast.
@@ -28,11 +27,6 @@ FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-@pytest.fixture(autouse=True)
-def system_assistant():
-    assistants_ensure_defaults()
 
 
 def test_create_returns_every_field_and_get_returns_the_same(sdk):
@@ -341,11 +335,9 @@ def test_assistant_whose_graph_was_removed_is_a_json_404(sdk, path):
     # An assistant row whose graph is no longer declared in langgraph.json.
     assistant = Assistant.objects.create(graph_id="removed_graph")
 
+    get = sdk.assistants.get_schemas if path == "schemas" else sdk.assistants.get_graph
     with pytest.raises(NotFoundError) as exc:
-        if path == "schemas":
-            sdk.assistants.get_schemas(str(assistant.assistant_id))
-        else:
-            sdk.assistants.get_graph(str(assistant.assistant_id))
+        get(str(assistant.assistant_id))
 
     assert exc.value.response.headers["content-type"] == "application/json"
     assert exc.value.message.startswith("Graph 'removed_graph' not found in langgraph.json.")

@@ -13,23 +13,23 @@ from crons.models import Cron
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-ALL_OPTIONS = dict(
-    input=QUESTION,
-    metadata={"team": "ops", "n": 1},
-    config={"tags": ["nightly"], "recursion_limit": 10},
-    context={"user": "ada"},
-    interrupt_before=["agent"],
-    interrupt_after="*",
-    webhook="https://example.com/hook",
-    multitask_strategy="reject",
-    end_time=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
-    enabled=False,
-    timezone="America/New_York",
-    stream_mode=["values", "updates"],
-    stream_subgraphs=True,
-    stream_resumable=True,
-    durability="sync",
-)
+ALL_OPTIONS = {
+    "input": QUESTION,
+    "metadata": {"team": "ops", "n": 1},
+    "config": {"tags": ["nightly"], "recursion_limit": 10},
+    "context": {"user": "ada"},
+    "interrupt_before": ["agent"],
+    "interrupt_after": "*",
+    "webhook": "https://example.com/hook",
+    "multitask_strategy": "reject",
+    "end_time": dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    "enabled": False,
+    "timezone": "America/New_York",
+    "stream_mode": ["values", "updates"],
+    "stream_subgraphs": True,
+    "stream_resumable": True,
+    "durability": "sync",
+}
 
 
 def counts():
@@ -198,7 +198,7 @@ def test_search_filters_sort_select_and_pagination(sdk, live_server):
 
 
 @pytest.mark.parametrize(
-    "body, status, message",
+    ("body", "status", "message"),
     [
         (
             {"assistant_id": "agent", "schedule": "61 * * * *"},

@@ -14,7 +14,6 @@ from langgraph_sdk.errors import (
 )
 
 from cronsvc.models import Assistant
-from cronsvc.services import assistants_ensure_defaults
 from runs.models import Run
 from threads.models import Thread
 
@@ -26,9 +25,6 @@ pytestmark = pytest.mark.django_db(
 MISSING = "00000000-0000-4000-8000-000000000000"
 
 
-@pytest.fixture(autouse=True)
-def system_assistant():
-    assistants_ensure_defaults()
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cronsvc.selectors import assistant_get_or_404
-from runs import lifecycle, services, wakeups
+from runs import lifecycle, wakeups
 from runs.models import Run
+from tests.factories import make_run
 from threads.models import Thread
 from threads.services import thread_create
 
@@ -21,10 +21,6 @@ def no_wake_ups(monkeypatch):
     monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
 
 
-def make_run(thread, **kwargs):
-    return services.run_create(
-        thread=thread, assistant=assistant_get_or_404("agent"), kwargs={"input": {}}, **kwargs
-    )
 
 
 def test_a_thread_runs_one_run_at_a_time_in_creation_order():

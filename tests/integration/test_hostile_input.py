@@ -131,3 +131,44 @@ def test_a_schedule_that_means_nothing_is_refused(client, schedule):
     assert response.status_code == 422, response.content
     assert response.json()["detail"]
     assert post(client, "/runs/crons/count", {}).json() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/runs/crons", {"assistant_id": "agent", "schedule": "* * * * *", "stream_mode": [{}]}),
+        ("/runs/crons", {"assistant_id": "agent", "schedule": "* * * * *", "stream_mode": [1]}),
+        ("/runs/crons", {"assistant_id": "agent", "schedule": "* " * 200}),
+        ("/runs/crons", {"assistant_id": "agent", "schedule": "* * * * *", "timezone": "A" * 65}),
+        ("/runs/crons/search", {"offset": 2**63}),
+        ("/runs/crons/search", {"offset": 2**31}),
+        ("/assistants", {"graph_id": "agent", "name": "n" * 256}),
+        ("/assistants", {"graph_id": "g" * 256}),
+        ("/runs/wait", {"assistant_id": "agent", "stream_mode": [{}]}),
+        ("/runs", {"assistant_id": "agent", "stream_mode": [["values"]]}),
+    ],
+    ids=[
+        "stream-mode-object",
+        "stream-mode-number",
+        "long-schedule",
+        "long-timezone",
+        "offset-2^63",
+        "offset-2^31",
+        "long-assistant-name",
+        "long-graph-id",
+        "wait-stream-mode-object",
+        "run-stream-mode-list",
+    ],
+)
+def test_values_a_column_cannot_hold_are_a_422_and_nothing_is_written(client, path, body):
+    from crons.models import Cron
+    from cronsvc.models import Assistant
+    from runs.models import Run
+
+    assistants_ensure_defaults()
+    counts = (Cron.objects.count(), Assistant.objects.count(), Run.objects.count())
+    response = post(client, path, body)
+    assert response.status_code == 422, response.content
+    assert response.json()["detail"]
+    assert (Cron.objects.count(), Assistant.objects.count(), Run.objects.count()) == counts
+    assert post(client, "/runs/crons/search", {}).status_code == 200

@@ -33,7 +33,7 @@ def checkpoint_counts(thread_id) -> tuple[int, int, int]:
     with connection.cursor() as cursor:
         counts = []
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-            cursor.execute(f"SELECT count(*) FROM {table} WHERE thread_id = %s", [str(thread_id)])  # noqa: S608
+            cursor.execute(f"SELECT count(*) FROM {table} WHERE thread_id = %s", [str(thread_id)])
             counts.append(cursor.fetchone()[0])
     return tuple(counts)
 
@@ -123,7 +123,7 @@ def test_prune_of_the_sqlite_checkpoint_file_keeps_the_newest_per_thread(tmp_pat
                          {"configurable": {"thread_id": thread_id}})
 
     def count(table, thread_id):
-        return conn.execute(f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,)).fetchone()[0]  # noqa: S608
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,)).fetchone()[0]
 
     assert (count("checkpoints", "a"), count("checkpoints", "b")) == (9, 3)
     assert retention.prune_checkpoints_sqlite(conn, keep=4, batch=1, max_batches=5) == 5

@@ -15,9 +15,9 @@ from croniter import croniter
 
 from crons import lease, ticking
 from crons.models import Cron, SchedulerLease, Tick
-from crons.services import cron_create, cron_update
-from cronsvc.selectors import assistant_get_or_404
+from crons.services import cron_update
 from runs.models import Run
+from tests.factories import make_cron, z
 from threads.services import thread_create
 
 pytestmark = pytest.mark.django_db
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.django_db
 UTC = dt.UTC
 TABLE = json.loads((Path(__file__).parents[1] / "data" / "dst_table.json").read_text())
 DST_DAYS = {(d["tz"], d["date"]) for d in TABLE["days"]}
-
-
-def z(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def make_cron(schedule, tz=None, *, start, **kwargs):
-    return cron_create(
-        assistant=assistant_get_or_404("agent"), schedule=schedule, timezone=tz, now=start, **kwargs
-    )
 
 
 def tick(now):
@@ -119,7 +109,7 @@ def test_dst_days_follow_the_committed_table(day):
 
 
 @pytest.mark.parametrize(
-    "schedule, tz, start, end",
+    ("schedule", "tz", "start", "end"),
     [
         ("*/7 * * * *", "America/New_York", "2026-03-08T03:00:00Z", "2026-03-08T12:00:00Z"),
         ("*/7 * * * *", "America/New_York", "2026-11-01T03:00:00Z", "2026-11-01T09:00:00Z"),

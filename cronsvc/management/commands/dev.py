@@ -69,8 +69,8 @@ class Command(BaseCommand):
             for i in range(workers):
                 children.append(
                     subprocess.Popen(
-                        base
-                        + [
+                        [
+                            *base,
                             "worker",
                             "--pool=threads",
                             f"--concurrency={concurrency}",
@@ -100,8 +100,8 @@ class Command(BaseCommand):
         if not no_beat:
             children.append(
                 subprocess.Popen(
-                    base
-                    + [
+                    [
+                        *base,
                         "beat",
                         "--loglevel=INFO",
                         "-S",
