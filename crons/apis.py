@@ -11,7 +11,14 @@ from crons.dispatch import CRON_KEYS
 from crons.models import Cron
 from crons.wire import CRON_FIELDS, CronOut, cron_out
 from cronsvc.errors import ServiceError
-from cronsvc.http.inputs import MAX_INT, RunOptionsIn, column_length, require_uuid, validated
+from cronsvc.http.inputs import (
+    MAX_INT,
+    RunOptionsIn,
+    StrictCharField,
+    column_length,
+    require_uuid,
+    validated,
+)
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from cronsvc.services import assistant_resolve
@@ -21,9 +28,9 @@ from threads.selectors import thread_get_or_404
 class CronCreateIn(RunOptionsIn):
     """A cron: its schedule, and the run each tick starts (the run options)."""
 
-    assistant_id = serializers.CharField()
-    schedule = serializers.CharField(max_length=column_length(Cron, "schedule"))
-    timezone = serializers.CharField(
+    assistant_id = StrictCharField()
+    schedule = StrictCharField(max_length=column_length(Cron, "schedule"))
+    timezone = StrictCharField(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -39,8 +46,8 @@ class CronCreateIn(RunOptionsIn):
 class CronPatchIn(RunOptionsIn):
     """What changes on a cron; run options given replace those in its payload."""
 
-    schedule = serializers.CharField(required=False, max_length=column_length(Cron, "schedule"))
-    timezone = serializers.CharField(
+    schedule = StrictCharField(required=False, max_length=column_length(Cron, "schedule"))
+    timezone = StrictCharField(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -54,8 +61,8 @@ class CronPatchIn(RunOptionsIn):
 
 
 class CronSearchIn(serializers.Serializer):
-    assistant_id = serializers.CharField(required=False, allow_null=True)
-    thread_id = serializers.CharField(required=False, allow_null=True)
+    assistant_id = StrictCharField(required=False, allow_null=True)
+    thread_id = StrictCharField(required=False, allow_null=True)
     enabled = serializers.BooleanField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
@@ -68,8 +75,8 @@ class CronSearchIn(serializers.Serializer):
 
 
 class CronCountIn(serializers.Serializer):
-    assistant_id = serializers.CharField(required=False, allow_null=True)
-    thread_id = serializers.CharField(required=False, allow_null=True)
+    assistant_id = StrictCharField(required=False, allow_null=True)
+    thread_id = StrictCharField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
 
 

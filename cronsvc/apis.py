@@ -17,6 +17,7 @@ from cronsvc.errors import Invalid
 from cronsvc.http.inputs import (
     MAX_INT,
     JSONObject,
+    StrictCharField,
     StrictUUID,
     column_length,
     query_bool,
@@ -38,40 +39,38 @@ from cronsvc.wire import (
 
 class AssistantCreateIn(serializers.Serializer):
     assistant_id = StrictUUID(required=False, allow_null=True)
-    graph_id = serializers.CharField(max_length=column_length(Assistant, "graph_id"))
+    graph_id = StrictCharField(max_length=column_length(Assistant, "graph_id"))
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
-    name = serializers.CharField(
+    name = StrictCharField(
         required=False,
         allow_null=True,
         allow_blank=True,
         max_length=column_length(Assistant, "name"),
     )
-    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    description = StrictCharField(required=False, allow_null=True, allow_blank=True)
 
 
 class AssistantPatchIn(serializers.Serializer):
-    graph_id = serializers.CharField(
-        required=False, max_length=column_length(Assistant, "graph_id")
-    )
+    graph_id = StrictCharField(required=False, max_length=column_length(Assistant, "graph_id"))
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
-    name = serializers.CharField(
+    name = StrictCharField(
         required=False,
         allow_null=True,
         allow_blank=True,
         max_length=column_length(Assistant, "name"),
     )
-    description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    description = StrictCharField(required=False, allow_null=True, allow_blank=True)
 
 
 class AssistantSearchIn(serializers.Serializer):
     metadata = JSONObject(required=False, allow_null=True)
-    graph_id = serializers.CharField(required=False, allow_null=True)
-    name = serializers.CharField(required=False, allow_null=True)
+    graph_id = StrictCharField(required=False, allow_null=True)
+    name = StrictCharField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     sort_by = serializers.ChoiceField(

@@ -20,7 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from crons.mirror import mirrors_delete_for
 from crons.models import Cron
 from cronsvc import graphs
-from cronsvc.errors import AssistantNotFound, BadRequest, Conflict
+from cronsvc.errors import AssistantNotFound, BadRequest, Conflict, Invalid
 from cronsvc.models import Assistant
 from cronsvc.selectors import (
     assistant_get_or_404,
@@ -91,6 +91,8 @@ def config_and_context(config: dict | None, context: dict | None) -> tuple[dict,
     the one given is copied to the other; giving both is an error."""
     config = dict(config or {})
     configurable = config.get("configurable") or {}
+    if not isinstance(configurable, dict):
+        raise Invalid("Invalid request: config.configurable: Must be a JSON object.")
     if configurable and context:
         raise BadRequest(
             "Cannot specify both configurable and context. Prefer setting context alone. "

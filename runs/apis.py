@@ -18,6 +18,7 @@ from cronsvc.http.inputs import (
     STREAM_MODES,
     JSONObject,
     RunOptionsIn,
+    StrictCharField,
     query_bool,
     query_int,
     require_uuid,
@@ -42,9 +43,9 @@ from threads.selectors import thread_get_or_404
 class RunCreateIn(RunOptionsIn):
     """A run: the assistant (UUID or graph name), what it executes, and how."""
 
-    assistant_id = serializers.CharField()
+    assistant_id = StrictCharField()
     checkpoint = JSONObject(required=False, allow_null=True)
-    checkpoint_id = serializers.CharField(required=False, allow_null=True)
+    checkpoint_id = StrictCharField(required=False, allow_null=True)
     feedback_keys = serializers.ListField(required=False, allow_null=True)
     if_not_exists = serializers.ChoiceField(choices=["create", "reject"], required=False)
     on_completion = serializers.ChoiceField(choices=["delete", "keep"], required=False)

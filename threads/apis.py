@@ -10,6 +10,7 @@ from cronsvc.http.inputs import (
     MAX_INT,
     AnyJSON,
     JSONObject,
+    StrictCharField,
     StrictUUID,
     query_int,
     require_uuid,
@@ -59,17 +60,17 @@ class ThreadSearchIn(serializers.Serializer):
 
 
 class CheckpointIn(serializers.Serializer):
-    thread_id = serializers.CharField(required=False, allow_null=True)
-    checkpoint_ns = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    checkpoint_id = serializers.CharField(required=False, allow_null=True)
+    thread_id = StrictCharField(required=False, allow_null=True)
+    checkpoint_ns = StrictCharField(required=False, allow_blank=True, allow_null=True)
+    checkpoint_id = StrictCharField(required=False, allow_null=True)
     checkpoint_map = JSONObject(required=False, allow_null=True)
 
 
 class StateUpdateIn(serializers.Serializer):
     values = AnyJSON(required=False, allow_null=True)
-    as_node = serializers.CharField(required=False, allow_null=True)
+    as_node = StrictCharField(required=False, allow_null=True)
     checkpoint = CheckpointIn(required=False, allow_null=True)
-    checkpoint_id = serializers.CharField(required=False, allow_null=True)
+    checkpoint_id = StrictCharField(required=False, allow_null=True)
 
 
 class HistoryIn(serializers.Serializer):

@@ -13,8 +13,9 @@ from runs.webhooks.guard import MAX_URL_LENGTH, url_problem
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
-    if data is None:
-        data = {}
+    """`data` (a request body) checked by `serializer_class`: a 422 with the reasons
+    unless it is a JSON object that passes. No body at all counts as `{}`; a JSON
+    `null` is not an object."""
     if not isinstance(data, dict):
         raise Invalid("Request body must be a JSON object")
     serializer = serializer_class(data=data)
@@ -49,8 +50,20 @@ def column_length(model: type, field: str) -> int:
     return model._meta.get_field(field).max_length
 
 
+TRUE_WORDS = ("1", "true", "yes")
+FALSE_WORDS = ("0", "false", "no")
+
+
 def query_bool(params, name: str, default: bool = False) -> bool:
-    return params.get(name, str(default)).lower() in ("1", "true", "yes")
+    """A boolean query parameter; anything but true/false (1/0, yes/no) is a 422."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE_WORDS:
+        return True
+    if raw.lower() in FALSE_WORDS:
+        return False
+    raise Invalid(f"Invalid {name} {raw!r}: expected true or false")
 
 
 # PostgreSQL's OFFSET/LIMIT are bigints; a larger number is a client mistake, not a 500.
@@ -83,6 +96,17 @@ class JSONObject(AnyJSON):
         if value is not None and not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class StrictCharField(serializers.CharField):
+    """A string, given as a string (DRF's CharField also takes numbers and booleans)."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
 
 
 class StrictUUID(serializers.UUIDField):
