@@ -16,6 +16,7 @@ from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create
 from crons.models import Cron
 from cronsvc.errors import Invalid
 from cronsvc.models import Assistant
+from runs.webhooks.guard import url_problem
 from threads.models import Thread
 
 NOT_SET: Any = object()
@@ -41,6 +42,15 @@ def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     return value or STATELESS_ON_RUN_COMPLETED
 
 
+def webhook_require_valid(payload: dict | None) -> None:
+    """422 for a run payload whose `webhook` can never be delivered
+    (runs.webhooks.guard.url_problem), before anything is written."""
+    url = (payload or {}).get("webhook")
+    problem = url_problem(url) if url is not None else None
+    if problem:
+        raise Invalid(problem)
+
+
 @transaction.atomic
 def cron_create(
     *,
@@ -57,6 +67,7 @@ def cron_create(
     now: datetime | None = None,
 ) -> Cron:
     validate_schedule(schedule, timezone)
+    webhook_require_valid(payload)
     now = now or djtz.now()
     if enabled and end_time is not None and end_time <= now:
         # It would be an enabled cron that never fires. (A PATCH may set a past
@@ -97,6 +108,7 @@ def cron_update(
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
     effect from now (the next tick is recomputed). `on_run_completed` only
     applies to a stateless cron: None leaves it, "" sets the default."""
+    webhook_require_valid(payload)
     cron = Cron.objects.select_for_update().get(pk=cron.pk)
     reschedule = False
     if schedule is not None and schedule != cron.schedule:
@@ -155,6 +167,10 @@ def crons_bulk_create(
             except Invalid as exc:
                 raise Invalid(f"cron #{index}: {exc.detail}") from exc
             next_of[key] = firetime.next_fire(schedule, tz, now)
+        try:
+            webhook_require_valid(spec.get("payload"))
+        except Invalid as exc:
+            raise Invalid(f"cron #{index}: {exc.detail}") from exc
         nxt = next_of[key]
         thread = spec.get("thread")
         rows.append(

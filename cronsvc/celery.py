@@ -1,8 +1,15 @@
-"""The Celery app: configuration comes from Django settings (CELERY_* names)."""
+"""The Celery app: configuration comes from Django settings (CELERY_* names).
+
+Two kinds of worker consume it (cronsvc/topology.py): run workers, on the
+default queue (`task_default_queue`, CELERY_QUEUE), and webhook workers,
+started with `--webhooks`, on `<queue>-webhooks` only (`webhook_queue`), so a
+slow or huge webhook receiver never takes a run's slot.
+"""
 
 import os
 
-from celery import Celery
+import click
+from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_ready
 
 from cronsvc import checkpointer
@@ -12,6 +19,42 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 app = Celery("cronsvc")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+WEBHOOK_QUEUE_SUFFIX = "-webhooks"
+ROLE_RUNS, ROLE_WEBHOOKS = "runs", "webhooks"
+
+
+def webhook_queue() -> str:
+    """The queue webhook deliveries are published to and webhook workers consume."""
+    return f"{app.conf.task_default_queue}{WEBHOOK_QUEUE_SUFFIX}"
+
+
+def worker_role(worker: object) -> str:
+    """ROLE_WEBHOOKS for a worker started with `--webhooks`, else ROLE_RUNS."""
+    return ROLE_WEBHOOKS if getattr(worker, "cronsvc_webhooks", False) else ROLE_RUNS
+
+
+class WebhookQueueStep(bootsteps.Step):
+    """`--webhooks`: consume the webhook queue instead of the run queue."""
+
+    label = "cronsvc webhook queue"
+
+    def __init__(self, worker, webhooks: bool = False, **kwargs):
+        super().__init__(worker, **kwargs)
+        worker.cronsvc_webhooks = bool(webhooks)
+        if webhooks:
+            worker.setup_queues([webhook_queue()])
+
+
+app.user_options["worker"].add(
+    click.Option(
+        ["--webhooks"],
+        is_flag=True,
+        default=False,
+        help="cronsvc: deliver webhooks only (consume <queue>-webhooks, not the run queue).",
+    )
+)
+app.steps["worker"].add(WebhookQueueStep)
 # By path: the step is loaded when a worker starts, after Django is set up.
 app.steps["worker"].add("cronsvc.heartbeats:WorkerHeartbeatStep")
 
@@ -24,7 +67,8 @@ def _reset_checkpointer_after_fork(**_: object) -> None:
 
 
 @worker_ready.connect
-def _open_checkpointer(**_: object) -> None:
-    # Open the saver (and its connection pool) when the worker starts, not on
-    # its first run.
-    checkpointer.get_saver()
+def _open_checkpointer(sender: object = None, **_: object) -> None:
+    # Open the saver (and its connection pool) when a run worker starts, not
+    # on its first run. A webhook worker never reads checkpoints.
+    if worker_role(getattr(sender, "controller", None)) == ROLE_RUNS:
+        checkpointer.get_saver()

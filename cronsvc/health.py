@@ -8,7 +8,15 @@ the compose health checks.
   renewing it: either way beat shows dead.
 - Workers: every worker process writes a `WorkerHeartbeat` row
   (cronsvc.heartbeats). A worker is live while its row is younger than
-  CRONSVC_HEARTBEAT_STALE.
+  CRONSVC_HEARTBEAT_STALE. Run workers make `workers`; webhook workers
+  (`--webhooks`) are reported apart as `webhooks`, which does not decide the
+  status: without one, deliveries wait on their queue (and the reconciler),
+  runs do not.
+
+`GET /health` tells anyone whether the service is healthy (200 or 503, and
+`{"status": "ok" | "unhealthy"}`); the components, their reasons and the
+workers' node names only to a caller the API serves (a valid API key, or any
+caller when no keys are configured) or a staff user's admin session.
 
 Ages are computed on the database's clock, so hosts with skewed clocks agree.
 Only reads: importing this module has no side effect.
@@ -22,6 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError
 from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +38,7 @@ from rest_framework.views import APIView
 from crons.lease import LEASE_NAME
 from crons.models import SchedulerLease
 from cronsvc.dbclock import db_now
+from cronsvc.http.auth import api_key_is_valid
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 from cronsvc.wire import HealthOut
 
@@ -48,6 +58,7 @@ class Health:
     database: Component
     beat: Component
     workers: Component
+    webhooks: Component | None = None  # reported, not part of `ok`
 
     @property
     def ok(self) -> bool:
@@ -66,12 +77,18 @@ class Health:
         out = {"status": "ok" if self.ok else "unhealthy"}
         if problems:
             out["detail"] = "; ".join(problems)
-        for name in ("database", "beat", "workers"):
+        for name in ("database", "beat", "workers", "webhooks"):
+            if getattr(self, name) is None:
+                continue
             component = asdict(getattr(self, name))
-            if name != "workers":
+            if name not in ("workers", "webhooks"):
                 component.pop("nodes")
             out[name] = component
         return out
+
+    def summary(self) -> dict:
+        """What an anonymous caller sees: healthy or not, nothing more."""
+        return {"status": "ok" if self.ok else "unhealthy"}
 
 
 def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
@@ -99,21 +116,24 @@ def beat_health(now: datetime, *, hostname: str | None = None) -> Component:
         )
         if seen is None:
             return Component(
-                "dead", round(age, 1),
+                "dead",
+                round(age, 1),
                 f"the scheduler lease is held by {lease.holder}, not {hostname}, and no "
                 f"standby beat on {hostname} wrote a heartbeat in the last {stale:.0f} s",
             )
         return Component(
-            "ok", round(max((now - seen).total_seconds(), 0.0), 1),
+            "ok",
+            round(max((now - seen).total_seconds(), 0.0), 1),
             f"standby; the scheduler lease is held by {lease.holder}",
         )
     return Component("ok", round(age, 1))
 
 
-def workers_health(now: datetime, *, hostname: str | None = None) -> Component:
-    """Live workers (heartbeat younger than CRONSVC_HEARTBEAT_STALE); `hostname`: on that host."""
+def workers_health(now: datetime, *, hostname: str | None = None, role: str = "runs") -> Component:
+    """Live workers of `role` ("runs" or "webhooks": heartbeat younger than
+    CRONSVC_HEARTBEAT_STALE); `hostname`: on that host."""
     stale = settings.CRONSVC_HEARTBEAT_STALE
-    rows = WorkerHeartbeat.objects.filter(seen_at__gte=now - timedelta(seconds=stale))
+    rows = WorkerHeartbeat.objects.filter(seen_at__gte=now - timedelta(seconds=stale), role=role)
     if hostname is not None:
         rows = rows.filter(hostname=hostname)
     nodes = [
@@ -125,23 +145,42 @@ def workers_health(now: datetime, *, hostname: str | None = None) -> Component:
     ]
     if not nodes:
         where = f" on {hostname}" if hostname else ""
-        return Component("dead", detail=f"no worker heartbeat{where} in the last {stale:.0f} s")
+        kind = "worker" if role == "runs" else "webhook worker"
+        return Component("dead", detail=f"no {kind} heartbeat{where} in the last {stale:.0f} s")
     return Component("ok", min(n["seen_seconds_ago"] for n in nodes), nodes=nodes)
 
 
 def health_get() -> Health:
     try:
         now = db_now()
-        return Health(Component("ok"), beat_health(now), workers_health(now))
+        return Health(
+            Component("ok"),
+            beat_health(now),
+            workers_health(now),
+            workers_health(now, role="webhooks"),
+        )
     except DatabaseError as exc:
         dead = Component("dead", detail=f"database unavailable ({type(exc).__name__})")
         unknown = Component("dead", detail="unknown (database unavailable)")
         return Health(dead, unknown, unknown)
 
 
-class HealthApi(APIView):
-    """GET /health: per-component status; 503 when the database, beat or every worker is down."""
+def may_see_details(request) -> bool:
+    """A caller the API serves (a valid API key, or anyone when no keys are
+    configured), or a staff user's admin session."""
+    if api_key_is_valid(request.headers.get("x-api-key")):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff)
 
+
+class HealthApi(APIView):
+    """GET /health: 503 when the database, beat or every run worker is down;
+    per-component details only to callers who may see them (may_see_details)."""
+
+    # The session, for a staff user reading it from the admin; the API key is
+    # checked by may_see_details (no key: the summary, not a 403).
+    authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
 
     @extend_schema(
@@ -152,4 +191,5 @@ class HealthApi(APIView):
     )
     def get(self, request):
         health = health_get()
-        return Response(health.as_dict(), status=200 if health.ok else 503)
+        body = health.as_dict() if may_see_details(request) else health.summary()
+        return Response(body, status=200 if health.ok else 503)

@@ -25,6 +25,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Sum
 from django.db.models.functions import Now
 
+from cronsvc.celery import worker_role
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,12 @@ FORGET_AFTER = timedelta(days=1)
 # --- writes ----------------------------------------------------------------
 
 
-def worker_heartbeat_write(*, name: str, hostname: str, pid: int, concurrency: int = 0) -> None:
-    """Record that worker `name` (with `concurrency` pool slots) is alive now
-    (database clock)."""
-    fields = {"hostname": hostname, "pid": pid, "concurrency": concurrency}
+def worker_heartbeat_write(
+    *, name: str, hostname: str, pid: int, concurrency: int = 0, role: str = "runs"
+) -> None:
+    """Record that worker `name` (with `concurrency` pool slots, of `role`
+    "runs" or "webhooks") is alive now (database clock)."""
+    fields = {"hostname": hostname, "pid": pid, "concurrency": concurrency, "role": role}
     updated = WorkerHeartbeat.objects.filter(name=name).update(**fields, seen_at=Now())
     if not updated:
         WorkerHeartbeat.objects.update_or_create(
@@ -89,10 +92,12 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
         self._name = ""
         self._concurrency = 0
+        self._role = "runs"
 
     def start(self, worker):
         self._name = worker.hostname
         self._concurrency = worker.concurrency or 0
+        self._role = worker_role(worker)
         self._thread = threading.Thread(target=self._loop, name="cronsvc-heartbeat", daemon=True)
         self._thread.start()
 
@@ -106,7 +111,11 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
             try:
                 close_old_connections()
                 worker_heartbeat_write(
-                    name=self._name, hostname=hostname, pid=pid, concurrency=self._concurrency
+                    name=self._name,
+                    hostname=hostname,
+                    pid=pid,
+                    concurrency=self._concurrency,
+                    role=self._role,
                 )
             except DatabaseError as exc:
                 log.warning("heartbeat of %s not written: %s", self._name, exc)
@@ -131,11 +140,13 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
 
 
 def live_worker_slots() -> int:
-    """Pool slots of the live workers (heartbeat younger than
-    CRONSVC_HEARTBEAT_STALE, on the database's clock)."""
+    """Pool slots of the live run workers (heartbeat younger than
+    CRONSVC_HEARTBEAT_STALE, on the database's clock); webhook workers' slots
+    take no runs."""
     stale = timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE)
     return (
-        WorkerHeartbeat.objects.filter(seen_at__gte=Now() - stale)
-        .aggregate(slots=Sum("concurrency"))["slots"]
+        WorkerHeartbeat.objects.filter(seen_at__gte=Now() - stale, role="runs").aggregate(
+            slots=Sum("concurrency")
+        )["slots"]
         or 0
     )

@@ -39,6 +39,9 @@ class WorkerHeartbeat(models.Model):
     # Its pool's slots (runs it executes at once); beat wakes as many slots as
     # the live workers have.
     concurrency = models.PositiveIntegerField(default=0)
+    # "runs" (executes runs: counted in /health's workers and in the slots beat
+    # wakes) or "webhooks" (delivers webhooks on its own queue; cronsvc.celery).
+    role = models.CharField(max_length=16, default="runs")
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
 

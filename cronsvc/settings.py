@@ -349,7 +349,9 @@ if CRONSVC_RUN_LEASE_SECONDS <= 0 or CRONSVC_RUN_MAX_ATTEMPTS < 1:
     )
 
 # --- webhooks --------------------------------------------------------------
-# POST of a finished run to its `webhook`: per-attempt timeout (seconds),
+# POST of a finished run to its `webhook`, by webhook workers (`--webhooks`) from
+# their own queue, <CELERY_QUEUE>-webhooks (cronsvc.celery): the deadline of one
+# attempt in seconds (connect, send and the whole answer, redirects included),
 # attempts at most, first retry delay (doubled each retry).
 CRONSVC_WEBHOOK_TIMEOUT = env.float("CRONSVC_WEBHOOK_TIMEOUT", default=10)
 CRONSVC_WEBHOOK_MAX_ATTEMPTS = env.int("CRONSVC_WEBHOOK_MAX_ATTEMPTS", default=5)

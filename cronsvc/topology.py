@@ -16,6 +16,10 @@ one command line serves both.
   scale by adding processes (`--scale worker=N`, `runall --workers N`).
   Gossip and mingle are off: cronsvc uses neither, and with many workers they
   add broker traffic that grows with the square of their number.
+- webhooks: delivers webhooks, from their own queue (`--webhooks`:
+  `<queue>-webhooks`), with WEBHOOK_CONCURRENCY slots of its own, so a slow
+  or huge receiver never takes a run's slot. Without it deliveries wait on
+  their queue.
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ WORKER = (
     "--without-mingle",
 )
 
+# Deliveries a webhook worker makes at once: each waits on the network for
+# at most CRONSVC_WEBHOOK_TIMEOUT per attempt, holding no run.
+WEBHOOK_CONCURRENCY = 4
+WEBHOOKS = (*WORKER, "--webhooks", f"--concurrency={WEBHOOK_CONCURRENCY}")
+
 # Compose service name -> command line.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "migrate": MIGRATE,
     "api": API,
     "beat": BEAT,
     "worker": WORKER,
+    "webhooks": WEBHOOKS,
 }
 
 
@@ -58,7 +68,14 @@ def local_argv(command: Sequence[str]) -> list[str]:
 
 
 def connection_budget(
-    *, workers: int, concurrency: int, web_workers: int, web_threads: int, pool_size: int
+    *,
+    workers: int,
+    concurrency: int,
+    web_workers: int,
+    web_threads: int,
+    pool_size: int,
+    webhook_workers: int = 0,
+    webhook_concurrency: int = WEBHOOK_CONCURRENCY,
 ) -> int:
     """The most PostgreSQL connections the topology holds open at once.
 
@@ -69,13 +86,16 @@ def connection_budget(
       and its heartbeat thread, plus its checkpointer pool;
     - a gunicorn worker of the API: one per thread, plus its checkpointer pool;
     - beat: its scheduler thread and the thread that advances next fire
-      times, plus a checkpointer pool at most.
+      times, plus a checkpointer pool at most;
+    - a webhook worker process: one per pool thread, its main thread and its
+      heartbeat thread (it opens no checkpointer pool).
     Health checks, migrate and pg_dump each add one while they run.
     """
     worker = concurrency + 2 + pool_size
     api = web_workers * (web_threads + pool_size)
     beat = 2 + pool_size
-    return workers * worker + api + beat
+    webhooks = webhook_workers * (webhook_concurrency + 2)
+    return workers * worker + api + beat + webhooks
 
 
 # The addresses that mean "every interface" (checked, not bound, here).

@@ -73,8 +73,14 @@ class HealthComponentOut(serializers.Serializer):
 
 
 class HealthOut(serializers.Serializer):
+    """Anyone gets `status`; the rest only a caller the API serves (a valid API
+    key, or anyone when no keys are configured) or a staff session."""
+
     status = serializers.ChoiceField(choices=["ok", "unhealthy"])
     detail = serializers.CharField(required=False, help_text="what is down, when something is")
-    database = HealthComponentOut()
-    beat = HealthComponentOut()
-    workers = HealthComponentOut()
+    database = HealthComponentOut(required=False)
+    beat = HealthComponentOut(required=False)
+    workers = HealthComponentOut(required=False, help_text="the run workers")
+    webhooks = HealthComponentOut(
+        required=False, help_text="the webhook workers: reported, not part of `status`"
+    )

@@ -82,7 +82,7 @@ class RunAdmin(ViewOnlyAdmin):
         "duration_display",
         "short_error",
     )
-    list_filter = ("status", HasCronFilter, "assistant")
+    list_filter = ("status", HasCronFilter, "assistant", "webhook_status")
     search_fields = ("run_id", "thread__thread_id", "cron__cron_id")
     list_select_related = ("thread", "cron", "assistant")
     ordering = ("-created_at", "-run_id")
@@ -104,6 +104,19 @@ class RunAdmin(ViewOnlyAdmin):
             },
         ),
         ("Outcome", {"fields": ("error", "output", "cancel_action")}),
+        (
+            "Webhook",
+            {
+                "fields": (
+                    "webhook_url",
+                    "webhook_status",
+                    "webhook_attempts",
+                    "webhook_status_code",
+                    "webhook_error",
+                    "webhook_sent_at",
+                )
+            },
+        ),
         ("Request", {"fields": ("multitask_strategy", "on_completion", "kwargs", "metadata")}),
     )
 
@@ -123,6 +136,10 @@ class RunAdmin(ViewOnlyAdmin):
     @admin.display(description="assistant")
     def assistant_link(self, run: Run):
         return admin_link(run.assistant, str(run.assistant) if run.assistant else None)
+
+    @admin.display(description="webhook URL")
+    def webhook_url(self, run: Run) -> str:
+        return (run.kwargs or {}).get("webhook") or "-"
 
     @admin.display(description="duration")
     def duration_display(self, run: Run) -> str:

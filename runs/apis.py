@@ -29,7 +29,16 @@ from cronsvc.http.outputs import selected_items
 from cronsvc.http.schema import EVENT_STREAM, errors
 from runs import lifecycle, selectors, services, streaming
 from runs.models import Run
-from runs.wire import RUN_FIELDS, RUN_RESULT, RunOut, RunResultOut, run_out, run_result
+from runs.wire import (
+    RUN_FIELDS,
+    RUN_RESULT,
+    RunOut,
+    RunResultOut,
+    WebhookDeliveryOut,
+    run_out,
+    run_result,
+    webhook_delivery_out,
+)
 from threads.selectors import thread_get_or_404
 
 
@@ -212,6 +221,20 @@ class RunJoinApi(APIView):
     def get(self, request, thread_id, run_id):
         run = selectors.run_wait(_run(thread_id, run_id))
         return Response(run_result(run), headers=_locations(run))
+
+
+class RunWebhookApi(APIView):
+    @extend_schema(
+        operation_id="runs_webhook_get",
+        summary="Where the run's webhook delivery stands",
+        description="cronsvc's own endpoint (the LangGraph Server has none): the delivery's "
+        "status, attempts, last HTTP status code and error. The run itself keeps the "
+        "server's wire format.",
+        tags=["runs"],
+        responses={200: WebhookDeliveryOut, **errors(404, 422)},
+    )
+    def get(self, request, thread_id, run_id):
+        return Response(webhook_delivery_out(_run(thread_id, run_id)))
 
 
 @extend_schema_view(

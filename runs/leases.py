@@ -10,11 +10,19 @@ once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times, ends it as
 `error` with the reason. A renewal or finish names its attempt, so a worker
 that lost its lease cannot renew or finish the run again.
 
-The reconciler (`runs.reconcile`) covers the other loss: a pending, ready run
-whose wake-up message never reached a worker (the publisher died between
-commit and publish, Redis restarted without persistence, the filesystem
-broker's read-and-delete). It publishes fresh wake-ups; they only claim, so a
-spare one claims nothing.
+The reconciler (`runs.reconcile`) covers the other loss: a deferred action
+whose message never reached a worker (the publisher died between commit and
+publish, Redis restarted without persistence, the filesystem broker's
+read-and-delete, a second worker on the same broker). Every kind is found
+from the rows, never from the messages:
+- a pending, ready run: fresh wake-ups (`runs_reconcile`); they only claim,
+  so a spare one claims nothing;
+- a webhook delivery that has not moved for a whole retry schedule: its
+  delivery again (`runs_reconcile`);
+- a finished stateless run's thread (on_completion="delete") still there
+  CRONSVC_STATELESS_THREAD_GRACE + CRONSVC_RECONCILE_AFTER after the run
+  ended: deleted (`stateless_threads_reconcile`), once nothing runs on it and
+  its webhooks are settled (a delivery reads the thread's values).
 
 Both work in bounded passes on row claims (SELECT … FOR UPDATE SKIP LOCKED,
 then a compare-and-set on status and attempt), never check-then-act.
@@ -30,13 +38,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from runs import lifecycle, locks, wakeups
 from runs.lifecycle import READY
 from runs.models import Run
+from threads.models import Thread
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +187,46 @@ def runs_reconcile(*, after: float | None = None, max_wakes: int | None = None) 
     for run_id in webhooks:
         wakeups.deliver_webhook(run_id)
     return {"stalled": count, "woken": count, "webhooks": len(webhooks)}
+
+
+def _lost_stateless_threads(after: float) -> QuerySet[Thread]:
+    """Threads of stateless runs (on_completion="delete") that ended more than
+    CRONSVC_STATELESS_THREAD_GRACE + `after` seconds ago, with nothing active
+    on them and no webhook delivery pending: their deletion message was lost."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CRONSVC_STATELESS_THREAD_GRACE + after)
+    ended = Run.objects.filter(on_completion="delete", finished_at__lt=cutoff)  # partial index
+    runs = Run.objects.filter(thread_id=OuterRef("pk"))
+    return Thread.objects.filter(
+        pk__in=ended.values("thread_id"),
+    ).exclude(
+        Exists(
+            runs.filter(
+                Q(status__in=lifecycle.ACTIVE) | Q(webhook_status=Run.WebhookStatus.PENDING)
+            )
+        )
+    )
+
+
+def stateless_threads_reconcile(*, after: float | None = None, limit: int | None = None) -> int:
+    """Delete stateless runs' threads whose deletion message was lost, at most
+    `limit` (CRONSVC_REAP_BATCH) a pass; returns how many. Thread rows are
+    claimed with SKIP LOCKED (a run being created there, or another pass, holds
+    them), then each goes through lifecycle.thread_delete_when_idle."""
+    after = settings.CRONSVC_RECONCILE_AFTER if after is None else after
+    limit = limit or settings.CRONSVC_REAP_BATCH
+    with transaction.atomic():
+        claimed = list(
+            _lost_stateless_threads(after)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        for thread_id in claimed:
+            lifecycle.thread_delete_when_idle(thread_id=thread_id)
+    if claimed:
+        log.warning(
+            "%s stateless thread(s) outlived their run by over %g s (deletion message lost); "
+            "deleted",
+            len(claimed),
+            settings.CRONSVC_STATELESS_THREAD_GRACE + after,
+        )
+    return len(claimed)

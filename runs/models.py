@@ -89,6 +89,13 @@ class Run(models.Model):
                 condition=models.Q(finished_at__isnull=False),
                 name="run_finished_at",
             ),
+            # The reconciler's scan for stateless threads left behind: only
+            # stateless runs whose thread still exists are in it (normally few).
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(on_completion="delete"),
+                name="run_stateless_finished",
+            ),
         ]
         constraints = [
             # At most one run per (cron, scheduled instant).

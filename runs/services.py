@@ -25,6 +25,7 @@ from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_request_cancel
 from runs.models import Run
+from runs.webhooks.guard import url_problem
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
 from threads.services import thread_create
@@ -96,8 +97,14 @@ def run_create(
 
 
 # Body keys that are about creating the run, not what it executes.
-NOT_KWARGS = {"assistant_id", "metadata", "multitask_strategy", "if_not_exists", "on_completion",
-              "after_seconds"}
+NOT_KWARGS = {
+    "assistant_id",
+    "metadata",
+    "multitask_strategy",
+    "if_not_exists",
+    "on_completion",
+    "after_seconds",
+}
 
 NOT_FOUND = "Thread or assistant not found."
 
@@ -126,6 +133,15 @@ def _run_metadata(assistant: Assistant, thread: Thread, data: dict) -> dict:
     }
 
 
+def webhook_require_valid(url: Any) -> None:
+    """422 for a `webhook` that can never be delivered (runs.webhooks.guard.url_problem).
+    None: no webhook. Whether its address may be reached is decided at send time."""
+    if url is not None:
+        problem = url_problem(url)
+        if problem:
+            raise Invalid(problem)
+
+
 def run_start(
     *, thread_id: str | None, data: dict[str, Any], body: dict[str, Any], stream: bool = False
 ) -> Run:
@@ -138,6 +154,7 @@ def run_start(
     The thread (stateless, or `if_not_exists=create`) and the run are created in
     one transaction, so a refused run leaves nothing behind."""
     config_and_context(data.get("config"), data.get("context"))  # both given: 400
+    webhook_require_valid(data.get("webhook"))
     with transaction.atomic():
         assistant = run_assistant(data["assistant_id"])
         on_completion = None
@@ -178,4 +195,3 @@ def run_delete(*, run: Run) -> None:
 
 def pending_cap() -> int:
     return settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
-

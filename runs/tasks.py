@@ -71,10 +71,11 @@ def reap() -> dict:
 )
 def reconcile() -> dict:
     """Periodic (CRONSVC_RECONCILE_INTERVAL): wake workers for pending runs
-    ready longer than CRONSVC_RECONCILE_AFTER (their message was lost), and
-    re-enqueue stalled webhook deliveries. Wake-ups only claim, so a spare one
-    is harmless."""
-    return leases.runs_reconcile()
+    ready longer than CRONSVC_RECONCILE_AFTER (their message was lost),
+    re-enqueue stalled webhook deliveries, and delete stateless runs' threads
+    whose deletion message was lost. Wake-ups only claim, so a spare one is
+    harmless; a deletion claims the thread row."""
+    return {**leases.runs_reconcile(), "threads": leases.stateless_threads_reconcile()}
 
 
 @shared_task(

@@ -13,5 +13,6 @@ urlpatterns = [
     path("threads/<str:thread_id>/runs/<str:run_id>", apis.RunApi.as_view()),
     path("threads/<str:thread_id>/runs/<str:run_id>/join", apis.RunJoinApi.as_view()),
     path("threads/<str:thread_id>/runs/<str:run_id>/cancel", apis.RunCancelApi.as_view()),
+    path("threads/<str:thread_id>/runs/<str:run_id>/webhook", apis.RunWebhookApi.as_view()),
     path("threads/<str:thread_id>/runs/<str:run_id>/stream", apis.RunJoinStreamApi.as_view()),
 ]

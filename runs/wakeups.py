@@ -10,12 +10,15 @@ runs.tasks; nothing imports them to send a message):
   one claims nothing.
 - `runs.deliver_webhook` — a finished run's webhook delivery, after the
   commit of its finish (`deliver_webhook_after_commit`), or again by the
-  reconciler for a delivery whose message was lost.
+  reconciler for a delivery whose message was lost. On its own queue
+  (`<queue>-webhooks`, cronsvc.celery.webhook_queue), consumed by webhook
+  workers only: a slow receiver never holds a run's slot.
 - `runs.delete_stateless_thread` — a stateless run's thread, deleted a
-  grace period after the commit of the run's end (`delete_thread_after_commit`).
+  grace period after the commit of the run's end (`delete_thread_after_commit`);
+  the reconciler deletes the ones whose message was lost.
 
-Messages go to the queue Celery routes each task to (`task_routes`, else
-`task_default_queue`), as `Task.delay` would send them.
+Other messages go to the queue Celery routes each task to (`task_routes`,
+else `task_default_queue`), as `Task.delay` would send them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from cronsvc.celery import app
+from cronsvc.celery import app, webhook_queue
 from cronsvc.heartbeats import live_worker_slots
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,8 @@ def wake_lost_is_logged() -> Iterator[None]:
     except (KombuOperationalError, OSError) as exc:
         log.warning(
             "wake-up not published (%s); the reconciler wakes a worker within %g s",
-            exc, settings.CRONSVC_RECONCILE_AFTER + settings.CRONSVC_RECONCILE_INTERVAL,
+            exc,
+            settings.CRONSVC_RECONCILE_AFTER + settings.CRONSVC_RECONCILE_INTERVAL,
         )
 
 
@@ -100,8 +104,8 @@ def wake_fanout(ready: int) -> int:
 
 
 def deliver_webhook(run_id: UUID | str) -> None:
-    """Publish one delivery of `run_id`'s webhook."""
-    _send(DELIVER_WEBHOOK, (str(run_id),))
+    """Publish one delivery of `run_id`'s webhook, on the webhook queue."""
+    _send(DELIVER_WEBHOOK, (str(run_id),), queue=webhook_queue())
 
 
 def deliver_webhook_after_commit(run_id: UUID | str) -> None:

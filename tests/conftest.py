@@ -118,7 +118,12 @@ class Proc:
                 self.popen.wait()
 
 
-def start_worker(tmp_dir: Path, name: str = "w1", concurrency: int = 4, **env) -> Proc:
+def start_worker(
+    tmp_dir: Path, name: str = "w1", concurrency: int = 4, *, webhooks: bool = False, **env
+) -> Proc:
+    """A run worker on the session's queue, or with `webhooks` a webhook worker
+    on `<queue>-webhooks` (cronsvc.celery)."""
+    queues = ["--webhooks"] if webhooks else ["-Q", QUEUE]
     proc = Proc(
         [
             sys.executable,
@@ -129,8 +134,7 @@ def start_worker(tmp_dir: Path, name: str = "w1", concurrency: int = 4, **env) -
             "worker",
             "--pool=threads",
             f"--concurrency={concurrency}",
-            "-Q",
-            QUEUE,
+            *queues,
             "-n",
             f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "--loglevel=INFO",
@@ -169,10 +173,13 @@ def start_beat(tmp_dir: Path, **env) -> Proc:
 
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real Celery worker on Redis, using the test database."""
+    """A real Celery worker on Redis, using the test database, and a webhook
+    worker beside it (deliveries have their own queue)."""
     with django_db_blocker.unblock():
         proc = start_worker(tmp_path_factory.mktemp("worker"))
+        hooks = start_worker(tmp_path_factory.mktemp("webhooks"), "hooks", 2, webhooks=True)
     yield proc
+    hooks.stop()
     proc.stop()
 
 
@@ -180,8 +187,7 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
 def sdk(live_server):
     from langgraph_sdk import get_sync_client
 
-    client = get_sync_client(url=live_server.url, api_key=None)
-    yield client
+    return get_sync_client(url=live_server.url, api_key=None)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from cronsvc.errors import Invalid
+from runs.webhooks.guard import MAX_URL_LENGTH, url_problem
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict:
@@ -166,6 +167,21 @@ class StreamMode(serializers.JSONField):
         return value
 
 
+class WebhookUrl(serializers.CharField):
+    """A webhook URL that can be delivered to: http(s), a host, at most
+    MAX_URL_LENGTH characters (runs.webhooks.guard.url_problem). Whether its
+    address may be reached is decided when sending."""
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, max_length=MAX_URL_LENGTH, **kwargs)
+
+    def to_internal_value(self, data):
+        problem = url_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
 class RunOptionsIn(serializers.Serializer):
     """What a run is created with; shared by runs and crons."""
 
@@ -174,7 +190,7 @@ class RunOptionsIn(serializers.Serializer):
     metadata = JSONObject(required=False, allow_null=True)
     config = JSONObject(required=False, allow_null=True)
     context = JSONObject(required=False, allow_null=True)
-    webhook = serializers.CharField(required=False, allow_null=True, max_length=65536)
+    webhook = WebhookUrl(required=False, allow_null=True)
     interrupt_before = NodeList(required=False, allow_null=True)
     interrupt_after = NodeList(required=False, allow_null=True)
     multitask_strategy = serializers.ChoiceField(

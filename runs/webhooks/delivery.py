@@ -3,7 +3,9 @@
 The body is what the LangGraph Server sends: the run (runs.wire.run_out), its
 status, start and end times, the thread's `values`, and `error` for a failed
 run. A refused target (runs.webhooks.guard) is recorded on the run and never
-connected to.
+connected to. Retried (until the last attempt, then `failed`): network
+errors, the attempt's deadline, a resolver error that may pass, 5xx, 408 and
+429. Failed at once: other 4xx, and 301/302/303 (not followed).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.utils import timezone
 
 from runs.models import Run
 from runs.webhooks import transport
-from runs.webhooks.guard import Refused
+from runs.webhooks.guard import Refused, ResolutionFailed
 from runs.wire import run_out
 from threads.models import Thread
 
@@ -80,7 +82,7 @@ def deliver(run_id, *, final: bool) -> Outcome | None:
     except Refused as exc:
         log.warning("run %s: webhook refused: %s", run.run_id, exc)
         outcome = Outcome(Run.WebhookStatus.REFUSED, error=str(exc))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, ResolutionFailed) as exc:
         outcome = Outcome(
             Run.WebhookStatus.FAILED if final else Run.WebhookStatus.PENDING,
             error=f"{type(exc).__name__}: {exc}",
@@ -89,6 +91,16 @@ def deliver(run_id, *, final: bool) -> Outcome | None:
     else:
         if response.is_success:
             outcome = Outcome(Run.WebhookStatus.DELIVERED, status_code=response.status_code)
+        elif response.is_redirect:
+            # 301/302/303 (307/308 were followed): a client would re-send the
+            # POST as a GET without the body, so the receiver never got it.
+            outcome = Outcome(
+                Run.WebhookStatus.FAILED,
+                status_code=response.status_code,
+                error=f"HTTP {response.status_code}: redirect to "
+                f"{response.headers.get('location', '?')!r} not followed "
+                "(only 307 and 308 re-send the POST)",
+            )
         else:
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
             outcome = Outcome(

@@ -30,6 +30,45 @@ class Refused(Exception):
     """The target may not be connected to; recorded on the run, not retried."""
 
 
+class ResolutionFailed(Exception):
+    """The name could not be resolved for now (EAI_AGAIN, a failing resolver):
+    retried like a network error, not a refusal."""
+
+
+# A name that does not exist is a refusal; any other resolver error may pass.
+NO_SUCH_NAME = {
+    getattr(socket, name)
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_ADDRFAMILY")
+    if hasattr(socket, name)
+}
+
+# The longest webhook URL accepted at create time: browsers' and proxies'
+# common limit (and the Sitemaps/IE cap), far above any real receiver's.
+MAX_URL_LENGTH = 2048
+
+
+def url_problem(url: object) -> str | None:
+    """Why `url` cannot be a webhook, or None when it can: http(s), a host, at
+    most MAX_URL_LENGTH characters. Checked when a run or cron is created, so a
+    bad URL answers 422 instead of failing after the run."""
+    if not isinstance(url, str):
+        return "Invalid webhook: must be a URL string"
+    if len(url) > MAX_URL_LENGTH:
+        return f"Invalid webhook: URL longer than {MAX_URL_LENGTH} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return f"Invalid webhook URL: {url!r}"
+    if parts.scheme not in ("http", "https"):
+        return f"Invalid webhook scheme {parts.scheme!r}: must be http or https"
+    if not parts.hostname:
+        return "Invalid webhook hostname: the URL has no host"
+    if any(c.isspace() for c in url):
+        return "Invalid webhook URL: must not contain whitespace"
+    return None
+
+
 @dataclass(frozen=True)
 class Allowlist:
     """Hosts (by name) and networks a webhook may reach even when private."""
@@ -93,15 +132,20 @@ def check_addresses(host: str, addresses: list[Any], allowlist: Allowlist) -> An
 
 
 def resolve(host: str, port: int, allowlist: Allowlist) -> Any:
-    """The checked address to connect to for `host`; raises Refused."""
+    """The checked address to connect to for `host`; raises Refused, or
+    ResolutionFailed for a resolver error that may pass."""
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise Refused(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
+            if exc.errno in NO_SUCH_NAME:
+                raise Refused(f"cannot resolve {host}: {exc}") from exc
+            raise ResolutionFailed(f"cannot resolve {host} for now: {exc}") from exc
+        addresses = list(
+            dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos)
+        )
     return check_addresses(host, addresses, allowlist)
 
 

@@ -25,6 +25,7 @@ from runs.models import Run
 from runs.services import run_create
 from tests.conftest import QUEUE, Proc, start_beat, start_worker, subprocess_env, wait_until
 from tests.factories import ai_messages_in_checkpoint
+from threads.models import Thread
 from threads.services import thread_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,8 +48,6 @@ def woken(monkeypatch):
 
 def expire_lease(run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(lease_expires_at=Now() - dt.timedelta(seconds=1))
-
-
 
 
 def test_claim_takes_a_lease_and_renewal_extends_it_for_that_attempt_only(woken, settings):
@@ -74,7 +73,11 @@ def test_reaper_requeues_an_expired_run_and_a_late_finish_of_the_old_attempt_is_
     assert woken == [1]
     first.refresh_from_db()
     assert (first.status, first.attempts, first.started_at, first.lease_expires_at) == (
-        "pending", 1, None, None)
+        "pending",
+        1,
+        None,
+        None,
+    )
     assert leases.runs_reap() == {"requeued": 0, "errored": 0}
 
     second = run_claim_next(thread_id=thread.thread_id)
@@ -125,12 +128,76 @@ def test_reconciler_wakes_only_runs_ready_and_pending_longer_than_the_delay(woke
     assert leases.runs_reconcile(after=0) == {"stalled": 0, "woken": 0, "webhooks": 0}
 
 
+def stateless_run_here(agent, **kwargs) -> Run:
+    """A stateless run (on_completion="delete") created and executed in this process."""
+    run = run_create(
+        thread=thread_create(), assistant=agent, kwargs=QUESTION, on_completion="delete", **kwargs
+    )
+    assert tasks.drain(str(run.thread_id)) >= 1
+    run.refresh_from_db()
+    assert run.status == "success"
+    return run
+
+
+def test_a_stateless_thread_whose_deletion_message_was_lost_goes_in_one_reconcile_pass(
+    woken, monkeypatch, settings
+):
+    dropped: list[str] = []
+    # The deletion message is lost: published nowhere.
+    monkeypatch.setattr(
+        "runs.wakeups.delete_stateless_thread",
+        lambda thread_id, countdown: dropped.append(thread_id),
+    )
+    monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: None)
+    agent = assistant_get_or_404("agent")
+    lost = stateless_run_here(agent)
+    recent = stateless_run_here(agent)
+    delivering = stateless_run_here(agent)
+    kept = run_create(thread=thread_create(), assistant=agent, kwargs=QUESTION)  # not stateless
+    assert tasks.drain(str(kept.thread_id)) == 1
+    assert dropped == [str(r.thread_id) for r in (lost, recent, delivering)]
+    long_ago = Now() - dt.timedelta(
+        seconds=settings.CRONSVC_STATELESS_THREAD_GRACE + settings.CRONSVC_RECONCILE_AFTER + 1
+    )
+    Run.objects.filter(pk__in=[lost.pk, delivering.pk, kept.pk]).update(finished_at=long_ago)
+    # A webhook still being delivered reads the thread's values: not yet.
+    Run.objects.filter(pk=delivering.pk).update(webhook_status="pending")
+
+    result = tasks.reconcile.apply().get()
+
+    assert result["threads"] == 1
+    assert not Thread.objects.filter(pk=lost.thread_id).exists()
+    assert not Run.objects.filter(pk=lost.pk).exists()
+    remaining = {recent.thread_id, delivering.thread_id, kept.thread_id}
+    assert set(Thread.objects.filter(pk__in=remaining).values_list("pk", flat=True)) == remaining
+    # Once the delivery has settled, the next pass takes that thread too; then nothing.
+    Run.objects.filter(pk=delivering.pk).update(webhook_status="delivered")
+    assert leases.stateless_threads_reconcile() == 1
+    assert leases.stateless_threads_reconcile() == 0
+    assert Thread.objects.filter(pk=recent.thread_id).exists()
+
+
 def start_private_worker(tmp_path, queue: str, name: str, **env) -> Proc:
     """A worker consuming only `queue`, which no other worker of the session reads."""
     proc = Proc(
-        [sys.executable, "-m", "celery", "-A", "cronsvc", "worker", "--pool=threads",
-         "--concurrency=2", "-Q", queue, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
-         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cronsvc",
+            "worker",
+            "--pool=threads",
+            "--concurrency=2",
+            "-Q",
+            queue,
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         subprocess_env(tmp_path, **env),
         f"worker {name}",
     )
@@ -140,7 +207,9 @@ def start_private_worker(tmp_path, queue: str, name: str, **env) -> Proc:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("max_attempts", ["3", "1"], ids=["rerun", "attempts-spent"])
-def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkeypatch, max_attempts):
+def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(
+    tmp_path, monkeypatch, max_attempts
+):
     private = f"{QUEUE}-killed-{uuid.uuid4().hex[:6]}"
     # The run's wake-up goes to the worker that will be killed, and only to it.
     monkeypatch.setattr(
@@ -148,7 +217,9 @@ def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkey
         lambda thread_id: tasks.drain.apply_async((str(thread_id),), queue=private),
     )
     lease = {"CRONSVC_RUN_LEASE_SECONDS": "2", "CRONSVC_RUN_MAX_ATTEMPTS": max_attempts}
-    doomed = start_private_worker(tmp_path / "a", private, "doomed", SLOW_GRAPH_SECONDS="6", **lease)
+    doomed = start_private_worker(
+        tmp_path / "a", private, "doomed", SLOW_GRAPH_SECONDS="6", **lease
+    )
     survivor = beat = None
     try:
         thread = thread_create()
@@ -163,10 +234,21 @@ def test_kill_9_of_a_worker_mid_run_reruns_it_once_or_errors_it(tmp_path, monkey
         # Survivor and beat use a queue of their own, so the reaper and the
         # re-run happen there (with these settings), not on the session's worker.
         rescue = f"{QUEUE}-rescue-{uuid.uuid4().hex[:6]}"
-        survivor = start_private_worker(tmp_path / "b", rescue, "survivor", CELERY_QUEUE=rescue,
-                                        SLOW_GRAPH_SECONDS="0.5", **lease)
-        beat = start_beat(tmp_path / "beat", CELERY_QUEUE=rescue, CRONSVC_REAP_INTERVAL="0.5",
-                          CRONSVC_RECONCILE_INTERVAL="3600", **lease)
+        survivor = start_private_worker(
+            tmp_path / "b",
+            rescue,
+            "survivor",
+            CELERY_QUEUE=rescue,
+            SLOW_GRAPH_SECONDS="0.5",
+            **lease,
+        )
+        beat = start_beat(
+            tmp_path / "beat",
+            CELERY_QUEUE=rescue,
+            CRONSVC_REAP_INTERVAL="0.5",
+            CRONSVC_RECONCILE_INTERVAL="3600",
+            **lease,
+        )
         wait_until(
             lambda: Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).exists(), timeout=60
         )
@@ -206,8 +288,11 @@ def test_a_pending_run_whose_wake_up_was_lost_is_run_once_by_the_reconciler(tmp_
         lambda thread_id: tasks.drain.apply_async((str(thread_id),), queue=void),
     )
     # The reconciler runs on the worker (beat only sends it): both get the delay.
-    reconcile = {"CRONSVC_RECONCILE_AFTER": "2", "CRONSVC_RECONCILE_INTERVAL": "0.5",
-                 "CRONSVC_REAP_INTERVAL": "3600"}
+    reconcile = {
+        "CRONSVC_RECONCILE_AFTER": "2",
+        "CRONSVC_RECONCILE_INTERVAL": "0.5",
+        "CRONSVC_REAP_INTERVAL": "3600",
+    }
     worker = start_worker(tmp_path / "w", name="reconciled", **reconcile)
     beat = start_beat(tmp_path / "beat", **reconcile)
     try:
@@ -237,7 +322,10 @@ def test_fault_soak_small_loses_and_doubles_nothing():
 
     result = subprocess.run(
         [sys.executable, "bench/fault_soak.py", "--small"],
-        cwd=ROOT, capture_output=True, text=True, timeout=400,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "missing 0, doubled 0, stuck 0, skipped (recorded) 0" in result.stdout

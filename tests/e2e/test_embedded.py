@@ -12,13 +12,12 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import ROOT, Proc
+from tests.conftest import ROOT, Proc, wait_until
+from tests.e2e.test_webhooks import Receiver
 from tests.factories import free_port
 
 pytestmark = pytest.mark.slow
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-
-
 
 
 @pytest.fixture
@@ -29,7 +28,13 @@ def dev_server(tmp_path):
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE")
     }
-    env.update({"CRONSVC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "CRONSVC_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONUNBUFFERED": "1",
+            "CRONSVC_WEBHOOK_ALLOWLIST": "127.0.0.1",
+        }
+    )
     # The README's run command, as a user types it.
     proc = Proc(["bash", "scripts/dev.sh", "--port", str(port)], env, "scripts/dev.sh")
     proc.wait_for("cronsvc API on", timeout=90)
@@ -81,6 +86,19 @@ def test_dev_server_on_sqlite_serves_runs_and_fires_crons(dev_server):
         time.sleep(1)
     assert len(runs) == 2 and runs[0]["status"] == "success", runs
     assert runs[0]["metadata"]["cron_id"] == every_minute["cron_id"]
+
+    # dev starts a webhook worker: deliveries (their own queue) happen here too.
+    receiver = Receiver()
+    try:
+        hooked = httpx.post(
+            f"{url}/threads/{thread['thread_id']}/runs",
+            json={"assistant_id": "agent", "input": QUESTION, "webhook": receiver.url},
+        ).json()
+        outcome = f"{url}/threads/{thread['thread_id']}/runs/{hooked['run_id']}/webhook"
+        wait_until(lambda: httpx.get(outcome).json()["status"] == "delivered", timeout=60)
+        assert [r["body"]["run_id"] for r in receiver.requests] == [hooked["run_id"]]
+    finally:
+        receiver.close()
 
     proc.stop(signal.SIGTERM, timeout=30)
     assert proc.popen.returncode == 0

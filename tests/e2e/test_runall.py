@@ -1,5 +1,5 @@
 """`manage.py runall`: the compose topology as local processes, for real —
-migrate, gunicorn (`serve`), beat and two workers on the test PostgreSQL
+migrate, gunicorn (`serve`), beat, two workers and the webhook worker on the test PostgreSQL
 database and Redis; runs and a cron through langgraph_sdk; SIGTERM stops all
 of them cleanly."""
 
@@ -21,11 +21,10 @@ from cronsvc import topology
 from cronsvc.models import WorkerHeartbeat
 from runs.models import Run
 from tests.conftest import Proc, subprocess_env, wait_until
+from tests.e2e.test_webhooks import Receiver
 from tests.factories import free_port
 
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-
-
 
 
 def get(url: str) -> httpx.Response | None:
@@ -65,6 +64,7 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
     from langgraph_sdk import get_sync_client
 
     port = free_port()
+    receiver = Receiver()
     before = open_connections()
     url = f"http://127.0.0.1:{port}"
     runall = Proc(
@@ -85,13 +85,14 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
             WEB_CONCURRENCY="1",
             CRONSVC_WEB_THREADS="4",
             CRONSVC_HEARTBEAT_INTERVAL="1",
+            CRONSVC_WEBHOOK_ALLOWLIST="127.0.0.1",
         ),
         "runall",
     )
     try:
         runall.wait_for("runall: API on", timeout=90)
         pids = child_pids(runall)
-        assert set(pids) == {"api", "beat", "worker1", "worker2"}
+        assert set(pids) == {"api", "beat", "worker1", "worker2", "webhooks"}
 
         # Beat holds the lease and both workers beat: /health is 200.
         def healthy():
@@ -117,6 +118,23 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
         attempts = Run.objects.filter(pk__in=[r["run_id"] for r in runs]).values_list("attempts")
         assert sorted(attempts) == [(1,)] * 6
 
+        # The webhook worker beats as one (its slots take no runs)...
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                name__startswith="webhooks@", role="webhooks", concurrency=4
+            ).exists(),
+            timeout=30,
+        )
+        # ...and delivers (its own queue: nothing else consumes it).
+        hooked = sdk.runs.create(
+            threads[0]["thread_id"], "agent", input=QUESTION, webhook=receiver.url
+        )
+        wait_until(
+            lambda: Run.objects.filter(pk=hooked["run_id"], webhook_status="delivered").exists(),
+            timeout=60,
+        )
+        assert [r["body"]["run_id"] for r in receiver.requests] == [hooked["run_id"]]
+
         # beat fires a cron (every 2 seconds; croniter puts seconds last).
         cron_thread = sdk.threads.create()
         cron = sdk.crons.create_for_thread(
@@ -139,6 +157,7 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
             web_workers=1,
             web_threads=4,
             pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
+            webhook_workers=1,
         )
         print(f"runall holds {opened} PostgreSQL connections (budget {budget})")
         assert 0 < opened <= budget
@@ -146,15 +165,19 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
         runall.stop(signal.SIGTERM, timeout=120)
 
         assert runall.popen.returncode == 0, runall.output()[-4000:]
-        assert "runall: stopped (api 0, beat 0, worker1 0, worker2 0)" in runall.output()
+        assert (
+            "runall: stopped (api 0, beat 0, worker1 0, worker2 0, webhooks 0)" in runall.output()
+        )
         for pid in pids.values():
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert get(f"{url}/ok") is None
         # Warm shutdowns: workers removed their heartbeats, beat released its lease.
         assert not WorkerHeartbeat.objects.filter(name__startswith="worker").exists()
+        assert not WorkerHeartbeat.objects.filter(name__startswith="webhooks").exists()
         assert SchedulerLease.objects.get().holder == ""
     finally:
+        receiver.close()
         runall.stop(signal.SIGTERM, timeout=60)
         # Children run in sessions of their own: never leave one behind.
         for pid in child_pids(runall).values():

@@ -88,7 +88,7 @@ def test_compose_file_follows_the_compose_specification(tmp_path):
 def test_compose_services_run_the_topology_commands():
     services = compose()["services"]
 
-    assert set(services) == {"postgres", "redis", "migrate", "api", "beat", "worker"}
+    assert set(services) == {"postgres", "redis", "migrate", "api", "beat", "worker", "webhooks"}
     assert {
         name: tuple(services[name]["command"]) for name in topology.COMMANDS
     } == topology.COMMANDS
@@ -96,7 +96,7 @@ def test_compose_services_run_the_topology_commands():
 
 def test_compose_wiring():
     services = compose()["services"]
-    app_services = ("migrate", "api", "beat", "worker")
+    app_services = ("migrate", "api", "beat", "worker", "webhooks")
 
     # One image, settings from .env, the containers' own database and broker.
     assert {services[s]["build"] for s in app_services} == {"."}
@@ -114,7 +114,7 @@ def test_compose_wiring():
     # migrate runs once, after PostgreSQL is up; the others after it succeeded.
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    for name in ("api", "beat", "worker"):
+    for name in ("api", "beat", "worker", "webhooks"):
         assert services[name]["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
@@ -359,7 +359,9 @@ def test_a_standby_beat_is_healthy_while_it_beats_and_another_holds_the_lease(cl
     call_command("healthcheck", "beat")
     assert client.get("/health").json()["beat"]["status"] == "ok"
 
-    BeatHeartbeat.objects.update(seen_at=Now() - timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1))
+    BeatHeartbeat.objects.update(
+        seen_at=Now() - timedelta(seconds=settings.CRONSVC_HEARTBEAT_STALE + 1)
+    )
     with pytest.raises(CommandError, match="no standby beat on"):
         call_command("healthcheck", "beat")
     heartbeats.beat_heartbeat_delete(name=f"{here}:2:standby")
@@ -412,4 +414,110 @@ def test_default_compose_with_four_workers_fits_postgres_max_connections():
 
     assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 4) + (2 + 4))
     # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
+    assert budget + 3 + 10 <= max_connections
+
+
+def test_the_webhooks_service_consumes_only_the_webhook_queue_with_its_own_slots():
+    service = compose()["services"]["webhooks"]
+    program, app_flag, app_path, subcommand, *options = topology.COMMANDS["webhooks"]
+    assert (program, app_flag, app_path, subcommand) == ("celery", "-A", "cronsvc", "worker")
+    app = find_app(app_path)
+    parent = click.Context(
+        celery_cli, obj=CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    )
+    command = celery_cli.get_command(parent, subcommand)
+    # As `celery` does when it loads the app: cronsvc's own worker options.
+    command.params.extend(o for o in app.user_options["worker"] if o not in command.params)
+    params = command.make_context(subcommand, list(options), parent=parent).params
+    assert params["webhooks"] is True
+    assert params["pool"].__module__ == "celery.concurrency.thread"
+    assert params["concurrency"] == topology.WEBHOOK_CONCURRENCY
+    assert not params["queues"]  # --webhooks picks the queue (cronsvc.celery)
+    assert service["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "manage.py",
+        "healthcheck",
+        "webhooks",
+    ]
+    assert not {"container_name", "ports", "hostname"} & set(service)
+
+
+def test_the_webhooks_flag_selects_the_webhook_queue_only():
+    from cronsvc.celery import WebhookQueueStep, webhook_queue, worker_role
+
+    class Worker:
+        selected = None
+
+        def setup_queues(self, include):
+            self.selected = include
+
+    hooks, plain = Worker(), Worker()
+    WebhookQueueStep(hooks, webhooks=True)
+    WebhookQueueStep(plain)
+    assert webhook_queue() == f"{find_app('cronsvc').conf.task_default_queue}-webhooks"
+    assert (hooks.selected, worker_role(hooks)) == ([webhook_queue()], "webhooks")
+    assert (plain.selected, worker_role(plain)) == (None, "runs")
+
+
+@pytest.mark.django_db
+def test_webhook_workers_are_reported_apart_and_take_no_run_slots(client):
+    here = socket.gethostname()
+    hold_lease(here)
+    heartbeats.worker_heartbeat_write(
+        name="hooks@here", hostname=here, pid=3, concurrency=4, role="webhooks"
+    )
+    body = client.get("/health").json()
+    # A webhook worker alone does not make the run workers live.
+    assert client.get("/health").status_code == 503
+    assert body["workers"]["status"] == "dead"
+    assert [n["name"] for n in body["webhooks"]["nodes"]] == ["hooks@here"]
+    assert heartbeats.live_worker_slots() == 0
+    call_command("healthcheck", "webhooks")
+    with pytest.raises(CommandError, match="no worker heartbeat on"):
+        call_command("healthcheck", "worker")
+    heartbeats.worker_heartbeat_write(name="w@here", hostname=here, pid=4, concurrency=8)
+    body = client.get("/health").json()
+    assert (body["status"], heartbeats.live_worker_slots()) == ("ok", 8)
+
+
+@pytest.mark.django_db
+def test_health_details_only_to_callers_the_api_serves_or_staff(
+    client, settings, django_user_model
+):
+    here = socket.gethostname()
+    hold_lease(here)
+    heartbeats.worker_heartbeat_write(name="w1@secret-node", hostname=here, pid=1)
+    settings.CRONSVC_API_KEYS = ["k1"]
+
+    anonymous = client.get("/health")
+    assert (anonymous.status_code, anonymous.json()) == (200, {"status": "ok"})
+    assert b"secret-node" not in anonymous.content
+    assert client.get("/health", headers={"x-api-key": "wrong"}).json() == {"status": "ok"}
+
+    with_key = client.get("/health", headers={"x-api-key": "k1"}).json()
+    assert [n["name"] for n in with_key["workers"]["nodes"]] == ["w1@secret-node"]
+
+    staff = django_user_model.objects.create_user("ops", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/health").json()["workers"]["nodes"][0]["name"] == "w1@secret-node"
+    client.logout()
+
+    WorkerHeartbeat.objects.all().delete()
+    down = client.get("/health")
+    assert (down.status_code, down.json()) == (503, {"status": "unhealthy"})
+
+
+def test_compose_with_four_workers_and_the_webhook_worker_fits_postgres_max_connections():
+    postgres_command = " ".join(compose()["services"]["postgres"]["command"])
+    max_connections = int(re.search(r"max_connections=(\d+)", interpolate(postgres_command))[1])
+    budget = topology.connection_budget(
+        workers=4,
+        concurrency=settings.CELERY_WORKER_CONCURRENCY,
+        web_workers=2,
+        web_threads=8,
+        pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
+        webhook_workers=1,
+    )
+    assert budget == 4 * (8 + 2 + 4) + 2 * (8 + 4) + (2 + 4) + (4 + 2)
     assert budget + 3 + 10 <= max_connections

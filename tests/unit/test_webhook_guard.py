@@ -50,7 +50,9 @@ def test_public_addresses_pass(address):
 
 
 def test_every_address_a_name_resolves_to_must_pass():
-    with pytest.raises(Refused, match=re.escape("rebinding.example resolves to 10.0.0.7, a private address")):
+    with pytest.raises(
+        Refused, match=re.escape("rebinding.example resolves to 10.0.0.7, a private address")
+    ):
         guard.check_addresses("rebinding.example", [ip("93.184.215.14"), ip("10.0.0.7")], NONE)
     assert guard.check_addresses("ok.example", [ip("93.184.215.14"), ip("8.8.8.8")], NONE) == ip(
         "93.184.215.14"
@@ -93,10 +95,14 @@ def test_resolve_checks_a_literal_address_without_a_lookup(monkeypatch):
 
 
 def test_resolve_checks_every_resolved_address(monkeypatch):
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
-        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fe80::1%eth0", 443, 0, 2)),
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
-    ])
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *a, **k: [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fe80::1%eth0", 443, 0, 2)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
+        ],
+    )
     with pytest.raises(Refused, match=re.escape("fe80::1, a link-local address")):
         guard.resolve("scoped.example", 443, NONE)
 
@@ -124,7 +130,44 @@ def test_target_of_an_http_url(url, expected):
     assert (target.scheme, target.hostname, target.port, target.explicit_port) == expected
 
 
-@pytest.mark.parametrize("url", ["ftp://hooks.example.com/x", "file:///etc/passwd", "http:///x", "hooks"])
+@pytest.mark.parametrize(
+    "url", ["ftp://hooks.example.com/x", "file:///etc/passwd", "http:///x", "hooks"]
+)
 def test_only_http_urls_with_a_host_are_targets(url):
     with pytest.raises(Refused, match=re.escape("is not http(s)")):
         guard.target(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("file:///etc/passwd", "Invalid webhook scheme 'file': must be http or https"),
+        ("not a url", "Invalid webhook scheme '': must be http or https"),
+        ("http:///x", "Invalid webhook hostname: the URL has no host"),
+        ("http://h.example:0x/x", "Invalid webhook URL: 'http://h.example:0x/x'"),
+        ("http://h.example/" + "x" * 2040, "Invalid webhook: URL longer than 2048 characters"),
+        ("http://h.example/a\nb", "Invalid webhook URL: must not contain whitespace"),
+        (5, "Invalid webhook: must be a URL string"),
+    ],
+)
+def test_url_problem_says_why_a_url_cannot_be_a_webhook(url, problem):
+    assert guard.url_problem(url) == problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://hooks.example.com/x", "http://10.0.0.7:8080/", "http://h.example/" + "x" * 2031],
+)
+def test_url_problem_passes_http_urls_with_a_host(url):
+    assert guard.url_problem(url) is None
+
+
+def test_a_resolver_error_that_may_pass_is_retryable_not_refused(monkeypatch):
+    def fail(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with pytest.raises(
+        guard.ResolutionFailed, match=re.escape("cannot resolve hooks.example for now")
+    ):
+        guard.resolve("hooks.example", 443, NONE)

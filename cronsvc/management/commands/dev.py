@@ -1,7 +1,8 @@
 """`python manage.py dev`: API + Celery worker + beat in one process group.
 
 Mirrors `langgraph dev`: migrates, creates the default assistants, starts a
-worker and cronsvc's beat as child processes (never under an autoreloader,
+worker, a webhook worker (deliveries on their own queue and slots) and
+cronsvc's beat as child processes (never under an autoreloader,
 so beat is not restarted behind its lease), and serves the API in this
 process. Ctrl-C stops all three.
 """
@@ -38,7 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="worker processes")
         parser.add_argument("--concurrency", type=int, default=4, help="threads per worker")
         parser.add_argument("--no-beat", action="store_true", help="do not start beat")
-        parser.add_argument("--no-worker", action="store_true", help="do not start a worker")
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="do not start a worker (nor the webhook worker)",
+        )
 
     def handle(self, *args, host, port, workers, concurrency, no_beat, no_worker, **options):
         if not settings.CRONSVC_API_KEYS:
@@ -64,8 +69,8 @@ class Command(BaseCommand):
             for i in range(workers):
                 children.append(
                     subprocess.Popen(
-                        base
-                        + [
+                        [
+                            *base,
                             "worker",
                             "--pool=threads",
                             f"--concurrency={concurrency}",
@@ -77,11 +82,26 @@ class Command(BaseCommand):
                         ]
                     )
                 )
+            # Webhook deliveries: their own queue and slots (cronsvc.topology.WEBHOOKS).
+            children.append(
+                subprocess.Popen(
+                    [
+                        *base,
+                        "worker",
+                        "--pool=threads",
+                        "--webhooks",
+                        f"--concurrency={topology.WEBHOOK_CONCURRENCY}",
+                        "--loglevel=INFO",
+                        "-n",
+                        "devhooks@%h",
+                    ]
+                )
+            )
         if not no_beat:
             children.append(
                 subprocess.Popen(
-                    base
-                    + [
+                    [
+                        *base,
                         "beat",
                         "--loglevel=INFO",
                         "-S",

@@ -1,7 +1,8 @@
 """`python manage.py runall --workers N [--concurrency C] [--bind HOST:PORT]`.
 
 The docker-compose topology without containers: migrates, then starts the API
-(gunicorn), one beat and N worker processes with the same command lines as the
+(gunicorn), one beat, N worker processes and one webhook worker (its own
+queue and slots) with the same command lines as the
 compose services (cronsvc/topology.py), against DATABASE_URL and
 CELERY_BROKER_URL. SIGTERM or SIGINT (Ctrl-C) is forwarded to every child as
 SIGTERM — a warm shutdown: workers finish their in-flight runs, gunicorn its
@@ -24,7 +25,10 @@ from cronsvc import topology
 
 
 class Command(BaseCommand):
-    help = "Run migrate, then the API, one beat and N Celery workers as processes (production)."
+    help = (
+        "Run migrate, then the API, one beat, N Celery workers and a webhook worker "
+        "as processes (production)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -63,6 +67,7 @@ class Command(BaseCommand):
             if concurrency is not None:
                 env["CELERY_WORKER_CONCURRENCY"] = str(concurrency)
             specs.append((f"worker{i + 1}", topology.WORKER, env))
+        specs.append(("webhooks", topology.WEBHOOKS, {"CELERY_WORKER_HOSTNAME": "webhooks@%h"}))
 
         received: list[int] = []
         previous = {
@@ -81,7 +86,7 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(f"runall: started {name} (pid {children[name].pid})")
             self.stdout.write(
-                f"runall: API on http://{bind}, beat, {workers} worker(s); "
+                f"runall: API on http://{bind}, beat, {workers} worker(s), a webhook worker; "
                 "SIGTERM or Ctrl-C stops all"
             )
             self.stdout.flush()
