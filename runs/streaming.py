@@ -28,7 +28,14 @@ BATCH = 500
 # Stream modes the stream endpoints relay (runs.executor.EventRecorder records
 # them); "events" (LangChain callback events) is not one of them.
 SUPPORTED_MODES = (
-    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints",
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "debug",
+    "tasks",
+    "checkpoints",
 )
 MESSAGE_EVENTS = {"messages/metadata", "messages/partial", "messages/complete"}
 
@@ -79,7 +86,9 @@ def relay(
         while time.monotonic() < deadline:
             # Status first: a run finished by then has all its events committed.
             current = (
-                Run.objects.filter(pk=run.pk).values("status", "output", "error", "streamed").first()
+                Run.objects.filter(pk=run.pk)
+                .values("status", "output", "error", "streamed")
+                .first()
             )
             events = list(
                 RunEvent.objects.filter(run_id=run.pk, id__gt=after)

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Lint first (ruff format and check, import rules, mypy): CRONSVC_SKIP_LINT=1 skips it locally.
+if [ -z "${CRONSVC_SKIP_LINT:-}" ]; then
+  scripts/lint.sh
+fi
 scripts/services.sh
 # Debian's Chromium and ChromeDriver for the admin browser test (installed when missing).
 scripts/browser.sh

@@ -25,9 +25,7 @@ PATH_IDS = {
     "thread_id": _path_id("thread_id", "The thread's ID."),
     "run_id": _path_id("run_id", "The run's ID."),
     "cron_id": _path_id("cron_id", "The cron's ID."),
-    "assistant_id": _path_id(
-        "assistant_id", "The assistant's ID (a UUID).", OpenApiTypes.STR
-    ),
+    "assistant_id": _path_id("assistant_id", "The assistant's ID (a UUID).", OpenApiTypes.STR),
     "checkpoint_id": _path_id("checkpoint_id", "A checkpoint's ID.", OpenApiTypes.STR),
 }
 # Only GET /assistants/{assistant_id}/graph also takes a graph name.

@@ -51,4 +51,4 @@ class Command(BaseCommand):
             "--access-logfile",
             "-",
         ]
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, argv)  # noqa: S606 - becomes gunicorn: no shell, argv as built
