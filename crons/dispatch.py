@@ -105,6 +105,18 @@ class RunSpec:
     def stateless(self) -> bool:
         return self.thread_id is None
 
+    def run_fields(self) -> dict[str, Any]:
+        """The Run's own fields, as every writer stores them (thread and
+        assistant are each writer's to give)."""
+        return {
+            "kwargs": self.kwargs,
+            "metadata": self.metadata,
+            "multitask_strategy": self.multitask_strategy,
+            "on_completion": self.on_completion,
+            "cron_id": self.cron_id,
+            "scheduled_at": self.scheduled_at,
+        }
+
 
 def _strategy(payload: dict[str, Any]) -> str:
     return payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
@@ -194,13 +206,8 @@ def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
             run = run_create(
                 thread=thread,
                 assistant=cron.assistant,
-                kwargs=spec.kwargs,
-                metadata=spec.metadata,
-                multitask_strategy=spec.multitask_strategy,
-                on_completion=spec.on_completion,
-                cron_id=spec.cron_id,
-                scheduled_at=spec.scheduled_at,
                 max_pending=settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD,
+                **spec.run_fields(),
             )
             return Tick.objects.create(
                 cron=cron, scheduled_at=instant, status=Tick.Status.FIRED, run_id=run.run_id
@@ -250,16 +257,7 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
             thread_id = thread.thread_id
         else:
             stamps[thread_id] = spec
-        run = Run(
-            thread_id=thread_id,
-            assistant_id=spec.assistant_id,
-            kwargs=spec.kwargs,
-            metadata=spec.metadata,
-            multitask_strategy=spec.multitask_strategy,
-            on_completion=spec.on_completion,
-            cron_id=spec.cron_id,
-            scheduled_at=spec.scheduled_at,
-        )
+        run = Run(thread_id=thread_id, assistant_id=spec.assistant_id, **spec.run_fields())
         runs.append(run)
         ticks.append(
             Tick(
