@@ -20,7 +20,7 @@ from crons.models import SchedulerLease
 from cronsvc import topology
 from cronsvc.models import WorkerHeartbeat
 from runs.models import Run
-from tests.conftest import Proc, subprocess_env, wait_until
+from tests.conftest import QUEUE, Proc, subprocess_env, wait_until
 from tests.e2e.test_webhooks import Receiver
 from tests.factories import free_port
 
@@ -81,6 +81,9 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
         ],
         subprocess_env(
             tmp_path,
+            # Queues of its own: the session's workers (webhook worker included, with
+            # no loopback allowlist) must not take runall's messages.
+            CELERY_QUEUE=f"{QUEUE}-runall",
             CRONSVC_ALLOW_ANONYMOUS="true",
             WEB_CONCURRENCY="1",
             CRONSVC_WEB_THREADS="4",
