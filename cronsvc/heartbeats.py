@@ -5,6 +5,8 @@
   (`WorkerHeartbeatStep`, added to the worker by cronsvc.celery) and deletes
   it on a warm shutdown. Its pool size is recorded too: `live_worker_slots`
   tells how many wake-ups a burst of ready runs can use (runs.wakeups).
+- Each worker also claims its queue on a Redis broker (cronsvc.broker_owner)
+  and warns when another cronsvc instance consumes it.
 - Every beat, active or standby, writes a `BeatHeartbeat` row (crons.scheduler).
 
 Times are the database's (`Now()`), so hosts with skewed clocks agree.
@@ -25,7 +27,8 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Sum
 from django.db.models.functions import Now
 
-from cronsvc.celery import worker_role
+from cronsvc.broker_owner import queue_claim_or_warn
+from cronsvc.celery import ROLE_WEBHOOKS, app, webhook_queue, worker_role
 from cronsvc.models import BeatHeartbeat, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,8 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
 
     def _loop(self) -> None:
         hostname, pid = socket.gethostname(), os.getpid()
+        queue = webhook_queue() if self._role == ROLE_WEBHOOKS else app.conf.task_default_queue
+        other: str | None = None
         try:
             worker_heartbeats_forget_dead()
         except DatabaseError as exc:
@@ -119,6 +124,7 @@ class WorkerHeartbeatStep(bootsteps.StartStopStep):
                 )
             except DatabaseError as exc:
                 log.warning("heartbeat of %s not written: %s", self._name, exc)
+            other = queue_claim_or_warn(queue, warned=other)
             self._stopping.wait(settings.CRONSVC_HEARTBEAT_INTERVAL)
         try:
             worker_heartbeat_delete(name=self._name)
