@@ -20,7 +20,9 @@ The rules, decided here once:
 
 - Run kwargs are the cron's payload without `NOT_RUN_KWARGS` (keys that
   describe the cron, or that have a column of their own on the run).
-- The run's metadata is the payload's `metadata` plus `cron_id`.
+- The run's metadata is the cron's current `metadata`, then the payload's
+  `metadata`, plus `cron_id`; its `config.configurable` carries `cron_id`
+  (as on the LangGraph Server).
 - `multitask_strategy` is the payload's (default `enqueue`), on every path.
 - `on_completion` is the cron's stored `on_run_completed` for a stateless
   cron (its default, `delete`, is decided and stored when the cron is
@@ -122,6 +124,15 @@ def _strategy(payload: dict[str, Any]) -> str:
     return payload.get("multitask_strategy") or Run.MultitaskStrategy.ENQUEUE
 
 
+def _run_kwargs(cron: Cron, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload's run kwargs, with `cron_id` in `config.configurable`."""
+    kwargs = {k: v for k, v in payload.items() if k not in NOT_RUN_KWARGS}
+    config = dict(kwargs.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": str(cron.cron_id)}
+    kwargs["config"] = config
+    return kwargs
+
+
 def run_spec(cron: Cron, instant: datetime) -> RunSpec:
     """What the tick of `cron` at `instant` creates (see the module's rules)."""
     payload = cron.payload or {}
@@ -135,8 +146,12 @@ def run_spec(cron: Cron, instant: datetime) -> RunSpec:
         graph_id=assistant.graph_id,
         thread_id=cron.thread_id,
         thread_metadata={"cron_id": str(cron.cron_id), **stamp} if stateless else stamp,
-        kwargs={k: v for k, v in payload.items() if k not in NOT_RUN_KWARGS},
-        metadata={**(payload.get("metadata") or {}), "cron_id": str(cron.cron_id)},
+        kwargs=_run_kwargs(cron, payload),
+        metadata={
+            **(cron.metadata or {}),
+            **(payload.get("metadata") or {}),
+            "cron_id": str(cron.cron_id),
+        },
         multitask_strategy=_strategy(payload),
         on_completion=cron.on_run_completed if stateless else None,
     )

@@ -33,8 +33,10 @@ from cronsvc.wire import (
     AssistantOut,
     GraphOut,
     GraphSchemasOut,
+    InfoOut,
     OkOut,
     assistant_out,
+    server_info,
 )
 
 
@@ -269,6 +271,19 @@ class AssistantSchemasApi(APIView):
                 "context_schema": _schema(graph.get_context_jsonschema),
             }
         )
+
+
+class InfoApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="info",
+        summary="Server version and feature flags",
+        tags=["system"],
+        responses={200: InfoOut},
+    )
+    def get(self, request):
+        return Response(server_info())
 
 
 class OkApi(APIView):

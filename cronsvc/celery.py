@@ -13,6 +13,7 @@ from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_ready
 
 from cronsvc import checkpointer
+from store import backend as store_backend
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 
@@ -64,6 +65,7 @@ def _reset_checkpointer_after_fork(**_: object) -> None:
     # A pool of database connections must not be shared across a fork: each
     # worker process opens its own saver on first use.
     checkpointer.reset()
+    store_backend.reset()
 
 
 @worker_ready.connect

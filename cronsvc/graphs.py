@@ -77,13 +77,15 @@ def _raw_graph(graph_id: str) -> Any:
         return _load_object(specs[graph_id])
 
 
-def get_graph(graph_id: str, *, checkpointer: Any = None, config: dict | None = None) -> Pregel:
-    """The graph for `graph_id`, compiled with `checkpointer` (None: without one)."""
+def get_graph(
+    graph_id: str, *, checkpointer: Any = None, store: Any = None, config: dict | None = None
+) -> Pregel:
+    """The graph for `graph_id`, compiled with `checkpointer` and `store` (None: without)."""
     obj = _raw_graph(graph_id)
     if callable(obj) and not isinstance(obj, (Pregel, StateGraph)):
         obj = obj(config or {})
     if isinstance(obj, StateGraph):
-        return obj.compile(checkpointer=checkpointer)
+        return obj.compile(checkpointer=checkpointer, store=store)
     if isinstance(obj, Pregel):
-        return obj.copy(update={"checkpointer": checkpointer})
+        return obj.copy(update={"checkpointer": checkpointer, "store": store})
     raise TypeError(f"Graph {graph_id!r} is neither a StateGraph nor a compiled graph")

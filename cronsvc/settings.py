@@ -5,6 +5,7 @@ nothing needs a server. Set DATABASE_URL and CELERY_BROKER_URL for PostgreSQL
 and Redis.
 """
 
+import json
 import secrets
 from pathlib import Path
 
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "threads",
     "runs",
     "crons",
+    "store",
 ]
 
 MIDDLEWARE = [
@@ -371,9 +373,26 @@ CRONSVC_PRUNE_INTERVAL = env.float("CRONSVC_PRUNE_INTERVAL", default=3600)
 CRONSVC_PRUNE_BATCH = env.int("CRONSVC_PRUNE_BATCH", default=500)
 CRONSVC_PRUNE_MAX_BATCHES = env.int("CRONSVC_PRUNE_MAX_BATCHES", default=20)
 
+
 # cronsvc's own periodic tasks, run by the same beat as the crons.
+# Seconds between sweeps of expired store items (store.sweep; a no-op without
+# "store": {"ttl": ...} in langgraph.json, whose sweep_interval_minutes wins).
+def _store_sweep_interval() -> float:
+    try:
+        with LANGGRAPH_CONFIG.open() as fh:
+            ttl = (json.load(fh).get("store") or {}).get("ttl") or {}
+    except (OSError, ValueError, AttributeError):
+        ttl = {}
+    minutes = ttl.get("sweep_interval_minutes") if isinstance(ttl, dict) else None
+    if isinstance(minutes, (int, float)) and minutes > 0:
+        return float(minutes) * 60
+    return env.float("CRONSVC_STORE_SWEEP_INTERVAL", default=3600)
+
+
+CRONSVC_STORE_SWEEP_INTERVAL = _store_sweep_interval()
 CELERY_BEAT_SCHEDULE = {
     "runs.reap": {"task": "runs.reap", "schedule": CRONSVC_REAP_INTERVAL},
     "runs.reconcile": {"task": "runs.reconcile", "schedule": CRONSVC_RECONCILE_INTERVAL},
     "runs.prune": {"task": "runs.prune", "schedule": CRONSVC_PRUNE_INTERVAL},
+    "store.sweep": {"task": "store.sweep", "schedule": CRONSVC_STORE_SWEEP_INTERVAL},
 }

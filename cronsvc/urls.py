@@ -7,6 +7,7 @@ from cronsvc import apis, health
 
 urlpatterns = [
     path("ok", apis.OkApi.as_view()),
+    path("info", apis.InfoApi.as_view()),
     path("health", health.HealthApi.as_view()),
     path("assistants", apis.AssistantsApi.as_view()),
     path("assistants/search", apis.AssistantSearchApi.as_view()),
@@ -18,6 +19,7 @@ urlpatterns = [
     path("", include("crons.urls")),
     path("", include("runs.urls")),
     path("", include("threads.urls")),
+    path("", include("store.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     # GET only: the Swagger page has no answer to OPTIONS (it was a 500).

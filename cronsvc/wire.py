@@ -3,6 +3,8 @@ sends them."""
 
 from __future__ import annotations
 
+from importlib.metadata import version as package_version
+
 from rest_framework import serializers
 
 from cronsvc.http.outputs import IsoDateTime, ObjectOut, WireSerializer
@@ -59,6 +61,29 @@ class GraphOut(serializers.Serializer):
 
 class OkOut(serializers.Serializer):
     ok = serializers.BooleanField()
+
+
+class InfoOut(serializers.Serializer):
+    version = serializers.CharField()
+    langgraph_py_version = serializers.CharField()
+    flags = serializers.DictField(child=serializers.BooleanField())
+    metadata = serializers.DictField()
+
+
+def server_info() -> dict:
+    """`GET /info`: versions and the feature flags SDKs and UIs read."""
+    return {
+        "version": package_version("cronsvc"),
+        "langgraph_py_version": package_version("langgraph"),
+        "flags": {
+            "assistants": True,
+            "crons": True,
+            "store": True,
+            "langsmith": False,
+            "langsmith_tracing_replicas": False,
+        },
+        "metadata": {"server": "cronsvc"},
+    }
 
 
 class HealthComponentOut(serializers.Serializer):

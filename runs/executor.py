@@ -23,6 +23,7 @@ from cronsvc.jsonable import to_jsonable
 from runs import lifecycle
 from runs.leases import LeaseKeeper
 from runs.models import Run, RunEvent
+from store.backend import get_store
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,9 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     config = build_config(run)
     saver = checkpointer.get_saver()
     try:
-        graph = graphs.get_graph(assistant.graph_id, checkpointer=saver, config=config)
+        graph = graphs.get_graph(
+            assistant.graph_id, checkpointer=saver, store=get_store(), config=config
+        )
         command = kwargs.get("command")
         graph_input: Any = Command(**command) if command else kwargs.get("input")
         done, graph_input = _resume_input(graph, run, graph_input)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cronsvc", "crons", "runs", "threads")
+PACKAGES = ("cronsvc", "crons", "runs", "threads", "store")
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:

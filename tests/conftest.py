@@ -30,7 +30,9 @@ def _test_queue(django_db_setup, django_db_blocker):
     app.conf.task_default_queue = QUEUE
     yield
     from cronsvc import checkpointer
+    from store import backend as store_backend
 
+    store_backend.reset()
     checkpointer.reset()
     # Whatever a child process or server thread left connected would keep the
     # test database from being dropped.

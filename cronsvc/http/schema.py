@@ -38,7 +38,7 @@ ASSISTANT_ID_OR_GRAPH = _path_id(
 
 # Top-level module of a view -> its tag; the assistants and system views of
 # `cronsvc` say theirs.
-TAGS = {"crons": "crons", "runs": "runs", "threads": "threads"}
+TAGS = {"crons": "crons", "runs": "runs", "threads": "threads", "store": "store"}
 
 ERROR_DESCRIPTIONS = {
     400: "Bad request.",

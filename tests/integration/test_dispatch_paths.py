@@ -108,6 +108,7 @@ def test_every_path_fires_the_same_run(kind, strategy, settings):
         schedule="0 * * * *",
         thread=thread,
         payload=payload,
+        metadata={"team": "cron's", "plan": "pro"},
         now=START,
     )
     assert cron.next_run_date == INSTANT
@@ -122,8 +123,16 @@ def test_every_path_fires_the_same_run(kind, strategy, settings):
     run, tick, thread_row = reference["run"], reference["tick"], reference["thread"]
     # The payload's multitask_strategy is the one that counts, on every path.
     assert run["multitask_strategy"] == (strategy or "enqueue")
-    assert run["kwargs"] == {k: v for k, v in PAYLOAD.items() if k != "metadata"}
-    assert run["metadata"] == {"team": "ops", "cron_id": str(cron.cron_id)}
+    # As on the LangGraph Server: cron_id in the run's configurable.
+    expected = {k: v for k, v in PAYLOAD.items() if k != "metadata"}
+    config = expected.get("config") or {}
+    expected["config"] = {
+        **config,
+        "configurable": {**(config.get("configurable") or {}), "cron_id": str(cron.cron_id)},
+    }
+    assert run["kwargs"] == expected
+    # The cron's metadata, then the payload's (LangGraph Server's merge).
+    assert run["metadata"] == {"team": "ops", "plan": "pro", "cron_id": str(cron.cron_id)}
     assert (run["status"], run["scheduled_at"], run["cron_id"]) == ("pending", INSTANT, cron.pk)
     assert (tick["status"], tick["scheduled_at"]) == ("fired", INSTANT)
     assert reference["tick_points_at_run"]

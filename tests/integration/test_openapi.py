@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 from django.core.management import call_command
 
-TAGS = {"assistants", "threads", "runs", "crons", "system"}
+TAGS = {"assistants", "threads", "runs", "crons", "store", "system"}
 UUID_IDS = {"thread_id", "run_id", "cron_id"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -69,8 +69,8 @@ def test_every_operation_documents_its_body_responses_and_errors(document):
             body = op.get("requestBody", {}).get("content", {}).get("application/json")
             assert body and body["schema"]["$ref"].startswith("#/components/schemas/"), where
         errors = {code: r for code, r in responses.items() if code[0] in "45"}
-        # /ok and /health are open; /health's 503 is its own report.
-        if path not in ("/ok", "/health"):
+        # /ok, /info and /health are open; /health's 503 is its own report.
+        if path not in ("/ok", "/info", "/health"):
             assert {"403", "422"} <= set(errors), where
             for response in errors.values():
                 ref = response["content"]["application/json"]["schema"]["$ref"]
@@ -110,7 +110,7 @@ def test_the_api_key_scheme_is_declared(document):
         "description": "One of CRONSVC_API_KEYS; not required when none are configured.",
     }
     for path, method, op in operations(document):
-        if path in ("/ok", "/health"):
+        if path in ("/ok", "/info", "/health"):
             assert {} in op["security"], path  # open
         else:
             assert op["security"] == [{"ApiKeyAuth": []}], f"{method} {path}"
