@@ -27,15 +27,17 @@ from cronsvc.http.outputs import selected_items
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import ASSISTANT_ID_OR_GRAPH, errors
 from cronsvc.models import Assistant
-from cronsvc.selectors import assistant_id_from, assistant_search
+from cronsvc.selectors import assistant_id_from, assistant_search, assistant_versions
 from cronsvc.wire import (
     ASSISTANT_FIELDS,
     AssistantOut,
+    AssistantVersionOut,
     GraphOut,
     GraphSchemasOut,
     InfoOut,
     OkOut,
     assistant_out,
+    assistant_version_out,
     server_info,
 )
 
@@ -260,17 +262,91 @@ class AssistantSchemasApi(APIView):
     )
     def get(self, request, assistant_id):
         assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        return Response(_graph_schemas(assistant.graph_id, graphs.get_graph(assistant.graph_id)))
+
+
+def _graph_schemas(graph_id: str, graph) -> dict:
+    return {
+        "graph_id": graph_id,
+        "input_schema": _schema(graph.get_input_jsonschema),
+        "output_schema": _schema(graph.get_output_jsonschema),
+        "state_schema": _schema(lambda: _state_schema(graph)),
+        "config_schema": _schema(lambda: _config_schema(graph)),
+        "context_schema": _schema(graph.get_context_jsonschema),
+    }
+
+
+class AssistantSubgraphsApi(APIView):
+    @extend_schema(
+        operation_id="assistants_subgraphs",
+        summary="JSON schemas of the subgraphs of an assistant's graph, by namespace",
+        parameters=[
+            OpenApiParameter("recurse", OpenApiTypes.BOOL, description="subgraphs of subgraphs")
+        ],
+        responses={200: OpenApiTypes.OBJECT, **errors(404, 422)},
+    )
+    def get(self, request, assistant_id, namespace=None):
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        recurse = query_bool(request.query_params, "recurse")
         graph = graphs.get_graph(assistant.graph_id)
         return Response(
             {
-                "graph_id": assistant.graph_id,
-                "input_schema": _schema(graph.get_input_jsonschema),
-                "output_schema": _schema(graph.get_output_jsonschema),
-                "state_schema": _schema(lambda: _state_schema(graph)),
-                "config_schema": _schema(lambda: _config_schema(graph)),
-                "context_schema": _schema(graph.get_context_jsonschema),
+                ns: _graph_schemas(assistant.graph_id, subgraph)
+                for ns, subgraph in graph.get_subgraphs(namespace=namespace, recurse=recurse)
             }
         )
+
+
+class AssistantSubgraphsAtApi(AssistantSubgraphsApi):
+    @extend_schema(
+        operation_id="assistants_subgraphs_at",
+        summary="JSON schemas of the subgraphs of an assistant's graph under a namespace",
+        parameters=[
+            OpenApiParameter("recurse", OpenApiTypes.BOOL, description="subgraphs of subgraphs")
+        ],
+        responses={200: OpenApiTypes.OBJECT, **errors(404, 422)},
+    )
+    def get(self, request, assistant_id, namespace=None):
+        return super().get(request, assistant_id, namespace)
+
+
+class AssistantVersionsIn(serializers.Serializer):
+    metadata = JSONObject(required=False, allow_null=True)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
+
+
+class AssistantLatestIn(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
+
+
+class AssistantVersionsApi(APIView):
+    @extend_schema(
+        operation_id="assistants_versions",
+        summary="An assistant's versions, newest first",
+        request=AssistantVersionsIn,
+        responses={200: AssistantVersionOut(many=True), **errors(404, 422)},
+    )
+    def post(self, request, assistant_id):
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        data = validated(AssistantVersionsIn, request.data)
+        versions = assistant_versions(assistant=assistant, metadata=data.get("metadata"))
+        page = versions[data["offset"] : data["offset"] + data["limit"]]
+        return Response([assistant_version_out(v) for v in page])
+
+
+class AssistantLatestApi(APIView):
+    @extend_schema(
+        operation_id="assistants_set_latest",
+        summary="Make one of an assistant's versions the current one",
+        request=AssistantLatestIn,
+        responses={200: AssistantOut, **errors(404, 422)},
+    )
+    def post(self, request, assistant_id):
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        data = validated(AssistantLatestIn, request.data)
+        assistant = services.assistant_set_latest(assistant=assistant, version=data["version"])
+        return Response(assistant_out(assistant))
 
 
 class InfoApi(APIView):

@@ -24,6 +24,32 @@ class Assistant(models.Model):
         return f"{self.name or self.graph_id} ({self.assistant_id})"
 
 
+class AssistantVersion(models.Model):
+    """One version of an assistant, as `POST /assistants/{id}/versions` lists
+    them: written by each create and update (once for a default assistant,
+    however often the service restarts), never changed. `POST
+    /assistants/{id}/latest` copies one back onto the assistant."""
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    graph_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.TextField(null=True, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["assistant", "version"], name="assistant_version_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assistant_id} v{self.version}"
+
+
 class WorkerHeartbeat(models.Model):
     """A Celery worker's last sign of life, one row per worker node (see cronsvc/heartbeats.py).
 

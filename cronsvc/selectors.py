@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from cronsvc import graphs
 from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
 from cronsvc.filters import InvalidFilter, json_filter
-from cronsvc.models import Assistant
+from cronsvc.models import Assistant, AssistantVersion
 
 
 def parse_uuid(value) -> uuid.UUID | None:
@@ -82,6 +82,15 @@ def assistant_search(
         sort_order,
         allowed={"assistant_id", "graph_id", "name", "created_at", "updated_at"},
     )
+
+
+def assistant_versions(
+    *, assistant: Assistant, metadata: dict | None = None
+) -> QuerySet[AssistantVersion]:
+    """An assistant's versions, newest first, those whose metadata matches."""
+    return filter_metadata(
+        AssistantVersion.objects.filter(assistant=assistant), "metadata", metadata
+    ).order_by("-version")
 
 
 def filter_metadata(qs: QuerySet, field: str, metadata: dict | None) -> QuerySet:

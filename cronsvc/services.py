@@ -16,12 +16,13 @@ import uuid
 
 from django.apps import apps as global_apps
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db.models import Max
 
 from crons.mirror import mirrors_delete_for
 from crons.models import Cron
 from cronsvc import graphs
-from cronsvc.errors import AssistantNotFound, BadRequest, Conflict, Invalid
-from cronsvc.models import Assistant
+from cronsvc.errors import AssistantNotFound, BadRequest, Conflict, Invalid, NotFound
+from cronsvc.models import Assistant, AssistantVersion
 from cronsvc.selectors import (
     assistant_get_or_404,
     assistant_id_from,
@@ -51,7 +52,23 @@ def assistants_ensure_defaults() -> None:
         )
         for graph_id in graphs.graph_ids()
     ]
-    Assistant.objects.bulk_create(rows, ignore_conflicts=True)
+    with transaction.atomic():
+        Assistant.objects.bulk_create(rows, ignore_conflicts=True)
+        # Version 1 of each, once: a restart adds no versions (the constraint).
+        AssistantVersion.objects.bulk_create(
+            [_version_of(row) for row in rows], ignore_conflicts=True
+        )
+
+
+VERSIONED_FIELDS = ("graph_id", "name", "description", "config", "context", "metadata")
+
+
+def _version_of(assistant: Assistant) -> AssistantVersion:
+    return AssistantVersion(
+        assistant_id=assistant.assistant_id,
+        version=assistant.version,
+        **{field: getattr(assistant, field) for field in VERSIONED_FIELDS},
+    )
 
 
 def assistants_ensure_defaults_after_migrate(*, using: str, apps=None, **kwargs) -> None:
@@ -127,7 +144,7 @@ def assistant_create(
             raise Conflict(f"Assistant {assistant_id} already exists")
     try:
         with transaction.atomic():
-            return Assistant.objects.create(
+            assistant = Assistant.objects.create(
                 assistant_id=assistant_id or uuid.uuid4(),
                 graph_id=graph_id,
                 config=config,
@@ -136,6 +153,8 @@ def assistant_create(
                 name=name or "Untitled",
                 description=description,
             )
+            _version_of(assistant).save()
+            return assistant
     except IntegrityError as exc:
         raise Conflict(f"Assistant {assistant_id} already exists") from exc
 
@@ -168,7 +187,25 @@ def assistant_update(
         assistant.name = name
     if description is not None:
         assistant.description = description
-    assistant.version += 1
+    # A new version after the newest, whichever one is current (set_latest).
+    newest = AssistantVersion.objects.filter(assistant=assistant).aggregate(v=Max("version"))["v"]
+    assistant.version = max(newest or 0, assistant.version) + 1
+    assistant.save()
+    _version_of(assistant).save()
+    return assistant
+
+
+@transaction.atomic
+def assistant_set_latest(*, assistant: Assistant, version: int) -> Assistant:
+    """Make `version` the assistant's current one: its fields are copied back
+    onto the assistant; no version is added."""
+    assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
+    chosen = AssistantVersion.objects.filter(assistant=assistant, version=version).first()
+    if chosen is None:
+        raise NotFound(f"Assistant {assistant.assistant_id} has no version {version}")
+    for field in VERSIONED_FIELDS:
+        setattr(assistant, field, getattr(chosen, field))
+    assistant.version = chosen.version
     assistant.save()
     return assistant
 

@@ -15,6 +15,13 @@ urlpatterns = [
     path("assistants/<str:assistant_id>", apis.AssistantApi.as_view()),
     path("assistants/<str:assistant_id>/graph", apis.AssistantGraphApi.as_view()),
     path("assistants/<str:assistant_id>/schemas", apis.AssistantSchemasApi.as_view()),
+    path("assistants/<str:assistant_id>/subgraphs", apis.AssistantSubgraphsApi.as_view()),
+    path(
+        "assistants/<str:assistant_id>/subgraphs/<str:namespace>",
+        apis.AssistantSubgraphsAtApi.as_view(),
+    ),
+    path("assistants/<str:assistant_id>/versions", apis.AssistantVersionsApi.as_view()),
+    path("assistants/<str:assistant_id>/latest", apis.AssistantLatestApi.as_view()),
     # crons before runs: /threads/{id}/runs/crons is not a run id.
     path("", include("crons.urls")),
     path("", include("runs.urls")),

@@ -8,7 +8,7 @@ from importlib.metadata import version as package_version
 from rest_framework import serializers
 
 from cronsvc.http.outputs import IsoDateTime, ObjectOut, WireSerializer
-from cronsvc.models import Assistant
+from cronsvc.models import Assistant, AssistantVersion
 
 ASSISTANT_FIELDS = [
     "assistant_id",
@@ -39,6 +39,22 @@ class AssistantOut(WireSerializer):
 
 def assistant_out(assistant: Assistant, select: list[str] | None = None) -> dict:
     return AssistantOut(assistant, context={"select": select}).data
+
+
+class AssistantVersionOut(WireSerializer):
+    assistant_id = serializers.UUIDField()
+    graph_id = serializers.CharField()
+    config = ObjectOut()
+    context = ObjectOut()
+    created_at = IsoDateTime()
+    metadata = ObjectOut()
+    version = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_null=True)
+
+
+def assistant_version_out(version: AssistantVersion) -> dict:
+    return AssistantVersionOut(version).data
 
 
 class GraphSchemasOut(serializers.Serializer):

@@ -3,6 +3,7 @@ LangGraph's long-term memory (store.services)."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -107,7 +108,10 @@ class StoreItemsApi(APIView):
             key=key,
             refresh_ttl=refresh,
         )
-        return Response(item_out(item) if item is not None else None)
+        if item is None:
+            # JSON null (DRF would send an empty body for None).
+            return HttpResponse(b"null", content_type="application/json")
+        return Response(item_out(item))
 
     @extend_schema(
         operation_id="store_delete_item",

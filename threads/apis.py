@@ -225,6 +225,41 @@ class ThreadStateAtCheckpointApi(APIView):
         )
 
 
+class StateAtCheckpointIn(serializers.Serializer):
+    checkpoint = CheckpointIn()
+    subgraphs = serializers.BooleanField(required=False, default=False)
+
+
+class ThreadStateCheckpointApi(ThreadStateAtCheckpointApi):
+    """`POST /threads/{id}/state/checkpoint`: what the SDKs' `get_state(checkpoint=…)`
+    sends; `GET` keeps meaning "the checkpoint whose id is `checkpoint`"."""
+
+    @extend_schema(
+        operation_id="threads_get_state_at_checkpoint_named_checkpoint",
+        summary="A thread's state at the checkpoint whose id is 'checkpoint'",
+        responses={200: ThreadStateOut, **errors(404, 422)},
+    )
+    def get(self, request, thread_id, checkpoint_id="checkpoint"):
+        return super().get(request, thread_id, checkpoint_id)
+
+    @extend_schema(
+        operation_id="threads_post_state_at_checkpoint",
+        summary="A thread's state at a checkpoint (given in the body)",
+        request=StateAtCheckpointIn,
+        responses={200: ThreadStateOut, **errors(404, 422)},
+    )
+    def post(self, request, thread_id):
+        thread = _thread(thread_id)
+        data = validated(StateAtCheckpointIn, request.data)
+        checkpoint = {k: v for k, v in dict(data["checkpoint"]).items() if v is not None}
+        checkpoint.pop("thread_id", None)
+        return Response(
+            state.thread_get_state(
+                thread=thread, checkpoint=checkpoint, subgraphs=data["subgraphs"]
+            )
+        )
+
+
 class ThreadHistoryApi(APIView):
     @extend_schema(
         operation_id="threads_history_list",

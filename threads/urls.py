@@ -8,6 +8,7 @@ urlpatterns = [
     path("threads/count", apis.ThreadCountApi.as_view()),
     path("threads/<str:thread_id>", apis.ThreadApi.as_view()),
     path("threads/<str:thread_id>/state", apis.ThreadStateApi.as_view()),
+    path("threads/<str:thread_id>/state/checkpoint", apis.ThreadStateCheckpointApi.as_view()),
     path(
         "threads/<str:thread_id>/state/<str:checkpoint_id>",
         apis.ThreadStateAtCheckpointApi.as_view(),

@@ -222,6 +222,9 @@ def test_update_state_then_get_state_and_history(sdk):
     state = sdk.threads.get_state(thread_id)
     history = sdk.threads.get_history(thread_id, limit=10)
     at_first = sdk.threads.get_state(thread_id, checkpoint_id=first["checkpoint"]["checkpoint_id"])
+    # get_state(checkpoint=…) POSTs to /state/checkpoint.
+    by_config = sdk.threads.get_state(thread_id, checkpoint=first["checkpoint"])
+    assert by_config == at_first
 
     assert set(first) == {"checkpoint", "configurable", "checkpoint_id"}
     assert first["checkpoint"]["thread_id"] == thread_id
