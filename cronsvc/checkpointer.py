@@ -101,3 +101,62 @@ def reset() -> None:
 
 def delete_thread(thread_id: str) -> None:
     get_saver().delete_thread(str(thread_id))
+
+
+def copy_thread(source_thread_id: str, target_thread_id: str) -> int:
+    """Copy every checkpoint (all namespaces, oldest first, parents kept) and
+    its pending writes from one thread to another, through the saver's own
+    `list`/`put`/`put_writes` (LangGraph's savers here implement no
+    `copy_thread`). Returns how many checkpoints were copied."""
+    saver = get_saver()
+    tuples = list(saver.list({"configurable": {"thread_id": str(source_thread_id)}}))
+    # Newest first from list(); ids sort by time within a namespace.
+    tuples.sort(key=lambda t: t.config["configurable"]["checkpoint_id"])
+    for item in tuples:
+        ns = item.config["configurable"].get("checkpoint_ns", "")
+        parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        target = {
+            "configurable": {
+                "thread_id": str(target_thread_id),
+                "checkpoint_ns": ns,
+                **({"checkpoint_id": parent} if parent else {}),
+            }
+        }
+        written = saver.put(
+            target,
+            item.checkpoint,
+            item.metadata,
+            dict(item.checkpoint.get("channel_versions") or {}),
+        )
+        by_task: dict[str, list[tuple[str, Any]]] = {}
+        for task_id, channel, value in item.pending_writes or ():
+            by_task.setdefault(task_id, []).append((channel, value))
+        for task_id, writes in by_task.items():
+            saver.put_writes(written, writes, task_id)
+    return len(tuples)
+
+
+def prune_keep_latest(thread_ids: list[str]) -> None:
+    """Keep only the latest checkpoint of each namespace of these threads:
+    LangGraph's own `prune` on PostgreSQL; on SQLite (whose saver has none)
+    the older checkpoints and their writes are deleted from its file."""
+    saver = get_saver()
+    if _is_postgres():
+        saver.prune([str(t) for t in thread_ids], strategy="keep_latest")
+        return
+    with saver.lock, saver.conn:
+        for thread_id in map(str, thread_ids):
+            for (ns,) in saver.conn.execute(
+                "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = ?", (thread_id,)
+            ).fetchall():
+                (latest,) = saver.conn.execute(
+                    "SELECT max(checkpoint_id) FROM checkpoints "
+                    "WHERE thread_id = ? AND checkpoint_ns = ?",
+                    (thread_id, ns),
+                ).fetchone()
+                for table in ("writes", "checkpoints"):
+                    saver.conn.execute(
+                        f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608 - table from a fixed pair
+                        "AND checkpoint_id <> ?",
+                        (thread_id, ns, latest),
+                    )

@@ -299,3 +299,38 @@ class ThreadHistoryApi(APIView):
                 checkpoint=data.get("checkpoint"),
             )
         )
+
+
+class ThreadCopyApi(APIView):
+    @extend_schema(
+        operation_id="threads_copy",
+        summary="A new thread with a copy of this one's state and checkpoints",
+        request=None,
+        responses={200: ThreadOut, **errors(404, 409, 422)},
+    )
+    def post(self, request, thread_id):
+        return Response(thread_out(services.thread_copy(thread=_thread(thread_id))))
+
+
+class ThreadPruneIn(serializers.Serializer):
+    thread_ids = serializers.ListField(child=StrictUUID(), max_length=1000)
+    strategy = serializers.ChoiceField(
+        choices=["delete", "keep_latest"], required=False, default="delete"
+    )
+
+
+class ThreadPruneOut(serializers.Serializer):
+    pruned_count = serializers.IntegerField()
+
+
+class ThreadPruneApi(APIView):
+    @extend_schema(
+        operation_id="threads_prune",
+        summary="Delete threads, or keep only their latest checkpoints",
+        request=ThreadPruneIn,
+        responses={200: ThreadPruneOut, **errors(422)},
+    )
+    def post(self, request):
+        data = validated(ThreadPruneIn, request.data)
+        pruned = services.threads_prune(thread_ids=data["thread_ids"], strategy=data["strategy"])
+        return Response({"pruned_count": pruned})

@@ -38,6 +38,56 @@ def thread_create(
         raise Conflict(f"Thread with ID {thread_id} already exists") from exc
 
 
+def _in_flight(thread: Thread) -> list[str]:
+    return [
+        str(run_id)
+        for run_id in Run.objects.filter(
+            thread=thread, status__in=(Run.Status.PENDING, Run.Status.RUNNING)
+        ).values_list("run_id", flat=True)
+    ]
+
+
+def thread_copy(*, thread: Thread) -> Thread:
+    """A new thread with the source's metadata, values, status and every
+    checkpoint. Refused (409) while a run is pending or running on the source:
+    its checkpoints would change under the copy. The checkpoints are copied
+    first, under the new id; the row is written last, so a failure leaves no
+    thread without its state."""
+    with transaction.atomic():
+        source = Thread.objects.select_for_update().get(pk=thread.pk)
+        active = _in_flight(source)
+        if active:
+            raise Conflict(f"Thread {source.thread_id} has in-flight runs: {', '.join(active)}")
+        new_id = uuid.uuid4()
+        try:
+            checkpointer.copy_thread(str(source.thread_id), str(new_id))
+            return Thread.objects.create(
+                thread_id=new_id,
+                metadata=dict(source.metadata),
+                values=source.values,
+                status=source.status,
+                graph_id=source.graph_id,
+            )
+        except BaseException:
+            checkpointer.delete_thread(str(new_id))
+            raise
+
+
+@transaction.atomic
+def threads_prune(*, thread_ids: list[uuid.UUID], strategy: str = "delete") -> int:
+    """`delete`: the threads go as `thread_delete` removes one (runs, crons,
+    checkpoints); `keep_latest`: only each namespace's latest checkpoint stays.
+    Unknown ids are ignored; returns how many threads were pruned."""
+    threads = list(Thread.objects.select_for_update().filter(pk__in=thread_ids))
+    if strategy == "delete":
+        for thread in threads:
+            thread_delete(thread=thread)
+    elif threads:
+        ids = [str(thread.thread_id) for thread in threads]
+        transaction.on_commit(lambda: checkpointer.prune_keep_latest(ids))
+    return len(threads)
+
+
 @transaction.atomic
 def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
     thread = Thread.objects.select_for_update().get(pk=thread.pk)

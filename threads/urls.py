@@ -6,6 +6,7 @@ urlpatterns = [
     path("threads", apis.ThreadsApi.as_view()),
     path("threads/search", apis.ThreadSearchApi.as_view()),
     path("threads/count", apis.ThreadCountApi.as_view()),
+    path("threads/prune", apis.ThreadPruneApi.as_view()),
     path("threads/<str:thread_id>", apis.ThreadApi.as_view()),
     path("threads/<str:thread_id>/state", apis.ThreadStateApi.as_view()),
     path("threads/<str:thread_id>/state/checkpoint", apis.ThreadStateCheckpointApi.as_view()),
@@ -14,4 +15,5 @@ urlpatterns = [
         apis.ThreadStateAtCheckpointApi.as_view(),
     ),
     path("threads/<str:thread_id>/history", apis.ThreadHistoryApi.as_view()),
+    path("threads/<str:thread_id>/copy", apis.ThreadCopyApi.as_view()),
 ]
