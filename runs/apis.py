@@ -20,6 +20,7 @@ from cronsvc.http.inputs import (
     RunOptionsIn,
     StrictCharField,
     StrictFloatField,
+    StrictUUID,
     query_bool,
     query_int,
     require_uuid,
@@ -388,3 +389,68 @@ class StatelessRunJoinStreamApi(_EventStreamApi):
         require_uuid(run_id, "run")
         run = selectors.run_get_or_404(thread=None, run_id=run_id)
         return _join_stream(request, run, f"/runs/{run_id}")
+
+
+class RunBatchItemIn(RunCreateIn):
+    """A stateless run of a batch (no thread)."""
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_create_batch",
+        summary="Start a batch of runs, each on a new thread (in the background)",
+        request=RunBatchItemIn(many=True),
+        responses={200: RunOut(many=True), **errors(400, 404, 409, 422)},
+    )
+)
+class RunBatchApi(APIView):
+    MAX_BATCH = 1000
+
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, list) or not body:
+            raise Invalid("Request body must be a non-empty JSON array of runs")
+        if len(body) > self.MAX_BATCH:
+            raise Invalid(f"At most {self.MAX_BATCH} runs per batch")
+        payloads = [{"data": validated(RunBatchItemIn, item), "body": item} for item in body]
+        runs = services.runs_start_batch(payloads)
+        return Response([run_out(run) for run in runs])
+
+
+class RunsCancelIn(serializers.Serializer):
+    thread_id = StrictUUID(required=False)
+    run_ids = serializers.ListField(child=StrictUUID(), required=False, max_length=1000)
+    status = serializers.ChoiceField(choices=["pending", "running", "all"], required=False)
+
+    def validate(self, attrs):
+        by_status = "status" in attrs
+        by_ids = "thread_id" in attrs and "run_ids" in attrs
+        if by_status == by_ids or (by_status and ("thread_id" in attrs or "run_ids" in attrs)):
+            raise serializers.ValidationError(
+                "Give either status, or thread_id with run_ids (not both)."
+            )
+        return attrs
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="runs_cancel_many",
+        summary="Cancel runs by thread and run ids, or by status",
+        request=RunsCancelIn,
+        parameters=[OpenApiParameter("action", str, enum=["interrupt", "rollback"])],
+        responses={204: None, **errors(404, 422)},
+    )
+)
+class RunsCancelApi(APIView):
+    def post(self, request):
+        data = validated(RunsCancelIn, request.data)
+        action = request.query_params.get("action", "interrupt")
+        if action not in ("interrupt", "rollback"):
+            raise Invalid("action must be 'interrupt' or 'rollback'")
+        services.runs_cancel_many(
+            thread_id=data.get("thread_id"),
+            run_ids=data.get("run_ids"),
+            status=data.get("status"),
+            action=action,
+        )
+        return Response(status=204)

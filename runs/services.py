@@ -23,7 +23,7 @@ from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_id_from
 from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
-from runs.lifecycle import ACTIVE, run_request_cancel
+from runs.lifecycle import ACTIVE, run_cancel, run_request_cancel
 from runs.models import Run
 from runs.webhooks.guard import url_problem
 from threads.models import Thread
@@ -195,3 +195,51 @@ def run_delete(*, run: Run) -> None:
 
 def pending_cap() -> int:
     return settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
+
+
+NO_RUNS_TO_CANCEL = (
+    "No matching runs to cancel. Please verify the thread ID and run IDs are correct, "
+    "and the runs haven't been deleted or completed."
+)
+
+
+def runs_cancel_many(
+    *,
+    thread_id: uuid.UUID | None = None,
+    run_ids: list[uuid.UUID] | None = None,
+    status: str | None = None,
+    action: str = "interrupt",
+) -> int:
+    """`POST /runs/cancel`: cancel the unfinished runs `run_ids` of thread
+    `thread_id`, or every run in `status` ("pending", "running" or "all").
+    Each run is cancelled as `runs.lifecycle.run_cancel` does (its own lock;
+    one that finishes meanwhile is left alone). NotFound when none matched
+    by ids; returns how many were cancelled."""
+    if status is not None:
+        statuses = list(ACTIVE) if status == "all" else [status]
+        runs = Run.objects.filter(status__in=statuses)
+    else:
+        thread_get_or_404(thread_id)
+        runs = Run.objects.filter(thread_id=thread_id, run_id__in=run_ids or [], status__in=ACTIVE)
+    ids = list(runs.order_by("created_at").values_list("pk", flat=True))
+    if not ids and status is None:
+        raise NotFound(NO_RUNS_TO_CANCEL)
+    cancelled = 0
+    for pk in ids:
+        try:
+            with transaction.atomic():
+                run_cancel(run=Run(pk=pk), action=action)
+            cancelled += 1
+        except Run.DoesNotExist:
+            continue  # deleted meanwhile (with its thread)
+    return cancelled
+
+
+def runs_start_batch(payloads: list[dict[str, Any]]) -> list[Run]:
+    """`POST /runs/batch`: stateless runs, each as `run_start` makes one, all
+    in one transaction: one refused payload leaves none behind."""
+    with transaction.atomic():
+        return [
+            run_start(thread_id=None, data=payload["data"], body=payload["body"])
+            for payload in payloads
+        ]

@@ -6,6 +6,8 @@ urlpatterns = [
     path("runs", apis.StatelessRunsApi.as_view()),
     path("runs/wait", apis.StatelessRunWaitApi.as_view()),
     path("runs/stream", apis.StatelessRunStreamApi.as_view()),
+    path("runs/batch", apis.RunBatchApi.as_view()),
+    path("runs/cancel", apis.RunsCancelApi.as_view()),
     path("runs/<str:run_id>/stream", apis.StatelessRunJoinStreamApi.as_view()),
     path("threads/<str:thread_id>/runs", apis.ThreadRunsApi.as_view()),
     path("threads/<str:thread_id>/runs/wait", apis.ThreadRunWaitApi.as_view()),
