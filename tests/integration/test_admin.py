@@ -489,7 +489,7 @@ def test_run_now_creates_a_run_through_the_tick_path(admin_client, agent):
     run = Run.objects.get()
     tick = Tick.objects.get()
     assert (run.cron_id, run.thread_id, run.status) == (cron.cron_id, thread.pk, "pending")
-    assert run.kwargs == QUESTION
+    assert run.kwargs == {**QUESTION, "config": {"configurable": {"cron_id": str(cron.cron_id)}}}
     assert run.metadata == {"cron_id": str(cron.cron_id)}
     assert run.scheduled_at == tick.scheduled_at
     assert (tick.status, tick.run_id) == ("fired", run.run_id)
