@@ -96,8 +96,9 @@ def reference_config() -> dict:
 class Server:
     """One target, started as a subprocess and stopped with its process group."""
 
-    def __init__(self, target: str, workdir: Path):
+    def __init__(self, target: str, workdir: Path, *, reuse: bool = False):
         self.target = target
+        self.reuse = reuse  # postgres: serve BENCH_DB as it is (no new database, no load)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir / target
@@ -122,7 +123,8 @@ class Server:
     def start(self) -> None:
         env = self.env()
         if self.target == "postgres":
-            self.recreate_database(env["DATABASE_URL"])
+            if not self.reuse:
+                self.recreate_database(env["DATABASE_URL"])
             subprocess.run(
                 [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
             )
@@ -275,10 +277,14 @@ def one_round(client, assistant_id: str, size: int, calls: int) -> dict[str, lis
 def measure(server: Server, size: int, rounds: int, calls: int) -> dict[str, dict[str, float]]:
     client = client_for(server.url)
     assistant_id = assistant_of(client)
-    print(f"[{server.target}] loading {size:,} crons through the SDK ...", flush=True)
-    seconds = load(server.url, assistant_id, size)
-    print(f"[{server.target}] loaded in {seconds:.1f} s ({size / seconds:,.0f}/s)", flush=True)
-    server.after_load()
+    if server.reuse:
+        size, seconds = client.crons.count(), 0.0
+        print(f"[{server.target}] {size:,} crons already there", flush=True)
+    else:
+        print(f"[{server.target}] loading {size:,} crons through the SDK ...", flush=True)
+        seconds = load(server.url, assistant_id, size)
+        print(f"[{server.target}] loaded in {seconds:.1f} s ({size / seconds:,.0f}/s)", flush=True)
+        server.after_load()
     results = []
     for number in range(rounds):
         samples = one_round(client, assistant_id, size, calls)
@@ -295,7 +301,7 @@ def measure(server: Server, size: int, rounds: int, calls: int) -> dict[str, dic
             stat: statistics.median(r[op][stat] for r in results) for stat in ("p50", "mean", "p99")
         }
         for op in OPS
-    } | {"load": {"seconds": seconds}}
+    } | {"load": {"seconds": seconds, "size": size}}
 
 
 def table(figures: dict[str, dict], size: int, rounds: int, calls: int) -> str:
@@ -349,6 +355,11 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=200, help="calls of each kind per round")
     parser.add_argument("--targets", default=",".join(TARGETS), help="of " + ",".join(TARGETS))
+    parser.add_argument(
+        "--reuse-postgres",
+        action="store_true",
+        help="serve BENCH_DB as it is, e.g. after a 1,000,000-cron import (bench/beat_scale.py)",
+    )
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     unknown = set(targets) - set(TARGETS)
@@ -358,7 +369,7 @@ def main(argv=None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="cronsvc-api-bench-"))
     figures = {}
     for target in targets:
-        server = Server(target, workdir)
+        server = Server(target, workdir, reuse=args.reuse_postgres)
         try:
             server.start()
             figures[target] = measure(server, args.crons, args.rounds, args.calls)
@@ -366,7 +377,8 @@ def main(argv=None) -> None:
             server.stop()
     shutil.rmtree(workdir, ignore_errors=True)  # kept, with the servers' logs, on failure
     print()
-    print(table(figures, args.crons, args.rounds, args.calls))
+    size = max(f["load"]["size"] for f in figures.values())
+    print(table(figures, size, args.rounds, args.calls))
     print(f"\n(whole benchmark: {time.monotonic() - started:.0f} s)")
 
 
