@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery.schedules import crontab as celery_crontab
+from django.utils import timezone as djtz
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
 from crons import firetime
@@ -220,8 +221,25 @@ def _clocked_row_at(when, reuse: int | None = None) -> ClockedSchedule:
     return row
 
 
+# The PeriodicTask fields mirror_sync writes.
+_SYNCED = [
+    "kwargs",
+    "enabled",
+    "expires",
+    "description",
+    "crontab_id",
+    "clocked_id",
+    "interval_id",
+    "solar_id",
+    "one_off",
+    "date_changed",
+    "last_run_at",
+]
+
+
 def mirror_sync(cron: Cron) -> PeriodicTask | None:
-    """Create or update the cron's PeriodicTask in the caller's transaction."""
+    """Create or update the cron's PeriodicTask in the caller's transaction. A
+    cron not inserted yet gets its mirror first (and inserts it with its row)."""
     task = _describe(
         cron.periodic_task or PeriodicTask(name=f"cron {cron.cron_id}", task=MIRROR_TASK), cron
     )
@@ -236,14 +254,26 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
         task.one_off = True
         if task.clocked is None:
             # Nothing left to fire: a disabled row at the cron's creation time.
-            task.clocked = _clocked_row_at(cron.created_at, reuse=old_clocked)
+            created = cron.created_at or djtz.now()  # a cron not inserted yet: now
+            task.clocked = _clocked_row_at(created, reuse=old_clocked)
             task.enabled = False
-    task.save()
+    # Queryset writes, not save(): its uniqueness query is not needed (one name
+    # per cron) and its change bump must not happen.
+    task.date_changed = djtz.now()
+    if not task.enabled:
+        task.last_run_at = None
+    if task.pk is None:
+        PeriodicTask.objects.bulk_create([task])
+    else:
+        PeriodicTask.objects.filter(pk=task.pk).update(
+            **{field: getattr(task, field) for field in _SYNCED}
+        )
     if old_clocked is not None and task.clocked_id != old_clocked:
         ClockedSchedule.objects.filter(pk=old_clocked).delete()  # now a crontab: one row less
     if cron.periodic_task_id != task.pk:
         cron.periodic_task = task
-        Cron.objects.filter(pk=cron.pk).update(periodic_task=task)
+        if not cron._state.adding:  # a cron inserted after its mirror carries it already
+            Cron.objects.filter(pk=cron.pk).update(periodic_task=task)
     return task
 
 

@@ -78,7 +78,7 @@ def cron_create(
         raise Invalid(
             f"end_time {end_time.isoformat()} has already passed: the cron would never fire"
         )
-    cron = Cron.objects.create(
+    cron = Cron(
         assistant=assistant,
         thread=thread,
         schedule=schedule,
@@ -91,7 +91,8 @@ def cron_create(
         user_id=user_id,
         next_run_date=firetime.next_run(schedule, timezone, now, end_time=end_time),
     )
-    mirror_sync(cron)
+    mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
+    cron.save(force_insert=True)
     return cron
 
 
