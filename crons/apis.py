@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from crons import selectors, services
 from crons.dispatch import CRON_KEYS
 from crons.models import Cron
-from crons.wire import CRON_FIELDS, CronOut, cron_out
+from crons.wire import CRON_FIELDS, CronOut, cron_columns, cron_out
 from cronsvc.errors import ServiceError
 from cronsvc.http.inputs import (
     MAX_INT,
@@ -199,7 +199,8 @@ class CronSearchApi(APIView):
             sort_by=data.get("sort_by"),
             sort_order=data.get("sort_order"),
         )
-        return search_page(qs, data, cron_out)
+        # Only the columns the selected fields need are read (and decoded).
+        return search_page(qs.only(*cron_columns(data.get("select"))), data, cron_out)
 
 
 class CronCountApi(APIView):

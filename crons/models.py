@@ -13,11 +13,17 @@ class Cron(models.Model):
         KEEP = "keep"
 
     cron_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed with the default sort (Meta.indexes), not on their own.
     assistant = models.ForeignKey(
-        "cronsvc.Assistant", on_delete=models.CASCADE, related_name="crons"
+        "cronsvc.Assistant", on_delete=models.CASCADE, related_name="crons", db_index=False
     )
     thread = models.ForeignKey(
-        "threads.Thread", on_delete=models.CASCADE, null=True, blank=True, related_name="crons"
+        "threads.Thread",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="crons",
+        db_index=False,
     )
     schedule = models.CharField(max_length=255)
     timezone = models.CharField(max_length=64, null=True, blank=True)
@@ -43,12 +49,25 @@ class Cron(models.Model):
         blank=True,
         related_name="cron",
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The searches' default order is (created_at, cron_id), descending: one
+        # index for it alone and one per filter the SDK sends (assistant,
+        # thread), so a page is read in index order, a deep offset is skipped in
+        # the index (crons.selectors), and a count scans an index only.
         indexes = [
+            models.Index(fields=["created_at", "cron_id"], name="cron_created"),
+            models.Index(
+                fields=["assistant", "created_at", "cron_id"], name="cron_assistant_created"
+            ),
+            models.Index(
+                fields=["thread", "created_at", "cron_id"],
+                name="cron_thread_created",
+                condition=models.Q(thread__isnull=False),  # stateless crons have none
+            ),
             models.Index(
                 fields=["next_run_date"],
                 name="cron_due",

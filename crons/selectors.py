@@ -20,7 +20,8 @@ SORTABLE = {
 
 def cron_get_or_404(cron_id) -> Cron:
     pk = parse_uuid(cron_id)
-    cron = Cron.objects.filter(pk=pk).first() if pk else None
+    # No first(): it would sort the one row by the model's ordering.
+    cron = next(iter(Cron.objects.filter(pk=pk).order_by()[:1]), None) if pk else None
     if cron is None:
         raise CronNotFound(f"Cron '{cron_id}' not found")
     return cron

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -53,5 +55,40 @@ class CronOut(WireSerializer):
         return iso(next_run)
 
 
+def _uuid(value) -> str | None:
+    return str(value) if value is not None else None
+
+
+# How each field is written from a cron, and the columns it reads: the same
+# output as CronOut (which documents it), at a fraction of a serializer's cost,
+# and only the selected fields are read.
+_WRITERS: dict[str, tuple[Callable[[Cron], Any], tuple[str, ...]]] = {
+    "cron_id": (lambda c: str(c.cron_id), ("cron_id",)),
+    "assistant_id": (lambda c: str(c.assistant_id), ("assistant_id",)),
+    "thread_id": (lambda c: _uuid(c.thread_id), ("thread_id",)),
+    "on_run_completed": (lambda c: c.on_run_completed, ("on_run_completed",)),
+    "end_time": (lambda c: iso(c.end_time), ("end_time",)),
+    "schedule": (lambda c: c.schedule, ("schedule",)),
+    "timezone": (lambda c: c.timezone, ("timezone",)),
+    "created_at": (lambda c: iso(c.created_at), ("created_at",)),
+    "updated_at": (lambda c: iso(c.updated_at), ("updated_at",)),
+    "user_id": (lambda c: c.user_id, ("user_id",)),
+    "payload": (lambda c: c.payload, ("payload",)),
+    "next_run_date": (
+        lambda c: iso(selectors.cron_next_run_date(c)),
+        ("next_run_date", "needs_advance", "last_tick_at", "schedule", "timezone", "end_time"),
+    ),
+    "metadata": (lambda c: c.metadata, ("metadata",)),
+    "enabled": (lambda c: bool(c.enabled), ("enabled",)),
+}
+
+
+def cron_columns(select: list[str] | None) -> list[str]:
+    """The columns `cron_out(cron, select)` reads (for `.only()`)."""
+    names = select or CRON_FIELDS
+    return list(dict.fromkeys(column for name in names for column in _WRITERS[name][1]))
+
+
 def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
-    return CronOut(cron, context={"select": select}).data
+    """A cron on the wire; with `select`, only those fields, in that order."""
+    return {name: _WRITERS[name][0](cron) for name in (select or CRON_FIELDS)}

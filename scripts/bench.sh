@@ -5,6 +5,9 @@
 #   scripts/bench.sh workers [options]  worker scaling: 1, 2, 4 worker processes
 #                                       (bench/worker_scale.py)
 #   scripts/bench.sh soak [options]     fault soak (bench/fault_soak.py)
+#   scripts/bench.sh api [options]      the cron API through the SDK: cronsvc (SQLite,
+#                                       PostgreSQL) vs the reference LangGraph dev server
+#                                       (bench/api_compare.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,5 +16,6 @@ export CRONSVC_DATA_DIR=${CRONSVC_DATA_DIR:-$(mktemp -d)}
 case "${1:-}" in
     workers) shift; exec .venv/bin/python bench/worker_scale.py "$@" ;;
     soak) shift; exec .venv/bin/python bench/fault_soak.py "$@" ;;
+    api) shift; exec .venv/bin/python bench/api_compare.py "$@" ;;
     *) exec .venv/bin/python bench/beat_scale.py "$@" ;;
 esac

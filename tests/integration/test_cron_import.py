@@ -1,0 +1,102 @@
+"""An import (crons_bulk_create) through PostgreSQL COPY writes the same crons
+and django-celery-beat mirrors as the ORM path, text escapes included."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django_celery_beat.models import CrontabSchedule
+
+from crons import services
+from crons.models import Cron
+from cronsvc.errors import Invalid
+from cronsvc.selectors import assistant_get_or_404
+from threads.services import thread_create
+
+pytestmark = pytest.mark.django_db
+
+START = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+CRON_COLUMNS = [
+    "assistant_id",
+    "thread_id",
+    "schedule",
+    "timezone",
+    "payload",
+    "metadata",
+    "end_time",
+    "enabled",
+    "on_run_completed",
+    "user_id",
+    "next_run_date",
+    "last_tick_at",
+    "needs_advance",
+]
+
+
+def specs(thread):
+    awkward = {"text": 'tab\there, line\nbreak, back\\slash, quote " and ünïcode', "n": [1, 2.5]}
+    return [
+        {"schedule": "0 * * * *"},
+        {"schedule": "*/5 9-17 * * 1-5", "timezone": "Europe/Paris", "metadata": awkward},
+        {"schedule": "0 0 L * *", "payload": {"input": awkward}},  # not Celery's: a clocked mirror
+        {"schedule": "0 0 1 1 *", "end_time": START + dt.timedelta(days=3)},  # never fires again
+        {"schedule": "30 6 * * *", "enabled": False, "on_run_completed": "keep"},
+        {"schedule": "15 * * * *", "thread": thread},
+    ]
+
+
+def imported(ids) -> list[tuple]:
+    """Each imported cron's columns and its mirror's, ids aside, in spec order."""
+    rows = []
+    crons = Cron.objects.filter(pk__in=ids).select_related(
+        "periodic_task__crontab", "periodic_task__clocked"
+    )
+    for cron in sorted(crons, key=lambda c: c.schedule):
+        task = cron.periodic_task
+        crontab = task.crontab
+        rows.append(
+            (
+                *(getattr(cron, c) for c in CRON_COLUMNS),
+                task.name == f"cron {cron.cron_id}",
+                task.kwargs == f'{{"cron_id": "{cron.cron_id}"}}',
+                task.description.replace(str(cron.cron_id), "<id>"),
+                (task.task, task.args, task.headers, task.enabled, task.one_off, task.expires),
+                (task.total_run_count, task.queue, task.priority, task.interval_id, task.solar_id),
+                crontab
+                and (crontab.minute, crontab.hour, crontab.day_of_month, crontab.day_of_week),
+                crontab and str(crontab.timezone),
+                task.clocked and task.clocked.clocked_time,
+            )
+        )
+    return rows
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+def test_copy_writes_what_the_orm_path_writes(monkeypatch):
+    agent = assistant_get_or_404("agent")
+    thread = thread_create()
+    assert services.copy_supported()
+    before = set(Cron.objects.values_list("pk", flat=True))
+    assert services.crons_bulk_create(assistant=agent, specs=specs(thread), now=START) == 6
+    copied = set(Cron.objects.values_list("pk", flat=True)) - before
+    monkeypatch.setattr(services, "copy_supported", lambda: False)
+    services.crons_bulk_create(assistant=agent, specs=specs(thread), now=START)
+    created = set(Cron.objects.values_list("pk", flat=True)) - before - copied
+    assert len(copied) == len(created) == 6
+    assert imported(copied) == imported(created)
+    # One crontab row per expression, shared by both imports (the L one is clocked).
+    shared = CrontabSchedule.objects.filter(periodictask__cron__in=copied | created).distinct()
+    assert shared.count() == 5
+    # The sequences moved past the ids COPY took: ordinary creates still work.
+    services.cron_create(assistant=agent, schedule="0 0 L * *", now=START)
+    services.cron_create(assistant=agent, schedule="0 * * * *", now=START)
+
+
+def test_one_invalid_spec_imports_nothing():
+    agent = assistant_get_or_404("agent")
+    count = Cron.objects.count()
+    with pytest.raises(Invalid, match="cron #1"):
+        services.crons_bulk_create(
+            assistant=agent, specs=[{"schedule": "0 * * * *"}, {"schedule": "61 * * * *"}]
+        )
+    assert Cron.objects.count() == count
