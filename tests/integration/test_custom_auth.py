@@ -469,3 +469,13 @@ def test_handlers_share_one_event_loop():
     for _ in range(3):
         custom_auth.run_async(which())
     assert len(loops) == 1
+
+
+def test_the_admin_shows_each_crons_owner(users, admin_client):
+    ada, bob = users(owner_auth())
+    mine = ada.crons.create("agent", schedule="0 9 * * *")
+    bob.crons.create("agent", schedule="0 10 * * *")
+    page = admin_client.get("/admin/crons/cron/").content.decode()
+    assert ">ada<" in page and ">bob<" in page  # the operator sees every user's crons
+    detail = admin_client.get(f"/admin/crons/cron/{mine['cron_id']}/change/").content.decode()
+    assert "team:ada" in detail
