@@ -15,16 +15,23 @@ import textwrap
 
 import httpx
 import pytest
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
+from django.urls import path
 from langgraph_sdk import Auth, get_sync_client
+from rest_framework.response import Response
 
 from crons import dispatch, ticking
 from crons.models import Cron, Tick
 from cronsvc import custom_auth
+from cronsvc import urls as root_urls
 from cronsvc.models import Assistant
 from runs.executor import build_config
 from runs.models import Run
 from threads.models import Thread
+from threads.selectors import thread_search
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -479,3 +486,42 @@ def test_the_admin_shows_each_crons_owner(users, admin_client):
     assert ">ada<" in page and ">bob<" in page  # the operator sees every user's crons
     detail = admin_client.get(f"/admin/crons/cron/{mine['cron_id']}/change/").content.decode()
     assert "team:ada" in detail
+
+
+# ------------------------------------------------------------------ adrf async views
+
+
+class WhoAmI(AsyncAPIView):
+    """An async view as the serving issue writes them: the ORM through sync_to_async."""
+
+    async def get(self, request):
+        def visible():
+            return sorted(t.metadata["name"] for t in thread_search())
+
+        names = await sync_to_async(visible)()
+        current = custom_auth.current_user()
+        return Response(
+            {
+                "user": request.user.identity,
+                "current": current.identity if current else None,
+                "threads": names,
+            }
+        )
+
+
+urlpatterns = [path("whoami", WhoAmI.as_view()), *root_urls.urlpatterns]
+
+
+def test_async_adrf_views_authenticate_and_authorize_alike(settings):
+    settings.CRONSVC_AUTH = owner_auth()
+    settings.ROOT_URLCONF = __name__
+    Thread.objects.create(metadata={"owner": "ada", "name": "ada's"})
+    Thread.objects.create(metadata={"owner": "bob", "name": "bob's"})
+    client = Client()
+    answer = client.get("/whoami", headers={"Authorization": "Bearer token-ada"})
+    assert answer.json() == {"user": "ada", "current": "ada", "threads": ["ada's"]}
+    assert client.get("/whoami").status_code == 401
+    answer = client.get("/whoami", headers={"Authorization": "Bearer token-bob"})
+    assert answer.json()["threads"] == ["bob's"]
+    # and nothing is left behind for the next request of the thread
+    assert custom_auth.current_user() is None
