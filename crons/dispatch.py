@@ -37,7 +37,6 @@ The rules, decided here once:
 - `batchable(cron)` (and its query form `BATCHABLE`): whether a cron's tick
   needs no decision when it is written, so a batch may write it, even ahead
   of its instant: stateless crons and crons on a thread that enqueue.
-
 - A cron with an owner (custom auth: `user_id`, and the user stored when it
   was created) fires as its owner: `run_spec` runs `threads.create_run`
   (whose handler may change the run's metadata and kwargs, and whose filter
@@ -49,9 +48,7 @@ The rules, decided here once:
   recorded `rejected` with the reason, and nothing runs. Crons without an
   owner (made before auth was configured, or by the operator) fire as before.
 
-Growing the spec (the next issues): `cron_id` in the run's `configurable` is
-a change to `kwargs` in `run_spec`; a per-policy batch
-rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
+Growing the spec (the next issues): a per-policy batch rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
 which stores the spec's values as given. A jitter is `not_before` (today the
 instant itself): the scheduler already wakes workers for a prepared run at
 its `not_before`; storing it for the claim is one more column in the

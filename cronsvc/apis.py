@@ -343,7 +343,7 @@ class AssistantLatestApi(APIView):
         responses={200: AssistantOut, **errors(404, 422)},
     )
     def post(self, request, assistant_id):
-        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False, action=None)
         data = validated(AssistantLatestIn, request.data)
         assistant = services.assistant_set_latest(assistant=assistant, version=data["version"])
         return Response(assistant_out(assistant))

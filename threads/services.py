@@ -71,11 +71,15 @@ def thread_copy(*, thread: Thread) -> Thread:
         if active:
             raise Conflict(f"Thread {source.thread_id} has in-flight runs: {', '.join(active)}")
         new_id = uuid.uuid4()
+        # Custom auth: the copy is a thread the caller creates (threads.create,
+        # whose handler may stamp its metadata).
+        value = {"thread_id": new_id, "metadata": dict(source.metadata), "if_exists": "raise"}
+        custom_auth.authorize("threads", "create", value)
         try:
             checkpointer.copy_thread(str(source.thread_id), str(new_id))
             return Thread.objects.create(
                 thread_id=new_id,
-                metadata=dict(source.metadata),
+                metadata=dict(value.get("metadata") or {}),
                 values=source.values,
                 status=source.status,
                 graph_id=source.graph_id,
@@ -90,7 +94,9 @@ def threads_prune(*, thread_ids: list[uuid.UUID], strategy: str = "delete") -> i
     """`delete`: the threads go as `thread_delete` removes one (runs, crons,
     checkpoints); `keep_latest`: only each namespace's latest checkpoint stays.
     Unknown ids are ignored; returns how many threads were pruned."""
-    threads = list(Thread.objects.select_for_update().filter(pk__in=thread_ids))
+    # Custom auth: only threads threads.delete lets the caller remove.
+    allowed = thread_auth_q("delete", {"thread_id": None, "run_id": None})
+    threads = list(Thread.objects.select_for_update().filter(allowed).filter(pk__in=thread_ids))
     if strategy == "delete":
         for thread in threads:
             thread_delete(thread=thread)

@@ -525,3 +525,42 @@ def test_async_adrf_views_authenticate_and_authorize_alike(settings):
     assert answer.json()["threads"] == ["bob's"]
     # and nothing is left behind for the next request of the thread
     assert custom_auth.current_user() is None
+
+
+# ------------------------------------------------------------------ the platform's endpoints
+
+
+def test_store_handlers_scope_the_namespace(users, live_server):
+    auth = owner_auth()
+
+    @auth.on.store
+    async def scope(ctx, value):
+        namespace = tuple(value.get("namespace") or ())
+        if not namespace or namespace[0] != ctx.user.identity:
+            value["namespace"] = (ctx.user.identity, *namespace)
+
+    ada, bob = users(auth)
+    ada.store.put_item(["notes"], "today", {"text": "ada's"})
+    assert ada.store.get_item(["notes"], "today")["value"] == {"text": "ada's"}
+    assert ada.store.get_item(["notes"], "today")["namespace"] == ["ada", "notes"]
+    assert bob.store.get_item(["notes"], "today") is None
+    assert bob.store.search_items(["notes"])["items"] == []
+    assert [i["key"] for i in ada.store.search_items(["notes"])["items"]] == ["today"]
+    assert http(live_server, "GET", "/info", token=None).status_code == 200
+
+
+def test_versions_copy_and_prune_follow_the_owner(users):
+    ada, bob = users(owner_auth())
+    assistant = ada.assistants.create("agent", name="v1")
+    ada.assistants.update(assistant["assistant_id"], name="v2")
+    assert status_of(lambda: bob.assistants.set_latest(assistant["assistant_id"], 1)) == 404
+    assert status_of(lambda: bob.assistants.get_versions(assistant["assistant_id"])) == 404
+    assert ada.assistants.set_latest(assistant["assistant_id"], 1)["name"] == "v1"
+
+    thread = ada.threads.create()
+    copy = ada.threads.copy(thread["thread_id"])
+    assert copy["metadata"]["owner"] == "ada"
+    assert status_of(lambda: bob.threads.copy(thread["thread_id"])) == 404
+    assert bob.threads.prune([thread["thread_id"]])["pruned_count"] == 0
+    assert Thread.objects.filter(pk=thread["thread_id"]).exists()
+    assert ada.threads.prune([thread["thread_id"]])["pruned_count"] == 1
