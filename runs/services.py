@@ -233,12 +233,19 @@ def runs_cancel_many(
     `thread_id`, or every run in `status` ("pending", "running" or "all").
     Each run is cancelled as `runs.lifecycle.run_cancel` does (its own lock;
     one that finishes meanwhile is left alone). NotFound when none matched
-    by ids; returns how many were cancelled."""
+    by ids; returns how many were cancelled. With custom auth, a cancel is
+    threads.update of each run's thread: only runs on threads its filter lets
+    through are cancelled (a hidden thread is not found)."""
+    thread_filter = custom_auth.authorize(
+        "threads", "update", {"thread_id": thread_id, "metadata": {}, "action": action}
+    )
     if status is not None:
         statuses = list(ACTIVE) if status == "all" else [status]
-        runs = Run.objects.filter(status__in=statuses)
+        runs = Run.objects.filter(status__in=statuses).filter(
+            custom_auth.filter_q(thread_filter, "thread__metadata")
+        )
     else:
-        thread_get_or_404(thread_id)
+        thread_get_or_404(thread_id, action=None, auth_filter=thread_filter)
         runs = Run.objects.filter(thread_id=thread_id, run_id__in=run_ids or [], status__in=ACTIVE)
     ids = list(runs.order_by("created_at").values_list("pk", flat=True))
     if not ids and status is None:

@@ -564,3 +564,21 @@ def test_versions_copy_and_prune_follow_the_owner(users):
     assert bob.threads.prune([thread["thread_id"]])["pruned_count"] == 0
     assert Thread.objects.filter(pk=thread["thread_id"]).exists()
     assert ada.threads.prune([thread["thread_id"]])["pruned_count"] == 1
+
+
+def test_bulk_cancel_and_batch_runs_follow_the_owner(users):
+    ada, bob = users(owner_auth())
+    thread = ada.threads.create()
+    run = ada.runs.create(thread["thread_id"], "agent", input=QUESTION)
+    bob.runs.cancel_many(status="all")  # cancels bob's runs only
+    assert Run.objects.get(pk=run["run_id"]).status == "pending"
+    assert (
+        status_of(
+            lambda: bob.runs.cancel_many(thread_id=thread["thread_id"], run_ids=[run["run_id"]])
+        )
+        == 404
+    )
+    batch = bob.runs.create_batch([{"assistant_id": "agent", "input": QUESTION}])
+    assert Thread.objects.get(pk=batch[0]["thread_id"]).metadata["owner"] == "bob"
+    ada.runs.cancel_many(status="all")
+    assert Run.objects.get(pk=run["run_id"]).status != "pending"
