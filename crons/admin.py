@@ -49,6 +49,7 @@ class CronAdmin(admin.ModelAdmin):
     list_display = (
         "assistant_link",
         "thread_column",
+        "owner_column",
         "schedule",
         "description",
         "timezone_display",
@@ -64,6 +65,7 @@ class CronAdmin(admin.ModelAdmin):
         "assistant__graph_id",
         "assistant__name",
         "thread__thread_id",
+        "user_id",
     )
     list_select_related = ("assistant", "thread")
     ordering = ("-created_at",)
@@ -124,7 +126,15 @@ class CronAdmin(admin.ModelAdmin):
             ("What each tick runs", {"fields": ("payload", "metadata")}),
             (
                 "Bookkeeping",
-                {"fields": ("periodic_task_link", "user_id", "created_at", "updated_at")},
+                {
+                    "fields": (
+                        "periodic_task_link",
+                        "user_id",
+                        "owner_permissions",
+                        "created_at",
+                        "updated_at",
+                    )
+                },
             ),
         )
 
@@ -143,6 +153,7 @@ class CronAdmin(admin.ModelAdmin):
             "last_run_status",
             "periodic_task_link",
             "user_id",
+            "owner_permissions",
             "created_at",
             "updated_at",
         ]
@@ -186,6 +197,17 @@ class CronAdmin(admin.ModelAdmin):
         if cron.thread_id is None:
             return "- (new thread per run)"
         return admin_link(cron.thread, f"{str(cron.thread_id)[:8]}…")
+
+    @admin.display(description="owner", ordering="user_id")
+    def owner_column(self, cron: Cron) -> str:
+        """Who the cron's ticks run as (custom auth); - for crons without an owner."""
+        return cron.user_id or "-"
+
+    @admin.display(description="owner's permissions")
+    def owner_permissions(self, cron: Cron) -> str:
+        """As authenticated when the cron was created: what its ticks run with."""
+        permissions = (cron.owner or {}).get("permissions") or []
+        return ", ".join(map(str, permissions)) or "-"
 
     @admin.display(description="description")
     def description(self, cron: Cron) -> str:

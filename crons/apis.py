@@ -150,7 +150,7 @@ class CronApi(APIView):
         if isinstance(request.data, dict) and not request.data:
             raise ServiceError("Request body cannot be empty")
         data = validated(CronPatchIn, request.data)
-        cron = selectors.cron_get_or_404(cron_id)
+        cron = selectors.cron_get_or_404(cron_id, action=None)  # the update authorizes
         run_fields = {k: v for k, v in request.data.items() if k not in CRON_KEYS}
         kwargs = {}
         if "end_time" in data:
@@ -174,7 +174,7 @@ class CronApi(APIView):
     )
     def delete(self, request, cron_id):
         require_uuid(cron_id, "cron")
-        services.cron_delete(cron=selectors.cron_get_or_404(cron_id))
+        services.cron_delete(cron=selectors.cron_get_or_404(cron_id, action="delete"))
         return Response(status=204)
 
 

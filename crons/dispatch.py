@@ -37,11 +37,18 @@ The rules, decided here once:
 - `batchable(cron)` (and its query form `BATCHABLE`): whether a cron's tick
   needs no decision when it is written, so a batch may write it, even ahead
   of its instant: stateless crons and crons on a thread that enqueue.
+- A cron with an owner (custom auth: `user_id`, and the user stored when it
+  was created) fires as its owner: `run_spec` runs `threads.create_run`
+  (whose handler may change the run's metadata and kwargs, and whose filter
+  the cron's thread must match), `assistants.read`, and for a stateless cron
+  `threads.create` (whose handler may change the new thread's metadata, e.g.
+  stamp the owner) as that user, and the run's `config.configurable` carries
+  `langgraph_auth_user_id`, `langgraph_auth_user` and
+  `langgraph_auth_permissions`. A denial raises `OwnerDenied`: the tick is
+  recorded `rejected` with the reason, and nothing runs. Crons without an
+  owner (made before auth was configured, or by the operator) fire as before.
 
-Growing the spec (the next issues): an auth identity or `cron_id` in the
-run's `configurable` is a change to `kwargs` in `run_spec`; owner metadata on
-a stateless cron's thread a change to `thread_metadata`; a per-policy batch
-rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
+Growing the spec (the next issues): a per-policy batch rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
 which stores the spec's values as given. A jitter is `not_before` (today the
 instant itself): the scheduler already wakes workers for a prepared run at
 its `not_before`; storing it for the claim is one more column in the
@@ -64,8 +71,11 @@ from django.db.models import Q
 from django.utils import timezone as djtz
 
 from crons.models import Cron, Tick
+from cronsvc import custom_auth
 from cronsvc.dbclock import db_now
+from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.models import Assistant
+from cronsvc.selectors import assistant_auth_q
 from runs.models import Run
 from runs.services import ThreadBusy, TooManyPending, run_create
 from threads.models import Thread
@@ -133,42 +143,144 @@ def _run_kwargs(cron: Cron, payload: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+class OwnerDenied(Exception):
+    """The cron's owner may not run its tick (custom auth); the reason is the tick's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:255]
+
+
+def cron_owner(cron: Cron) -> custom_auth.AuthUser | None:
+    """The user a cron's ticks run as: its owner when custom auth is
+    configured and the cron has one; None (as the operator) otherwise."""
+    if not cron.user_id or not custom_auth.enabled():
+        return None
+    if isinstance(cron.owner, dict) and cron.owner.get("identity") == cron.user_id:
+        return custom_auth.AuthUser.from_dict(cron.owner)
+    return custom_auth.AuthUser(cron.user_id)
+
+
+def _as_owner(
+    cron: Cron,
+    user: custom_auth.AuthUser,
+    *,
+    thread_metadata: dict[str, Any],
+    kwargs: dict[str, Any],
+    metadata: dict[str, Any],
+    strategy: str,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """thread_metadata, kwargs and metadata of a tick as its owner's handlers
+    leave them; OwnerDenied when one refuses or its filter hides the thread or
+    the assistant."""
+    who = f"as its owner {user.identity!r}"
+    step = "threads.create_run"
+    try:
+        with custom_auth.acting_as(user):
+            value: dict[str, Any] = {
+                "thread_id": cron.thread_id,
+                "assistant_id": cron.assistant_id,
+                "run_id": None,
+                "status": "pending",
+                "metadata": dict(metadata),
+                "prevent_insert_if_inflight": strategy == Run.MultitaskStrategy.REJECT,
+                "multitask_strategy": strategy,
+                "if_not_exists": "reject",
+                "after_seconds": 0,
+                "kwargs": dict(kwargs),
+            }
+            thread_filter = custom_auth.authorize("threads", "create_run", value)
+            if (
+                cron.thread_id is not None
+                and not Thread.objects.filter(pk=cron.thread_id)
+                .filter(custom_auth.filter_q(thread_filter))
+                .exists()
+            ):
+                raise OwnerDenied(f"{step} {who}: thread {cron.thread_id} not found")
+            metadata = {**(value.get("metadata") or {}), "cron_id": str(cron.cron_id)}
+            kwargs = dict(value.get("kwargs") or {})
+            step = "assistants.read"
+            readable = assistant_auth_q("read", {"assistant_id": cron.assistant_id})
+            if not Assistant.objects.filter(pk=cron.assistant_id).filter(readable).exists():
+                raise OwnerDenied(f"{step} {who}: assistant {cron.assistant_id} not found")
+            if cron.thread_id is None:
+                step = "threads.create"
+                new: dict[str, Any] = {
+                    "thread_id": None,
+                    "metadata": dict(thread_metadata),
+                    "if_exists": "raise",
+                }
+                custom_auth.authorize("threads", "create", new)
+                thread_metadata = {**(new.get("metadata") or {}), **thread_metadata}
+    except (Forbidden, AuthFailed) as exc:
+        raise OwnerDenied(f"{step} {who}: {exc.detail}") from exc
+    return thread_metadata, custom_auth.with_user_configurable(kwargs, user), metadata
+
+
 def run_spec(cron: Cron, instant: datetime) -> RunSpec:
-    """What the tick of `cron` at `instant` creates (see the module's rules)."""
+    """What the tick of `cron` at `instant` creates (see the module's rules).
+    OwnerDenied when the cron's owner may not run it."""
     payload = cron.payload or {}
     assistant = cron.assistant
     stamp = {"graph_id": assistant.graph_id, "assistant_id": str(assistant.assistant_id)}
     stateless = cron.thread_id is None
+    thread_metadata = {"cron_id": str(cron.cron_id), **stamp} if stateless else stamp
+    kwargs = _run_kwargs(cron, payload)
+    metadata = {
+        **(cron.metadata or {}),
+        **(payload.get("metadata") or {}),
+        "cron_id": str(cron.cron_id),
+    }
+    strategy = _strategy(payload)
+    owner = cron_owner(cron)
+    if owner is not None:
+        thread_metadata, kwargs, metadata = _as_owner(
+            cron,
+            owner,
+            thread_metadata=thread_metadata,
+            kwargs=kwargs,
+            metadata=metadata,
+            strategy=strategy,
+        )
     return RunSpec(
         cron_id=cron.cron_id,
         scheduled_at=instant,
         assistant_id=assistant.assistant_id,
         graph_id=assistant.graph_id,
         thread_id=cron.thread_id,
-        thread_metadata={"cron_id": str(cron.cron_id), **stamp} if stateless else stamp,
-        kwargs=_run_kwargs(cron, payload),
-        metadata={
-            **(cron.metadata or {}),
-            **(payload.get("metadata") or {}),
-            "cron_id": str(cron.cron_id),
-        },
-        multitask_strategy=_strategy(payload),
+        thread_metadata=thread_metadata,
+        kwargs=kwargs,
+        metadata=metadata,
+        multitask_strategy=strategy,
         on_completion=cron.on_run_completed if stateless else None,
     )
 
 
 def run_specs(crons: list[Cron]) -> list[RunSpec]:
     """The specs of the next ticks (`next_run_date`) of `crons`, their
-    assistants read in one query (a batch's crons share a few)."""
+    assistants read in one query (a batch's crons share a few). OwnerDenied
+    when an owner may not run a tick (`run_specs_or_denied` sorts them out)."""
+    specs, denied = run_specs_or_denied(crons)
+    if denied:
+        raise OwnerDenied(denied[0][1])
+    return specs
+
+
+def run_specs_or_denied(crons: list[Cron]) -> tuple[list[RunSpec], list[tuple[Cron, str]]]:
+    """run_specs, and apart the crons whose owner may not run the tick, with the reason."""
     assistants = Assistant.objects.in_bulk({cron.assistant_id for cron in crons})
     for cron in crons:
         cron.assistant = assistants[cron.assistant_id]
-    specs = []
+    specs: list[RunSpec] = []
+    denied: list[tuple[Cron, str]] = []
     for cron in crons:
         if cron.next_run_date is None:  # due crons have one (the claim's filter)
             raise ValueError(f"cron {cron.cron_id} has no next fire time")
-        specs.append(run_spec(cron, cron.next_run_date))
-    return specs
+        try:
+            specs.append(run_spec(cron, cron.next_run_date))
+        except OwnerDenied as exc:
+            denied.append((cron, exc.reason))
+    return specs, denied
 
 
 def batchable(cron: Cron) -> bool:
@@ -210,7 +322,10 @@ def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
     beat, a run-now in the same second)."""
     if Tick.objects.filter(cron=cron, scheduled_at=instant).exists():
         return None
-    spec = run_spec(cron, instant)
+    try:
+        spec = run_spec(cron, instant)
+    except OwnerDenied as exc:
+        return record_tick(cron, instant, Tick.Status.REJECTED, exc.reason)
     try:
         with transaction.atomic():
             thread = (

@@ -35,7 +35,11 @@ class Cron(models.Model):
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )
+    # The owner (custom auth): the identity that created the cron, and the
+    # user as the authenticate handler returned it then (identity,
+    # permissions, display_name, extra keys), which its ticks run as.
     user_id = models.CharField(max_length=255, null=True, blank=True)
+    owner = models.JSONField(null=True, blank=True)
     next_run_date = models.DateTimeField(null=True, blank=True)
     # The last instant the scheduler handled. When it fires a batch, beat sets
     # next_run_date to null and needs_advance; computing the next fire time

@@ -1,11 +1,14 @@
 """Reads of crons."""
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from crons import firetime
 from crons.models import Cron, Tick
+from cronsvc import custom_auth
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
+from threads.models import Thread
+from threads.selectors import thread_auth_q
 
 SORTABLE = {
     "cron_id",
@@ -18,10 +21,28 @@ SORTABLE = {
 }
 
 
-def cron_get_or_404(cron_id) -> Cron:
+def cron_auth_q(action: str, value: dict) -> Q:
+    """The crons the current user may `action` (custom auth; all without it):
+    crons.<action>'s filter on the cron's metadata, and for reads and
+    searches, threads.read's on a thread cron's thread."""
+    allowed = custom_auth.filter_q(custom_auth.authorize("crons", action, value))
+    if action in ("read", "search") and custom_auth.current_user() is not None:
+        thread_q = thread_auth_q("read", {"thread_id": value.get("thread_id")})
+        if thread_q:
+            readable = Thread.objects.filter(thread_q).values("pk")
+            allowed &= Q(thread__isnull=True) | Q(thread__in=readable)
+    return allowed
+
+
+def cron_get_or_404(cron_id, *, action: str | None = "read") -> Cron:
+    """The cron; with custom auth, one the current user may `action`
+    (crons.read by default; None: the caller authorizes)."""
     pk = parse_uuid(cron_id)
+    qs = Cron.objects.filter(pk=pk)
+    if pk and action is not None:
+        qs = qs.filter(cron_auth_q(action, {"cron_id": pk}))
     # No first(): it would sort the one row by the model's ordering.
-    cron = next(iter(Cron.objects.filter(pk=pk).order_by()[:1]), None) if pk else None
+    cron = next(iter(qs.order_by()[:1]), None) if pk else None
     if cron is None:
         raise CronNotFound(f"Cron '{cron_id}' not found")
     return cron
@@ -36,7 +57,12 @@ def cron_search(
     sort_by: str | None = None,
     sort_order: str | None = None,
 ) -> QuerySet[Cron]:
-    qs = Cron.objects.all()
+    qs = Cron.objects.filter(
+        cron_auth_q(
+            "search",
+            {"assistant_id": assistant_id_from(assistant_id or ""), "thread_id": thread_id},
+        )
+    )
     if assistant_id:
         # Accepts a graph name as well as a UUID (the reference server refuses names).
         qs = (

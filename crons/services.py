@@ -16,7 +16,8 @@ from crons import firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron
-from cronsvc.errors import Invalid
+from cronsvc import custom_auth
+from cronsvc.errors import CronNotFound, Invalid
 from cronsvc.models import Assistant
 from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text
 from runs.webhooks.guard import url_problem
@@ -69,6 +70,24 @@ def cron_create(
     user_id: str | None = None,
     now: datetime | None = None,
 ) -> Cron:
+    """Create a cron. With custom auth, as crons.create allows: the cron's
+    owner is the current user (`user_id` its identity, `owner` the user, which
+    its ticks run as), and its metadata what the handler leaves in
+    value["metadata"] (the payload's own metadata stays the runs')."""
+    user = custom_auth.current_user()
+    value = {
+        "payload": payload or {},
+        "schedule": schedule,
+        "cron_id": None,
+        "thread_id": thread.pk if thread is not None else None,
+        "user_id": user.identity if user is not None else user_id,
+        "end_time": end_time,
+        "metadata": dict(metadata or {}),
+    }
+    custom_auth.authorize("crons", "create", value)
+    metadata = value.get("metadata")
+    if user is not None:
+        user_id = user.identity
     validate_schedule(schedule, timezone)
     webhook_require_valid(payload)
     now = now or djtz.now()
@@ -89,6 +108,7 @@ def cron_create(
         enabled=enabled,
         on_run_completed=_on_run_completed(thread, on_run_completed),
         user_id=user_id,
+        owner=user.to_dict() if user is not None else None,
         next_run_date=firetime.next_run(schedule, timezone, now, end_time=end_time),
     )
     mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
@@ -113,7 +133,20 @@ def cron_update(
     effect from now (the next tick is recomputed). `on_run_completed` only
     applies to a stateless cron: None leaves it, "" sets the default."""
     webhook_require_valid(payload)
-    cron = Cron.objects.select_for_update().get(pk=cron.pk)
+    # Custom auth: crons.update decides (a cron its filter hides is not found),
+    # and the metadata its handler leaves is what is merged in.
+    value = {
+        "cron_id": cron.pk,
+        "payload": payload,
+        "schedule": schedule,
+        "metadata": dict(metadata or {}),
+    }
+    allowed = custom_auth.filter_q(custom_auth.authorize("crons", "update", value))
+    metadata = value.get("metadata")
+    found = Cron.objects.select_for_update().filter(allowed).filter(pk=cron.pk).first()
+    if found is None:
+        raise CronNotFound(f"Cron '{value['cron_id']}' not found")
+    cron = found
     reschedule = False
     if schedule is not None and schedule != cron.schedule:
         cron.schedule, reschedule = schedule, True

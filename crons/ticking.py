@@ -141,7 +141,11 @@ def _fire_batch(crons: list[Cron], report: FireReport, now: datetime) -> list[Cr
         batch.append(cron)
     if not batch:
         return slow
-    specs = dispatch.run_specs(batch)
+    specs, denied = dispatch.run_specs_or_denied(batch)
+    for cron, reason in denied:  # their owner may not run the tick (custom auth)
+        _count(report, dispatch.record_tick(cron, cron.next_run_date, Tick.Status.REJECTED, reason))
+    if not specs:
+        return slow
     try:
         with transaction.atomic():
             run_ids = dispatch.fire_batch(specs)

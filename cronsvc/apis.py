@@ -116,7 +116,7 @@ class AssistantApi(APIView):
         responses={200: AssistantOut, **errors(400, 404, 422)},
     )
     def patch(self, request, assistant_id):
-        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False, action=None)
         data = validated(AssistantPatchIn, request.data)
         assistant = services.assistant_update(assistant=assistant, **data)
         return Response(assistant_out(assistant))
@@ -133,7 +133,7 @@ class AssistantApi(APIView):
     )
     def delete(self, request, assistant_id):
         services.assistant_delete(
-            assistant=services.assistant_resolve(assistant_id, graph_alias=False),
+            assistant=services.assistant_resolve(assistant_id, graph_alias=False, action=None),
             delete_threads=query_bool(request.query_params, "delete_threads"),
         )
         return Response(status=204)
@@ -343,7 +343,7 @@ class AssistantLatestApi(APIView):
         responses={200: AssistantOut, **errors(404, 422)},
     )
     def post(self, request, assistant_id):
-        assistant = services.assistant_resolve(assistant_id, graph_alias=False)
+        assistant = services.assistant_resolve(assistant_id, graph_alias=False, action=None)
         data = validated(AssistantLatestIn, request.data)
         assistant = services.assistant_set_latest(assistant=assistant, version=data["version"])
         return Response(assistant_out(assistant))

@@ -11,7 +11,13 @@ class CronsvcConfig(AppConfig):
         # Connecting only; the database is written when migrate has run
         # (manage.py migrate, dev, runall, the compose `migrate` service, the
         # test database), never at import.
-        from cronsvc import services  # noqa: PLC0415 - models load once the registry is ready
+        from cronsvc import custom_auth, services  # noqa: PLC0415 - models load once ready
+
+        # Custom auth fails at startup, with its reason, rather than on a request.
+        try:
+            custom_auth.get_auth()
+        except (OSError, ValueError):
+            pass  # no readable langgraph.json: the graphs report it where they are used
 
         post_migrate.connect(
             services.assistants_ensure_defaults_after_migrate,

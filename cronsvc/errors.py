@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class ServiceError(Exception):
@@ -33,6 +32,22 @@ class Conflict(ServiceError):
 
 class Invalid(ServiceError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class Forbidden(ServiceError):
+    """A custom auth handler refused the action (it returned False)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class AuthFailed(ServiceError):
+    """Custom authentication refused the request: the status and detail of the
+    handler's Auth.exceptions.HTTPException, else 401."""
+
+    def __init__(self, detail: str, status_code: int = 401, headers=None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.headers = dict(headers or {})
 
 
 class AssistantNotFound(NotFound):
@@ -72,8 +87,16 @@ def _flatten(errors, prefix: str = "") -> list[str]:
 
 
 def exception_handler(exc, context):
+    # Imported here: rest_framework.views loads the authentication classes,
+    # and custom auth's (cronsvc.http.auth) raises the errors of this module.
+    from rest_framework.views import exception_handler as drf_exception_handler  # noqa: PLC0415
+
     if isinstance(exc, ServiceError):
-        return Response({"detail": exc.detail}, status=exc.status_code)
+        return Response(
+            {"detail": exc.detail},
+            status=exc.status_code,
+            headers=getattr(exc, "headers", None) or None,
+        )
     if isinstance(exc, DjangoValidationError):
         messages = exc.messages
         return Response(

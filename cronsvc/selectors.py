@@ -2,9 +2,9 @@
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from cronsvc import graphs
+from cronsvc import custom_auth, graphs
 from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
 from cronsvc.filters import InvalidFilter, json_filter
 from cronsvc.models import Assistant, AssistantVersion
@@ -34,11 +34,17 @@ def graph_check(graph_id: str) -> None:
         raise GraphNotFound(f"Graph '{graph_id}' not found. Expected one of: {graphs.graph_ids()}")
 
 
-def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
+def assistant_get_or_404(
+    value: str, *, graph_alias: bool = True, action: str | None = "read"
+) -> Assistant:
     """The assistant with UUID `value`, or, with `graph_alias`, the default assistant of
     graph `value`. Without `graph_alias` (the /assistants/{id} paths) a non-UUID is a 422,
     as on the LangGraph Server. Only reads: a default assistant missing from the
-    database is not found here (cronsvc.services.assistant_resolve creates it)."""
+    database is not found here (cronsvc.services.assistant_resolve creates it).
+
+    With custom auth, `action` (assistants.read by default; None: the caller
+    authorizes) is authorized on it: an assistant its filter hides is not
+    found (the default assistants are readable by all)."""
     if graph_alias:
         assistant_id = assistant_id_from(value)
     else:
@@ -47,10 +53,21 @@ def assistant_get_or_404(value: str, *, graph_alias: bool = True) -> Assistant:
             raise Invalid("Invalid assistant ID: must be a UUID")
     if assistant_id is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
-    assistant = Assistant.objects.filter(pk=assistant_id).first()
+    qs = Assistant.objects.filter(pk=assistant_id)
+    if action is not None:
+        qs = qs.filter(assistant_auth_q(action, {"assistant_id": assistant_id}))
+    assistant = qs.first()
     if assistant is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
     return assistant
+
+
+def assistant_auth_q(action: str, value: dict) -> Q:
+    """The assistants the current user may `action` (custom auth; all without it)."""
+    filter_ = custom_auth.authorize("assistants", action, value)
+    if action == "update" or action == "delete":
+        return custom_auth.filter_q(filter_)
+    return custom_auth.assistant_read_q(filter_)
 
 
 def is_default_assistant_id(assistant_id: uuid.UUID | None) -> bool:
@@ -70,7 +87,12 @@ def assistant_search(
     (cronsvc.services.assistants_ensure_defaults)."""
     if graph_id is not None:
         graph_check(graph_id)
-    qs = Assistant.objects.all()
+    qs = Assistant.objects.filter(
+        assistant_auth_q(
+            "search",
+            {"graph_id": graph_id, "metadata": metadata or {}, "limit": 0, "offset": 0},
+        )
+    )
     if graph_id:
         qs = qs.filter(graph_id=graph_id)
     if name:

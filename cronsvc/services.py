@@ -20,10 +20,11 @@ from django.db.models import Max
 
 from crons.mirror import mirrors_delete_for
 from crons.models import Cron
-from cronsvc import graphs
+from cronsvc import custom_auth, graphs
 from cronsvc.errors import AssistantNotFound, BadRequest, Conflict, Invalid, NotFound
 from cronsvc.models import Assistant, AssistantVersion
 from cronsvc.selectors import (
+    assistant_auth_q,
     assistant_get_or_404,
     assistant_id_from,
     graph_check,
@@ -88,19 +89,21 @@ def assistants_ensure_defaults_after_migrate(*, using: str, apps=None, **kwargs)
         log.warning("default assistants not created: cannot read the graphs (%s)", exc)
 
 
-def assistant_resolve(value: str, *, graph_alias: bool = True) -> Assistant:
+def assistant_resolve(
+    value: str, *, graph_alias: bool = True, action: str | None = "read"
+) -> Assistant:
     """The assistant `value` names, as cronsvc.selectors.assistant_get_or_404
-    finds it (by id, or with `graph_alias` by graph name); a default assistant
-    deleted since is created again first, as the LangGraph Server always has one
-    per graph."""
+    finds it (by id, or with `graph_alias` by graph name, authorizing `action`);
+    a default assistant deleted since is created again first, as the LangGraph
+    Server always has one per graph."""
     try:
-        return assistant_get_or_404(value, graph_alias=graph_alias)
+        return assistant_get_or_404(value, graph_alias=graph_alias, action=action)
     except AssistantNotFound:
         assistant_id = assistant_id_from(value) if graph_alias else parse_uuid(value)
         if not is_default_assistant_id(assistant_id):
             raise
     assistants_ensure_defaults()
-    return assistant_get_or_404(value, graph_alias=graph_alias)
+    return assistant_get_or_404(value, graph_alias=graph_alias, action=action)
 
 
 def config_and_context(config: dict | None, context: dict | None) -> tuple[dict, dict]:
@@ -136,6 +139,18 @@ def assistant_create(
 ) -> Assistant:
     graph_check(graph_id)
     config, context = config_and_context(config, context)
+    # Custom auth: the handler sees (and may change) what is stored.
+    value = {
+        "assistant_id": assistant_id,
+        "graph_id": graph_id,
+        "config": config,
+        "context": context,
+        "metadata": dict(metadata or {}),
+        "if_exists": if_exists,
+        "name": name,
+    }
+    custom_auth.authorize("assistants", "create", value)
+    metadata = value.get("metadata")
     if assistant_id is not None:
         existing = Assistant.objects.select_for_update().filter(pk=assistant_id).first()
         if existing is not None:
@@ -170,7 +185,24 @@ def assistant_update(
     name: str | None = None,
     description: str | None = None,
 ) -> Assistant:
-    assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
+    """Update `assistant`; with custom auth, as assistants.update allows (an
+    assistant its filter hides is not found; the handler may change metadata)."""
+    value = {
+        "assistant_id": assistant.pk,
+        "graph_id": graph_id,
+        "config": config,
+        "context": context,
+        "metadata": dict(metadata or {}),
+        "name": name,
+        "version": None,
+    }
+    allowed = assistant_auth_q("update", value)
+    metadata = value.get("metadata")
+    assistant = (
+        Assistant.objects.select_for_update().filter(allowed).filter(pk=assistant.pk).first()
+    )
+    if assistant is None:
+        raise AssistantNotFound(f"Assistant '{value['assistant_id']}' not found")
     if graph_id is not None:
         graph_check(graph_id)
         assistant.graph_id = graph_id
@@ -198,8 +230,13 @@ def assistant_update(
 @transaction.atomic
 def assistant_set_latest(*, assistant: Assistant, version: int) -> Assistant:
     """Make `version` the assistant's current one: its fields are copied back
-    onto the assistant; no version is added."""
-    assistant = Assistant.objects.select_for_update().get(pk=assistant.pk)
+    onto the assistant; no version is added. With custom auth, as
+    assistants.update allows (hidden by its filter: not found)."""
+    allowed = assistant_auth_q("update", {"assistant_id": assistant.pk, "version": version})
+    found = Assistant.objects.select_for_update().filter(allowed).filter(pk=assistant.pk).first()
+    if found is None:
+        raise AssistantNotFound(f"Assistant '{assistant.pk}' not found")
+    assistant = found
     chosen = AssistantVersion.objects.filter(assistant=assistant, version=version).first()
     if chosen is None:
         raise NotFound(f"Assistant {assistant.assistant_id} has no version {version}")
@@ -213,7 +250,11 @@ def assistant_set_latest(*, assistant: Assistant, version: int) -> Assistant:
 @transaction.atomic
 def assistant_delete(*, assistant: Assistant, delete_threads: bool = False) -> None:
     """Delete an assistant; with `delete_threads`, also the threads it ran on
-    (`metadata.assistant_id`), with their runs and checkpoints."""
+    (`metadata.assistant_id`), with their runs and checkpoints. With custom
+    auth, as assistants.delete allows (hidden by its filter: not found)."""
+    allowed = assistant_auth_q("delete", {"assistant_id": assistant.pk})
+    if not Assistant.objects.filter(allowed).filter(pk=assistant.pk).exists():
+        raise AssistantNotFound(f"Assistant '{assistant.pk}' not found")
     if delete_threads:
         for thread in Thread.objects.filter(metadata__assistant_id=str(assistant.pk)):
             thread_delete(thread=thread)

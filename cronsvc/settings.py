@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "cronsvc.http.middleware.BodySizeLimitMiddleware",
+    "cronsvc.http.middleware.AuthUserMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -193,7 +194,10 @@ CRONSVC_MAX_JSON_DEPTH = env.int("CRONSVC_MAX_JSON_DEPTH", default=64)
 CRONSVC_ALLOW_ANONYMOUS = env.bool("CRONSVC_ALLOW_ANONYMOUS", default=False)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["cronsvc.http.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "cronsvc.http.auth.LangGraphAuthentication",
+        "cronsvc.http.auth.ApiKeyAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["cronsvc.http.auth.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PARSER_CLASSES": ["cronsvc.http.parsers.StrictJSONParser"],
@@ -237,6 +241,8 @@ SPECTACULAR_SETTINGS = {
 # --- graphs ----------------------------------------------------------------
 # The LangGraph CLI's config file: {"graphs": {"agent": "./examples/agent.py:graph"}}
 LANGGRAPH_CONFIG = Path(env("LANGGRAPH_CONFIG", default=str(BASE_DIR / "langgraph.json")))
+# A langgraph_sdk.Auth used instead of langgraph.json's `auth` (tests); None: the file's.
+CRONSVC_AUTH = None
 # On SQLite, LangGraph's checkpoints live in their own file beside the database.
 CRONSVC_SQLITE_CHECKPOINTS = DATA_DIR / "checkpoints.sqlite3"
 

@@ -82,10 +82,10 @@ def _locations(run: Run) -> dict:
     return {"Location": f"{base}/join", "Content-Location": base}
 
 
-def _run(thread_id, run_id) -> Run:
+def _run(thread_id, run_id, action: str = "read") -> Run:
     require_uuid(thread_id, "thread")
     require_uuid(run_id, "run")
-    thread = thread_get_or_404(thread_id)
+    thread = thread_get_or_404(thread_id, action=action)
     return selectors.run_get_or_404(thread=thread, run_id=run_id)
 
 
@@ -207,7 +207,7 @@ class RunApi(APIView):
         return Response(run_out(_run(thread_id, run_id)))
 
     def delete(self, request, thread_id, run_id):
-        services.run_delete(run=_run(thread_id, run_id))
+        services.run_delete(run=_run(thread_id, run_id, "delete"))
         return Response(status=204)
 
 
@@ -256,7 +256,7 @@ class RunWebhookApi(APIView):
 )
 class RunCancelApi(APIView):
     def post(self, request, thread_id, run_id):
-        run = _run(thread_id, run_id)
+        run = _run(thread_id, run_id, "update")
         if run.status in Run.FINISHED:
             raise NotFound(
                 "No matching runs to cancel. Please verify the thread ID and run IDs are "

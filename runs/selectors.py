@@ -9,6 +9,7 @@ from cronsvc.errors import RunNotFound
 from cronsvc.selectors import parse_uuid
 from runs.models import Run
 from threads.models import Thread
+from threads.selectors import thread_auth_q
 
 
 def run_get_or_404(*, thread: Thread | None, run_id) -> Run:
@@ -16,6 +17,8 @@ def run_get_or_404(*, thread: Thread | None, run_id) -> Run:
     qs = Run.objects.filter(pk=pk) if pk else Run.objects.none()
     if thread is not None:
         qs = qs.filter(thread=thread)
+    else:  # the run's thread was not looked up: custom auth's threads.read decides here
+        qs = qs.filter(thread_auth_q("read", {"thread_id": None, "run_id": pk}, "thread__metadata"))
     run = qs.first()
     if run is None:
         raise RunNotFound(f"Run '{run_id}' not found")

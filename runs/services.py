@@ -17,10 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from cronsvc import graphs
+from cronsvc import custom_auth, graphs
 from cronsvc.errors import AssistantNotFound, Conflict, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
-from cronsvc.selectors import assistant_id_from
+from cronsvc.selectors import assistant_id_from, parse_uuid
 from cronsvc.services import assistant_resolve, config_and_context
 from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_cancel, run_request_cancel
@@ -155,6 +155,26 @@ def run_start(
     one transaction, so a refused run leaves nothing behind."""
     config_and_context(data.get("config"), data.get("context"))  # both given: 400
     webhook_require_valid(data.get("webhook"))
+    kwargs = {k: v for k, v in body.items() if k not in NOT_KWARGS and v is not None}
+    # Custom auth: threads.create_run decides, on the thread; its handler may
+    # change the run's metadata and kwargs.
+    value: dict[str, Any] = {
+        "thread_id": parse_uuid(thread_id) if thread_id is not None else None,
+        "assistant_id": assistant_id_from(data["assistant_id"]),
+        "run_id": None,
+        "status": "pending",
+        "metadata": dict(data.get("metadata") or {}),
+        "prevent_insert_if_inflight": data.get("multitask_strategy") == "reject",
+        "multitask_strategy": data.get("multitask_strategy") or "enqueue",
+        "if_not_exists": data.get("if_not_exists") or "reject",
+        "after_seconds": data.get("after_seconds") or 0,
+        "kwargs": kwargs,
+    }
+    thread_filter = custom_auth.authorize("threads", "create_run", value)
+    data = {**data, "metadata": value.get("metadata")}
+    kwargs = custom_auth.with_user_configurable(
+        dict(value.get("kwargs") or {}), custom_auth.current_user()
+    )
     with transaction.atomic():
         assistant = run_assistant(data["assistant_id"])
         on_completion = None
@@ -166,14 +186,13 @@ def run_start(
                 }
             )
             on_completion = data.get("on_completion") or "delete"
-        elif data.get("if_not_exists") == "create":
-            thread = thread_create(thread_id=thread_id, if_exists="do_nothing")
         else:
+            if data.get("if_not_exists") == "create":
+                thread_create(thread_id=thread_id, if_exists="do_nothing")
             try:
-                thread = thread_get_or_404(thread_id)
+                thread = thread_get_or_404(thread_id, action=None, auth_filter=thread_filter)
             except ThreadNotFound as exc:
                 raise NotFound(NOT_FOUND) from exc
-        kwargs = {k: v for k, v in body.items() if k not in NOT_KWARGS and v is not None}
         return run_create(
             thread=thread,
             assistant=assistant,
@@ -214,12 +233,19 @@ def runs_cancel_many(
     `thread_id`, or every run in `status` ("pending", "running" or "all").
     Each run is cancelled as `runs.lifecycle.run_cancel` does (its own lock;
     one that finishes meanwhile is left alone). NotFound when none matched
-    by ids; returns how many were cancelled."""
+    by ids; returns how many were cancelled. With custom auth, a cancel is
+    threads.update of each run's thread: only runs on threads its filter lets
+    through are cancelled (a hidden thread is not found)."""
+    thread_filter = custom_auth.authorize(
+        "threads", "update", {"thread_id": thread_id, "metadata": {}, "action": action}
+    )
     if status is not None:
         statuses = list(ACTIVE) if status == "all" else [status]
-        runs = Run.objects.filter(status__in=statuses)
+        runs = Run.objects.filter(status__in=statuses).filter(
+            custom_auth.filter_q(thread_filter, "thread__metadata")
+        )
     else:
-        thread_get_or_404(thread_id)
+        thread_get_or_404(thread_id, action=None, auth_filter=thread_filter)
         runs = Run.objects.filter(thread_id=thread_id, run_id__in=run_ids or [], status__in=ACTIVE)
     ids = list(runs.order_by("created_at").values_list("pk", flat=True))
     if not ids and status is None:

@@ -1,6 +1,11 @@
 """The store's operations as the `/store` endpoints use them: LangGraph's
 namespace rules checked first (a 422 with the reason, nothing written), then
-one call to the process's store (store.backend)."""
+one call to the process's store (store.backend).
+
+With custom auth, each operation first runs the `store.<action>` handler
+(put, get, search, delete, list_namespaces) as the current user; the
+namespace it leaves in `value["namespace"]` is the one used (the recipe
+prefixes the user's identity), and False refuses with a 403."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from langgraph.store.base import InvalidNamespaceError, Item
 
+from cronsvc import custom_auth
 from cronsvc.errors import Invalid
 from store.backend import get_store
 
@@ -31,6 +37,14 @@ def namespace_parse(dotted: str | None) -> tuple[str, ...]:
     return namespace_check(dotted.split("."))
 
 
+def _authorized(action: str, value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as the store handler for `action` leaves it (custom auth)."""
+    custom_auth.authorize("store", action, value)
+    if value.get("namespace") is not None:
+        value["namespace"] = tuple(value["namespace"])
+    return value
+
+
 def _store_call(fn, *args, **kwargs) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -49,6 +63,8 @@ def item_put(
     namespace = namespace_check(namespace)
     if not namespace:
         raise Invalid("Namespace cannot be empty.")
+    asked = _authorized("put", {"namespace": namespace, "key": key, "value": value, "index": index})
+    namespace, key, value = namespace_check(asked["namespace"]), asked["key"], asked["value"]
     store = get_store()
     if ttl is not None and store.ttl_config is None:
         # LangGraph's stores ignore a TTL they were not configured for; say so.
@@ -60,11 +76,13 @@ def item_put(
 
 
 def item_get(*, namespace: Sequence[str], key: str, refresh_ttl: bool | None = None) -> Item | None:
-    return _store_call(get_store().get, tuple(namespace), key, refresh_ttl=refresh_ttl)
+    asked = _authorized("get", {"namespace": tuple(namespace), "key": key})
+    return _store_call(get_store().get, asked["namespace"], asked["key"], refresh_ttl=refresh_ttl)
 
 
 def item_delete(*, namespace: Sequence[str], key: str) -> None:
-    _store_call(get_store().delete, namespace_check(namespace), key)
+    asked = _authorized("delete", {"namespace": namespace_check(namespace), "key": key})
+    _store_call(get_store().delete, namespace_check(asked["namespace"]), asked["key"])
 
 
 def items_search(
@@ -80,10 +98,20 @@ def items_search(
         raise Invalid(
             "query (semantic search) needs a store index, which cronsvc does not support yet"
         )
+    asked = _authorized(
+        "search",
+        {
+            "namespace": namespace_check(namespace_prefix, what="Namespace prefix"),
+            "filter": filter,
+            "limit": limit,
+            "offset": offset,
+            "query": query,
+        },
+    )
     return _store_call(
         get_store().search,
-        namespace_check(namespace_prefix, what="Namespace prefix"),
-        filter=filter,
+        namespace_check(asked["namespace"], what="Namespace prefix"),
+        filter=asked.get("filter"),
         limit=limit,
         offset=offset,
         refresh_ttl=refresh_ttl,
@@ -98,6 +126,17 @@ def namespaces_list(
     limit: int = 100,
     offset: int = 0,
 ) -> list[tuple[str, ...]]:
+    asked = _authorized(
+        "list_namespaces",
+        {
+            "namespace": tuple(prefix) if prefix else None,
+            "suffix": tuple(suffix) if suffix else None,
+            "max_depth": max_depth,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    prefix = asked.get("namespace")
     return _store_call(
         get_store().list_namespaces,
         prefix=namespace_check(prefix, what="Prefix") if prefix else None,

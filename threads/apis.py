@@ -83,9 +83,10 @@ class HistoryIn(serializers.Serializer):
     checkpoint = CheckpointIn(required=False, allow_null=True)
 
 
-def _thread(thread_id) -> Thread:
+def _thread(thread_id, action: str | None = "read") -> Thread:
+    """The thread, as the current user may `action` it (custom auth)."""
     require_uuid(thread_id, "thread")
-    return selectors.thread_get_or_404(thread_id)
+    return selectors.thread_get_or_404(thread_id, action=action)
 
 
 class ThreadsApi(APIView):
@@ -122,7 +123,7 @@ class ThreadApi(APIView):
         responses={200: ThreadOut, 204: None, **errors(404, 422)},
     )
     def patch(self, request, thread_id):
-        thread = _thread(thread_id)
+        thread = _thread(thread_id, action=None)  # the update authorizes
         data = validated(ThreadPatchIn, request.data)
         thread = services.thread_update(thread=thread, metadata=data.get("metadata"))
         if request.headers.get("Prefer") == "return=minimal":
@@ -135,7 +136,7 @@ class ThreadApi(APIView):
         responses={204: None, **errors(404, 422)},
     )
     def delete(self, request, thread_id):
-        services.thread_delete(thread=_thread(thread_id))
+        services.thread_delete(thread=_thread(thread_id, action="delete"))
         return Response(status=204)
 
 
@@ -197,7 +198,7 @@ class ThreadStateApi(APIView):
         responses={200: ThreadStateUpdateOut, **errors(400, 404, 409, 422)},
     )
     def post(self, request, thread_id):
-        thread = _thread(thread_id)
+        thread = _thread(thread_id, action="update")
         data = validated(StateUpdateIn, request.data)
         checkpoint = data.get("checkpoint") or {}
         if data.get("checkpoint_id"):

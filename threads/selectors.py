@@ -1,7 +1,8 @@
 """Reads of threads."""
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from cronsvc import custom_auth
 from cronsvc.errors import ThreadNotFound
 from cronsvc.selectors import filter_metadata, order, parse_uuid
 from runs.models import Run
@@ -10,9 +11,25 @@ from threads.models import Thread
 SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
 
 
-def thread_get_or_404(thread_id) -> Thread:
+def thread_auth_q(action: str, value: dict, field: str = "metadata") -> Q:
+    """The threads the current user may `action` (custom auth; all without it).
+    `field`: the thread's metadata as seen from the queried model."""
+    return custom_auth.filter_q(custom_auth.authorize("threads", action, value), field)
+
+
+def thread_get_or_404(
+    thread_id, *, action: str | None = "read", auth_filter: dict | None = None
+) -> Thread:
+    """The thread; with custom auth, one the current user may `action`
+    (threads.read by default; None: the caller authorized and passes the
+    handler's `auth_filter`). A thread the filter hides is not found."""
     pk = parse_uuid(thread_id)
-    thread = Thread.objects.filter(pk=pk).first() if pk else None
+    qs = Thread.objects.filter(pk=pk) if pk else Thread.objects.none()
+    if action is not None:
+        qs = qs.filter(thread_auth_q(action, {"thread_id": pk}))
+    elif auth_filter:
+        qs = qs.filter(custom_auth.filter_q(auth_filter))
+    thread = qs.first() if pk else None
     if thread is None:
         raise ThreadNotFound(f"Thread with ID {thread_id} not found")
     return thread
@@ -37,7 +54,12 @@ def thread_search(
     sort_by: str | None = None,
     sort_order: str | None = None,
 ) -> QuerySet[Thread]:
-    qs = Thread.objects.all()
+    qs = Thread.objects.filter(
+        thread_auth_q(
+            "search",
+            {"metadata": metadata or {}, "values": values or {}, "status": status, "ids": ids},
+        )
+    )
     if ids:
         qs = qs.filter(pk__in=[p for p in (parse_uuid(i) for i in ids) if p])
     if status:

@@ -10,21 +10,33 @@ from langgraph.errors import InvalidUpdateError
 
 from crons.mirror import mirrors_delete_for
 from crons.models import Cron
-from cronsvc import checkpointer
-from cronsvc.errors import BadRequest, Conflict
+from cronsvc import checkpointer, custom_auth
+from cronsvc.errors import BadRequest, Conflict, ThreadNotFound
 from runs.models import Run
 from threads import state
 from threads.models import Thread
+from threads.selectors import thread_auth_q
 
 
 @transaction.atomic
 def thread_create(
     *, thread_id: uuid.UUID | None = None, metadata: dict | None = None, if_exists: str = "raise"
 ) -> Thread:
+    """Create a thread; with custom auth, as threads.create allows, storing the
+    metadata its handler leaves. `do_nothing` answers an existing thread only
+    when the caller may read it (else it is a conflict)."""
+    value = {"thread_id": thread_id, "metadata": dict(metadata or {}), "if_exists": if_exists}
+    custom_auth.authorize("threads", "create", value)
+    metadata = value.get("metadata")
     if thread_id is not None:
         existing = Thread.objects.filter(pk=thread_id).first()
         if existing is not None:
-            if if_exists == "do_nothing":
+            if if_exists == "do_nothing" and (
+                custom_auth.current_user() is None
+                or Thread.objects.filter(pk=thread_id)
+                .filter(thread_auth_q("read", {"thread_id": thread_id}))
+                .exists()
+            ):
                 return existing
             raise Conflict(f"Thread with ID {thread_id} already exists")
     try:
@@ -59,11 +71,15 @@ def thread_copy(*, thread: Thread) -> Thread:
         if active:
             raise Conflict(f"Thread {source.thread_id} has in-flight runs: {', '.join(active)}")
         new_id = uuid.uuid4()
+        # Custom auth: the copy is a thread the caller creates (threads.create,
+        # whose handler may stamp its metadata).
+        value = {"thread_id": new_id, "metadata": dict(source.metadata), "if_exists": "raise"}
+        custom_auth.authorize("threads", "create", value)
         try:
             checkpointer.copy_thread(str(source.thread_id), str(new_id))
             return Thread.objects.create(
                 thread_id=new_id,
-                metadata=dict(source.metadata),
+                metadata=dict(value.get("metadata") or {}),
                 values=source.values,
                 status=source.status,
                 graph_id=source.graph_id,
@@ -78,7 +94,9 @@ def threads_prune(*, thread_ids: list[uuid.UUID], strategy: str = "delete") -> i
     """`delete`: the threads go as `thread_delete` removes one (runs, crons,
     checkpoints); `keep_latest`: only each namespace's latest checkpoint stays.
     Unknown ids are ignored; returns how many threads were pruned."""
-    threads = list(Thread.objects.select_for_update().filter(pk__in=thread_ids))
+    # Custom auth: only threads threads.delete lets the caller remove.
+    allowed = thread_auth_q("delete", {"thread_id": None, "run_id": None})
+    threads = list(Thread.objects.select_for_update().filter(allowed).filter(pk__in=thread_ids))
     if strategy == "delete":
         for thread in threads:
             thread_delete(thread=thread)
@@ -90,7 +108,19 @@ def threads_prune(*, thread_ids: list[uuid.UUID], strategy: str = "delete") -> i
 
 @transaction.atomic
 def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
-    thread = Thread.objects.select_for_update().get(pk=thread.pk)
+    """Merge `metadata` in; with custom auth, as threads.update allows (a thread
+    its filter hides is not found; the metadata its handler leaves is stored)."""
+    value = {
+        "thread_id": thread.pk,
+        "metadata": dict(metadata or {}),
+        "action": None,
+    }
+    allowed = thread_auth_q("update", value)
+    metadata = value.get("metadata")
+    found = Thread.objects.select_for_update().filter(allowed).filter(pk=thread.pk).first()
+    if found is None:
+        raise ThreadNotFound(f"Thread with ID {value['thread_id']} not found")
+    thread = found
     if metadata is not None:
         thread.metadata = {**thread.metadata, **metadata}
     thread.save()
