@@ -51,13 +51,15 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: cronsvc's `runserver` (which points to `manage.py dev`)
+    # takes the place of Django's development server.
+    "cronsvc",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
-    "cronsvc",
     "threads",
     "runs",
     "crons",
@@ -66,7 +68,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "cronsvc.http.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

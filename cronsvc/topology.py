@@ -8,8 +8,10 @@ one command line serves both.
 
 - migrate: one-shot; applies migrations (including the checkpointer's tables)
   before anything else starts.
-- api: the HTTP API, gunicorn via `manage.py serve` (refuses to start without
-  API keys unless CRONSVC_ALLOW_ANONYMOUS=true).
+- api: the HTTP API, the ASGI application (cronsvc.asgi) under gunicorn with
+  uvicorn workers via `manage.py serve` (`api_server_argv`; refuses to start
+  without API keys unless CRONSVC_ALLOW_ANONYMOUS=true). `manage.py dev` and
+  the tests' live server run the same application under uvicorn in-process.
 - beat: cronsvc's scheduler; fires due crons. Exactly one is active (the
   scheduler lease); a second one would wait as a standby.
 - worker: executes runs. Threads pool, because a run mostly waits on LLM calls;
@@ -54,6 +56,38 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "worker": WORKER,
     "webhooks": WEBHOOKS,
 }
+
+
+# The one application every server runs (gunicorn's uvicorn workers, `manage.py
+# dev`'s in-process uvicorn, the tests' live server).
+ASGI_APP = "cronsvc.asgi:application"
+
+
+def api_server_argv(*, bind: str, workers: int, graceful_timeout: float) -> list[str]:
+    """`manage.py serve`'s server: gunicorn managing `workers` uvicorn worker
+    processes (restarted when they die), each serving ASGI_APP on an event loop.
+    `graceful_timeout`: how long a stopping worker lets open requests (waits,
+    streams) finish."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        ASGI_APP,
+        "--worker-class",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        # A uvicorn worker answers gunicorn's heartbeat from its loop, whatever
+        # its requests wait on: the timeout only catches a stuck loop.
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        str(int(graceful_timeout)),
+        "--access-logfile",
+        "-",
+    ]
 
 
 def local_argv(command: Sequence[str]) -> list[str]:
