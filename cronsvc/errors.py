@@ -35,6 +35,12 @@ class Invalid(ServiceError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
 
+class Unavailable(ServiceError):
+    """The server is at a limit of its own (e.g. CRONSVC_MAX_OPEN_STREAMS): try later."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
 class AssistantNotFound(NotFound):
     pass
 

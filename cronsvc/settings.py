@@ -327,6 +327,12 @@ CRONSVC_RUN_TIMEOUT = env.float("CRONSVC_RUN_TIMEOUT", default=600)
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
 # Seconds without events after which a stream sends a keep-alive comment.
 CRONSVC_STREAM_HEARTBEAT = env.float("CRONSVC_STREAM_HEARTBEAT", default=5)
+# Run streams (stream, join_stream) one API process keeps open at once; one more
+# is answered 503 {"detail": ...} until one ends.
+CRONSVC_MAX_OPEN_STREAMS = env.int("CRONSVC_MAX_OPEN_STREAMS", default=1000)
+# Threads of each API process's executor for the async views' database work
+# (cronsvc/offloop.py): each keeps one database connection.
+CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
 CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)
 
