@@ -110,6 +110,7 @@ def connection_budget(
     pool_size: int,
     webhook_workers: int = 0,
     webhook_concurrency: int = WEBHOOK_CONCURRENCY,
+    offloop_threads: int = 0,
 ) -> int:
     """The most PostgreSQL connections the topology holds open at once.
 
@@ -118,7 +119,13 @@ def connection_budget(
     `pool_size` (CRONSVC_CHECKPOINTER_POOL_SIZE) connections:
     - a worker process: one per pool thread (`concurrency`), its main thread
       and its heartbeat thread, plus its checkpointer pool;
-    - a gunicorn worker of the API: one per thread, plus its checkpointer pool;
+    - an API process (a uvicorn worker, `web_workers` of them): its offloop
+      executor's threads (`offloop_threads`, CRONSVC_OFFLOOP_THREADS: one kept
+      connection each, whatever number of waits and streams are open), the
+      sync views in flight (`web_threads`, CRONSVC_WEB_THREADS: each holds a
+      connection for its request only, CONN_MAX_AGE 0 under ASGI; the server
+      does not cap them, this is what the budget allows for), plus its
+      checkpointer pool;
     - beat: its scheduler thread and the thread that advances next fire
       times, plus a checkpointer pool at most;
     - a webhook worker process: one per pool thread, its main thread and its
@@ -126,7 +133,7 @@ def connection_budget(
     Health checks, migrate and pg_dump each add one while they run.
     """
     worker = concurrency + 2 + pool_size
-    api = web_workers * (web_threads + pool_size)
+    api = web_workers * (offloop_threads + web_threads + pool_size)
     beat = 2 + pool_size
     webhooks = webhook_workers * (webhook_concurrency + 2)
     return workers * worker + api + beat + webhooks
