@@ -333,6 +333,9 @@ CRONSVC_MAX_OPEN_STREAMS = env.int("CRONSVC_MAX_OPEN_STREAMS", default=1000)
 # Threads of each API process's executor for the async views' database work
 # (cronsvc/offloop.py): each keeps one database connection.
 CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
+# PostgreSQL: each API process LISTENs (one connection) for runs' changes, which
+# wake its waits and streams at once; off, they poll (runs/waiters.py).
+CRONSVC_RUN_LISTENER = env.bool("CRONSVC_RUN_LISTENER", default=True)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
 CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)
 

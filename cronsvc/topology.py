@@ -124,7 +124,8 @@ def connection_budget(
       connection each, whatever number of waits and streams are open), the
       sync views in flight (`web_threads`, CRONSVC_WEB_THREADS: each holds a
       connection for its request only, CONN_MAX_AGE 0 under ASGI; the server
-      does not cap them, this is what the budget allows for), plus its
+      does not cap them, this is what the budget allows for), its run
+      listener (one, `LISTEN cronsvc_runs`, runs.waiters) plus its
       checkpointer pool;
     - beat: its scheduler thread and the thread that advances next fire
       times, plus a checkpointer pool at most;
@@ -133,7 +134,7 @@ def connection_budget(
     Health checks, migrate and pg_dump each add one while they run.
     """
     worker = concurrency + 2 + pool_size
-    api = web_workers * (offloop_threads + web_threads + pool_size)
+    api = web_workers * (offloop_threads + web_threads + 1 + pool_size)
     beat = 2 + pool_size
     webhooks = webhook_workers * (webhook_concurrency + 2)
     return workers * worker + api + beat + webhooks

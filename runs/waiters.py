@@ -4,20 +4,25 @@ stream, join_stream) register a `Watch` on a run and await it.
 One poller per process (per event loop) watches every run someone waits on,
 with one query per round for all of them (each run's status and last event id),
 every 20 ms while something changes, backing off to 250 ms; it wakes the
-watches of the runs that changed. The worker and the API share nothing but the
-database, so this poll is the notification on every backend; a waiter holds no
-thread and no connection while it waits.
+watches of the runs that changed. On PostgreSQL one listener thread per process
+(one connection, `LISTEN cronsvc_runs`, fed by the triggers of migration
+runs/0005) wakes them as soon as a run changes, and the poll backs off to 2 s,
+a safety net. A waiter holds no thread and no connection while it waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import threading
 import time
 import weakref
 from collections.abc import Iterator
 
+import psycopg
 from django.conf import settings
+from django.db import connection
 from django.db.models import Max
 
 from cronsvc import offloop
@@ -25,6 +30,12 @@ from runs.models import Run, RunEvent
 
 POLL_MIN = 0.02
 POLL_MAX = 0.25
+# The poll's longest pause while the listener is connected (a missed NOTIFY
+# costs at most this).
+POLL_MAX_LISTENING = 2.0
+CHANNEL = "cronsvc_runs"
+
+log = logging.getLogger(__name__)
 
 State = tuple[str | None, int]  # (status, or None when gone; last event id)
 
@@ -53,13 +64,15 @@ class Poller:
         self.watches: dict[object, set[Watch]] = {}
         self.seen: dict[object, State] = {}
         self.task: asyncio.Task | None = None
+        self.loop = asyncio.get_running_loop()
 
     @contextlib.contextmanager
     def watch(self, run_id) -> Iterator[Watch]:
         watch = Watch()
         self.watches.setdefault(run_id, set()).add(watch)
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._poll())
+            listener_start()
+            self.task = self.loop.create_task(self._poll())
         try:
             yield watch
         finally:
@@ -89,12 +102,71 @@ class Poller:
                     self.seen[run_id] = state
                     self._wake(run_id)
                     changed = True
-            delay = POLL_MIN if changed else min(delay * 1.5, POLL_MAX)
+            longest = POLL_MAX_LISTENING if listener.connected.is_set() else POLL_MAX
+            delay = POLL_MIN if changed else min(delay * 1.5, longest)
             await asyncio.sleep(delay)
 
     def _wake(self, run_id) -> None:
         for watch in self.watches.get(run_id, ()):
             watch.changed.set()
+
+    def notified(self, run_ids: set[str]) -> None:
+        """On the loop: the listener heard these runs change."""
+        for run_id in list(self.watches):
+            if str(run_id) in run_ids:
+                self._wake(run_id)
+
+
+class Listener:
+    """One thread and one connection per process: LISTEN on CHANNEL, and hand
+    the run ids it hears to every event loop's poller. Reconnects after a
+    failure (the poll covers the gap)."""
+
+    RETRY = 5.0
+
+    def __init__(self) -> None:
+        self.connected = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.thread is None and connection.vendor == "postgresql":
+                params = connection.get_connection_params()
+                self.thread = threading.Thread(
+                    target=self._run, args=(params,), name="cronsvc-listener", daemon=True
+                )
+                self.thread.start()
+
+    def _run(self, params: dict) -> None:
+        while True:
+            try:
+                with psycopg.connect(**params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    while True:
+                        heard = {n.payload for n in conn.notifies(timeout=1.0)}
+                        if heard:
+                            _notify_pollers(heard)
+            except Exception as exc:  # noqa: BLE001 - any failure: poll meanwhile, then reconnect
+                log.debug("run listener: %s; reconnecting in %s s", exc, self.RETRY)
+            self.connected.clear()
+            time.sleep(self.RETRY)
+
+
+def _notify_pollers(run_ids: set[str]) -> None:
+    for found in list(_pollers.values()):
+        with contextlib.suppress(RuntimeError):  # its loop is closed
+            found.loop.call_soon_threadsafe(found.notified, run_ids)
+
+
+listener = Listener()
+
+
+def listener_start() -> None:
+    """The process's listener, on PostgreSQL when CRONSVC_RUN_LISTENER is on."""
+    if settings.CRONSVC_RUN_LISTENER:
+        listener.start()
 
 
 def _states(run_ids: list) -> dict[object, State]:
