@@ -50,6 +50,12 @@ class AuthFailed(ServiceError):
         self.headers = dict(headers or {})
 
 
+class Unavailable(ServiceError):
+    """The server is at a limit of its own (e.g. CRONSVC_MAX_OPEN_STREAMS): try later."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
 class AssistantNotFound(NotFound):
     pass
 

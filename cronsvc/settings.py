@@ -52,13 +52,15 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: cronsvc's `runserver` (which points to `manage.py dev`)
+    # takes the place of Django's development server.
+    "cronsvc",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
-    "cronsvc",
     "threads",
     "runs",
     "crons",
@@ -69,7 +71,7 @@ MIDDLEWARE = [
     "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "cronsvc.http.middleware.AuthUserMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "cronsvc.http.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -333,6 +335,15 @@ CRONSVC_RUN_TIMEOUT = env.float("CRONSVC_RUN_TIMEOUT", default=600)
 CRONSVC_WAIT_TIMEOUT = env.float("CRONSVC_WAIT_TIMEOUT", default=300)
 # Seconds without events after which a stream sends a keep-alive comment.
 CRONSVC_STREAM_HEARTBEAT = env.float("CRONSVC_STREAM_HEARTBEAT", default=5)
+# Run streams (stream, join_stream) one API process keeps open at once; one more
+# is answered 503 {"detail": ...} until one ends.
+CRONSVC_MAX_OPEN_STREAMS = env.int("CRONSVC_MAX_OPEN_STREAMS", default=1000)
+# Threads of each API process's executor for the async views' database work
+# (cronsvc/offloop.py): each keeps one database connection.
+CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
+# PostgreSQL: each API process LISTENs (one connection) for runs' changes, which
+# wake its waits and streams at once; off, they poll (runs/waiters.py).
+CRONSVC_RUN_LISTENER = env.bool("CRONSVC_RUN_LISTENER", default=True)
 # Seconds after a stateless run (on_completion="delete") finishes before its thread goes.
 CRONSVC_STATELESS_THREAD_GRACE = env.float("CRONSVC_STATELESS_THREAD_GRACE", default=2)
 

@@ -8,8 +8,10 @@ one command line serves both.
 
 - migrate: one-shot; applies migrations (including the checkpointer's tables)
   before anything else starts.
-- api: the HTTP API, gunicorn via `manage.py serve` (refuses to start without
-  API keys unless CRONSVC_ALLOW_ANONYMOUS=true).
+- api: the HTTP API, the ASGI application (cronsvc.asgi) under gunicorn with
+  uvicorn workers via `manage.py serve` (`api_server_argv`; refuses to start
+  without API keys unless CRONSVC_ALLOW_ANONYMOUS=true). `manage.py dev` and
+  the tests' live server run the same application under uvicorn in-process.
 - beat: cronsvc's scheduler; fires due crons. Exactly one is active (the
   scheduler lease); a second one would wait as a standby.
 - worker: executes runs. Threads pool, because a run mostly waits on LLM calls;
@@ -56,6 +58,38 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The one application every server runs (gunicorn's uvicorn workers, `manage.py
+# dev`'s in-process uvicorn, the tests' live server).
+ASGI_APP = "cronsvc.asgi:application"
+
+
+def api_server_argv(*, bind: str, workers: int, graceful_timeout: float) -> list[str]:
+    """`manage.py serve`'s server: gunicorn managing `workers` uvicorn worker
+    processes (restarted when they die), each serving ASGI_APP on an event loop.
+    `graceful_timeout`: how long a stopping worker lets open requests (waits,
+    streams) finish."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        ASGI_APP,
+        "--worker-class",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        # A uvicorn worker answers gunicorn's heartbeat from its loop, whatever
+        # its requests wait on: the timeout only catches a stuck loop.
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        str(int(graceful_timeout)),
+        "--access-logfile",
+        "-",
+    ]
+
+
 def local_argv(command: Sequence[str]) -> list[str]:
     """The command line for this interpreter: `python` and `celery` resolved to
     sys.executable, so a virtualenv works without being activated."""
@@ -76,6 +110,7 @@ def connection_budget(
     pool_size: int,
     webhook_workers: int = 0,
     webhook_concurrency: int = WEBHOOK_CONCURRENCY,
+    offloop_threads: int = 0,
 ) -> int:
     """The most PostgreSQL connections the topology holds open at once.
 
@@ -84,7 +119,14 @@ def connection_budget(
     `pool_size` (CRONSVC_CHECKPOINTER_POOL_SIZE) connections:
     - a worker process: one per pool thread (`concurrency`), its main thread
       and its heartbeat thread, plus its checkpointer pool;
-    - a gunicorn worker of the API: one per thread, plus its checkpointer pool;
+    - an API process (a uvicorn worker, `web_workers` of them): its offloop
+      executor's threads (`offloop_threads`, CRONSVC_OFFLOOP_THREADS: one kept
+      connection each, whatever number of waits and streams are open), the
+      sync views in flight (`web_threads`, CRONSVC_WEB_THREADS: each holds a
+      connection for its request only, CONN_MAX_AGE 0 under ASGI; the server
+      does not cap them, this is what the budget allows for), its run
+      listener (one, `LISTEN cronsvc_runs`, runs.waiters) plus its
+      checkpointer pool;
     - beat: its scheduler thread and the thread that advances next fire
       times, plus a checkpointer pool at most;
     - a webhook worker process: one per pool thread, its main thread and its
@@ -92,7 +134,7 @@ def connection_budget(
     Health checks, migrate and pg_dump each add one while they run.
     """
     worker = concurrency + 2 + pool_size
-    api = web_workers * (web_threads + pool_size)
+    api = web_workers * (offloop_threads + web_threads + 1 + pool_size)
     beat = 2 + pool_size
     webhooks = webhook_workers * (webhook_concurrency + 2)
     return workers * worker + api + beat + webhooks

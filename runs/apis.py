@@ -1,7 +1,13 @@
 """The runs endpoints of the LangGraph Server API (background, wait, stream,
-join, join_stream, cancel)."""
+join, join_stream, cancel).
 
-from django.http import StreamingHttpResponse
+The waiting endpoints (wait, join, stream, join_stream) are async views
+(adrf's `APIView`: the same authentication, permissions, parsers and error
+handler as every other view, run before the handler): they wait on the
+process's poller (runs.waiters) and reach the database through the bounded
+executor (cronsvc.offloop), holding no thread while they wait."""
+
+from adrf.views import APIView as AsyncAPIView
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -13,6 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cronsvc import offloop
 from cronsvc.errors import Invalid, NotFound
 from cronsvc.http.inputs import (
     STREAM_MODES,
@@ -28,7 +35,7 @@ from cronsvc.http.inputs import (
 )
 from cronsvc.http.outputs import selected_items
 from cronsvc.http.schema import EVENT_STREAM, errors
-from runs import lifecycle, selectors, services, streaming
+from runs import lifecycle, selectors, services, streaming, waiters
 from runs.models import Run
 from runs.wire import (
     RUN_FIELDS,
@@ -170,9 +177,10 @@ class StatelessRunsApi(APIView):
         responses={200: RUN_RESULT, **errors(400, 404, 409, 422)},
     )
 )
-class ThreadRunWaitApi(APIView):
-    def post(self, request, thread_id):
-        run = selectors.run_wait(services.run_start(**_run_input(request, thread_id)))
+class ThreadRunWaitApi(AsyncAPIView):
+    async def post(self, request, thread_id):
+        run = await offloop.run(services.run_start, **_run_input(request, thread_id))
+        run = await waiters.run_wait(run)
         return Response(run_result(run), headers=_locations(run))
 
 
@@ -184,9 +192,10 @@ class ThreadRunWaitApi(APIView):
         responses={200: RUN_RESULT, **errors(400, 404, 409, 422)},
     )
 )
-class StatelessRunWaitApi(APIView):
-    def post(self, request):
-        run = selectors.run_wait(services.run_start(**_run_input(request)))
+class StatelessRunWaitApi(AsyncAPIView):
+    async def post(self, request):
+        run = await offloop.run(services.run_start, **_run_input(request))
+        run = await waiters.run_wait(run)
         return Response(run_result(run), headers=_locations(run))
 
 
@@ -218,9 +227,9 @@ class RunApi(APIView):
         responses={200: RUN_RESULT, **errors(404, 422)},
     )
 )
-class RunJoinApi(APIView):
-    def get(self, request, thread_id, run_id):
-        run = selectors.run_wait(_run(thread_id, run_id))
+class RunJoinApi(AsyncAPIView):
+    async def get(self, request, thread_id, run_id):
+        run = await waiters.run_wait(await offloop.run(_run, thread_id, run_id))
         return Response(run_result(run), headers=_locations(run))
 
 
@@ -271,7 +280,7 @@ class RunCancelApi(APIView):
         return Response(status=202)
 
 
-class _EventStreamApi(APIView):
+class _EventStreamApi(AsyncAPIView):
     """Answers text/event-stream; its errors are JSON whatever the client accepts."""
 
     def perform_content_negotiation(self, request, force=False):
@@ -279,24 +288,35 @@ class _EventStreamApi(APIView):
         return renderer, renderer.media_type
 
 
-def _event_stream(events, *, stream_path: str, run_path: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
+def _event_stream(
+    slot: streaming.StreamSlot, events, *, stream_path: str, run_path: str
+) -> streaming.EventStreamResponse:
+    response = streaming.EventStreamResponse(slot, events)
     response["Cache-Control"] = "no-store"
     response["Location"] = stream_path  # where the SDKs reconnect, with Last-Event-ID
     response["Content-Location"] = run_path
     return response
 
 
-def _stream_new_run(request, thread_id=None) -> StreamingHttpResponse:
-    run = services.run_start(**_run_input(request, thread_id, stream=True))
+async def _stream_new_run(request, thread_id=None) -> streaming.EventStreamResponse:
+    run_input = _run_input(request, thread_id, stream=True)
+    slot = streaming.StreamSlot.take()  # before the run exists: a refused stream starts none
+    try:
+        run = await offloop.run(services.run_start, **run_input)
+    except BaseException:
+        slot.release()
+        raise
     relay = streaming.relay(
-        run, after=0, cancel_on_disconnect=request.data.get("on_disconnect") == "cancel"
+        run,
+        after=0,
+        cancel_on_disconnect=request.data.get("on_disconnect") == "cancel",
+        slot=slot,
     )
     base = f"/threads/{thread_id}/runs/{run.run_id}" if thread_id else f"/runs/{run.run_id}"
-    return _event_stream(relay, stream_path=f"{base}/stream", run_path=base)
+    return _event_stream(slot, relay, stream_path=f"{base}/stream", run_path=base)
 
 
-def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
+async def _join_stream(request, run: Run, base: str) -> streaming.EventStreamResponse:
     params = request.query_params
     modes = [m for m in params.getlist("stream_mode") if m]  # the SDK sends "" for none
     for mode in modes:
@@ -304,7 +324,7 @@ def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
             raise Invalid(f"Invalid stream_mode '{mode}'. Expected one of: {sorted(STREAM_MODES)}")
     header = request.headers.get("Last-Event-ID")
     if header in (None, ""):
-        after = streaming.last_event_id(run)  # what comes from now on
+        after = await offloop.run(streaming.last_event_id, run)  # what comes from now on
     elif header == "-1":
         after = 0  # everything recorded
     else:
@@ -312,13 +332,15 @@ def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
             after = int(header)
         except ValueError:
             raise Invalid(f"Invalid Last-Event-ID '{header}': expected an event id or -1") from None
+    slot = streaming.StreamSlot.take()
     relay = streaming.relay(
         run,
         after=after,
         modes=streaming.event_names(modes) if modes else None,
         cancel_on_disconnect=query_bool(params, "cancel_on_disconnect"),
+        slot=slot,
     )
-    return _event_stream(relay, stream_path=f"{base}/stream", run_path=base)
+    return _event_stream(slot, relay, stream_path=f"{base}/stream", run_path=base)
 
 
 @extend_schema_view(
@@ -330,8 +352,8 @@ def _join_stream(request, run: Run, base: str) -> StreamingHttpResponse:
     )
 )
 class ThreadRunStreamApi(_EventStreamApi):
-    def post(self, request, thread_id):
-        return _stream_new_run(request, thread_id)
+    async def post(self, request, thread_id):
+        return await _stream_new_run(request, thread_id)
 
 
 @extend_schema_view(
@@ -343,8 +365,8 @@ class ThreadRunStreamApi(_EventStreamApi):
     )
 )
 class StatelessRunStreamApi(_EventStreamApi):
-    def post(self, request):
-        return _stream_new_run(request)
+    async def post(self, request):
+        return await _stream_new_run(request)
 
 
 # The query and header of both join-stream endpoints.
@@ -369,9 +391,9 @@ JOIN_STREAM_PARAMETERS = [
     )
 )
 class RunJoinStreamApi(_EventStreamApi):
-    def get(self, request, thread_id, run_id):
-        run = _run(thread_id, run_id)
-        return _join_stream(request, run, f"/threads/{thread_id}/runs/{run_id}")
+    async def get(self, request, thread_id, run_id):
+        run = await offloop.run(_run, thread_id, run_id)
+        return await _join_stream(request, run, f"/threads/{thread_id}/runs/{run_id}")
 
 
 @extend_schema_view(
@@ -385,10 +407,10 @@ class RunJoinStreamApi(_EventStreamApi):
 class StatelessRunJoinStreamApi(_EventStreamApi):
     """Where a stateless stream's Location points (its thread may be gone later)."""
 
-    def get(self, request, run_id):
+    async def get(self, request, run_id):
         require_uuid(run_id, "run")
-        run = selectors.run_get_or_404(thread=None, run_id=run_id)
-        return _join_stream(request, run, f"/runs/{run_id}")
+        run = await offloop.run(selectors.run_get_or_404, thread=None, run_id=run_id)
+        return await _join_stream(request, run, f"/runs/{run_id}")
 
 
 class RunBatchItemIn(RunCreateIn):

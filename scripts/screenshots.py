@@ -108,18 +108,22 @@ def seed() -> str:
 
 
 def serve():
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
+    """The ASGI application under uvicorn in a thread, as every entry point serves it."""
+    import socket
 
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
+    import uvicorn
 
-    httpd = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
-    httpd.set_app(StaticFilesHandler(get_wsgi_application()))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_port}"
+    from cronsvc.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(application, lifespan="off", access_log=False, log_level="warning")
+    )
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def photograph(driver, url: str, path: Path, min_height: int = 700) -> None:
@@ -171,7 +175,7 @@ def main() -> int:
             )
         finally:
             driver.quit()
-            httpd.shutdown()
+            httpd.should_exit = True
             from cronsvc import checkpointer
 
             checkpointer.reset()

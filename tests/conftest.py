@@ -1,4 +1,5 @@
-"""Fixtures: a live API server on the test database, a real Celery worker
+"""Fixtures: a live API server on the test database (the ASGI application under
+uvicorn, as every entry point serves it), a real Celery worker
 (subprocess, Redis broker) and beat, and the official langgraph_sdk client.
 
 Run through `scripts/test.sh`, which points DATABASE_URL at PostgreSQL and
@@ -8,6 +9,7 @@ CELERY_BROKER_URL at Redis.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -183,6 +185,74 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     yield proc
     hooks.stop()
     proc.stop()
+
+
+class UvicornLiveServer:
+    """pytest-django's `live_server` contract (`.url`, and the ALLOWED_HOSTS change
+    its `_live_server_helper` enables for each test, with transactional_db) served
+    by uvicorn in a thread on cronsvc's ASGI application: the tests hit the server
+    production runs, async views, streaming and static files included. The
+    server's ORM calls open their own connections to the test database, so tests
+    see its writes and it sees theirs (transactional_db, as with Django's
+    LiveServerThread)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        import uvicorn
+        from django.test.utils import modify_settings
+
+        from cronsvc.asgi import application
+
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self.port = self._socket.getsockname()[1]
+        self._live_server_modified_settings = modify_settings(ALLOWED_HOSTS={"append": host})
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                application,
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
+                backlog=2048,
+                timeout_graceful_shutdown=2,
+            )
+        )
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the uvicorn live server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self._socket.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __add__(self, other: str) -> str:
+        return f"{self}{other}"
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup):
+    """Overrides pytest-django's (a WSGI server): the ASGI application under uvicorn."""
+    server = UvicornLiveServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

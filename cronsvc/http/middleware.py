@@ -1,6 +1,13 @@
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+"""Middleware of cronsvc's own. Every middleware in the stack is async-capable:
+under ASGI one sync-only middleware would run the rest of the request, the
+waiting views included, on a thread held for its whole duration."""
+
+from collections.abc import AsyncIterator, Iterator
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import JsonResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from cronsvc import custom_auth
 
@@ -37,18 +44,80 @@ class AuthUserMiddleware:
 class BodySizeLimitMiddleware:
     """Answer 413 for a body over CRONSVC_MAX_BODY_BYTES before anything reads it."""
 
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        limit = settings.CRONSVC_MAX_BODY_BYTES
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            return JsonResponse(
-                {"detail": f"Request body is {length} bytes; the limit is {limit} bytes."},
-                status=413,
+        refused = _too_large(request)
+        if self.is_async:
+            return _answer(refused) if refused else self.get_response(request)
+        return refused or self.get_response(request)
+
+
+async def _answer(response):
+    return response
+
+
+def _too_large(request) -> JsonResponse | None:
+    limit = settings.CRONSVC_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return JsonResponse(
+            {"detail": f"Request body is {length} bytes; the limit is {limit} bytes."},
+            status=413,
+        )
+    return None
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise (admin and /docs static files, straight from the installed
+    packages), async-capable: under ASGI a file is opened off the event loop and
+    its body leaves as an async iterator, read in chunks off the loop (Django
+    would otherwise read a sync body whole and warn that "StreamingHttpResponse
+    must consume synchronous iterators")."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None, settings=settings):
+        super().__init__(get_response, settings=settings)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request):
+        if self.autorefresh:
+            static_file = await sync_to_async(self.find_file, thread_sensitive=False)(
+                request.path_info
             )
-        return self.get_response(request)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is None:
+            return await self.get_response(request)
+        response = await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+        if not response.is_async:
+            response.streaming_content = _chunks(iter(response.streaming_content))
+        return response
+
+
+_END = object()
+
+
+async def _chunks(iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
+    read = sync_to_async(next, thread_sensitive=False)
+    while (chunk := await read(iterator, _END)) is not _END:
+        yield chunk  # type: ignore[misc]

@@ -161,6 +161,7 @@ def test_runall_serves_runs_and_crons_and_stops_cleanly_on_sigterm(tmp_path):
             web_threads=4,
             pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
             webhook_workers=1,
+            offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
         )
         print(f"runall holds {opened} PostgreSQL connections (budget {budget})")
         assert 0 < opened <= budget

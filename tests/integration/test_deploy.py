@@ -219,8 +219,8 @@ def test_celery_parser_rejects_unknown_options():
         )
 
 
-def test_serve_execs_gunicorn_on_the_wsgi_entry(monkeypatch, settings):
-    from gunicorn.util import import_app
+def test_serve_execs_gunicorn_with_uvicorn_workers_on_the_asgi_entry(monkeypatch, settings):
+    from gunicorn.util import import_app, load_class
 
     settings.CRONSVC_ALLOW_ANONYMOUS = True
     calls = []
@@ -229,9 +229,18 @@ def test_serve_execs_gunicorn_on_the_wsgi_entry(monkeypatch, settings):
     call_command("serve", bind="127.0.0.1:9")
 
     [argv] = calls
-    assert argv[1:4] == ["-m", "gunicorn", "cronsvc.wsgi:application"]
+    assert argv == topology.api_server_argv(bind="127.0.0.1:9", workers=2, graceful_timeout=30)
+    assert argv[1:4] == ["-m", "gunicorn", "cronsvc.asgi:application"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:9"
-    assert callable(import_app("cronsvc.wsgi:application"))
+    worker_class = argv[argv.index("--worker-class") + 1]
+    assert worker_class == "uvicorn_worker.UvicornWorker"
+    assert load_class(worker_class).__name__ == "UvicornWorker"
+    assert callable(import_app("cronsvc.asgi:application"))
+
+
+def test_runserver_is_not_a_server_and_points_to_dev():
+    with pytest.raises(CommandError, match=r"manage\.py dev"):
+        call_command("runserver")
 
 
 def test_local_argv_resolves_programs_to_this_interpreter():
@@ -410,9 +419,10 @@ def test_default_compose_with_four_workers_fits_postgres_max_connections():
         web_workers=2,
         web_threads=8,
         pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
+        offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
 
-    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 4) + (2 + 4))
+    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4))
     # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
     assert budget + 3 + 10 <= max_connections
 
@@ -518,6 +528,7 @@ def test_compose_with_four_workers_and_the_webhook_worker_fits_postgres_max_conn
         web_threads=8,
         pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
         webhook_workers=1,
+        offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
-    assert budget == 4 * (8 + 2 + 4) + 2 * (8 + 4) + (2 + 4) + (4 + 2)
+    assert budget == 4 * (8 + 2 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4) + (4 + 2)
     assert budget + 3 + 10 <= max_connections

@@ -4,7 +4,9 @@ Mirrors `langgraph dev`: migrates, creates the default assistants, starts a
 worker, a webhook worker (deliveries on their own queue and slots) and
 cronsvc's beat as child processes (never under an autoreloader,
 so beat is not restarted behind its lease), and serves the API in this
-process. Ctrl-C stops all three.
+process with uvicorn, on the same ASGI application production serves
+(`cronsvc.topology.ASGI_APP`; static files for the admin and /docs included).
+Ctrl-C stops all three.
 """
 
 import signal
@@ -13,10 +15,10 @@ import sys
 import threading
 import time
 
+import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
 
 from cronsvc import topology
 from cronsvc.services import assistants_ensure_defaults
@@ -24,10 +26,18 @@ from cronsvc.services import assistants_ensure_defaults
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-class DevServer(WSGIServer):
-    # socketserver's listen backlog is tiny (Django's WSGIServer: 10): a burst
-    # of concurrent SDK calls would find connections reset.
-    request_queue_size = 128
+class DevServer(uvicorn.Server):
+    """uvicorn, saying where it serves once it listens."""
+
+    def __init__(self, banner: str, out, config: uvicorn.Config):
+        super().__init__(config)
+        self.banner, self.out = banner, out
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.out.write(self.banner)
+            self.out.flush()
 
 
 class Command(BaseCommand):
@@ -143,16 +153,23 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         threading.Thread(target=watch, daemon=True).start()
-        self.stdout.write(f"cronsvc API on http://{host}:{port} (docs at /docs, admin at /admin/)")
-        self.stdout.flush()
+        server = DevServer(
+            f"cronsvc API on http://{host}:{port} (docs at /docs, admin at /admin/)",
+            self.stdout,
+            uvicorn.Config(
+                topology.ASGI_APP,
+                host=host.strip("[]"),
+                port=port,
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
+                # Open waits and streams get this long to end on Ctrl-C.
+                timeout_graceful_shutdown=5,
+            ),
+        )
         try:
-            run(
-                host,
-                port,
-                get_internal_wsgi_application(),
-                ipv6=":" in host,
-                threading=True,
-                server_cls=DevServer,
-            )
+            # uvicorn handles SIGINT/SIGTERM while it serves, then hands the
+            # signal back to `stop`, which ends the children.
+            server.run()
         finally:
             stop()

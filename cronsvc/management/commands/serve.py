@@ -1,4 +1,5 @@
-"""`python manage.py serve`: the production API server (gunicorn)."""
+"""`python manage.py serve`: the production API server (gunicorn with uvicorn
+workers on the ASGI application; the argv is `topology.api_server_argv`)."""
 
 import os
 import sys
@@ -10,18 +11,15 @@ from cronsvc import topology
 
 
 class Command(BaseCommand):
-    help = "Serve the API with gunicorn (production)."
+    help = "Serve the API: gunicorn with uvicorn workers (production)."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("CRONSVC_BIND", "0.0.0.0:8123"))
         parser.add_argument(
             "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2))
         )
-        parser.add_argument(
-            "--threads", type=int, default=int(os.environ.get("CRONSVC_WEB_THREADS", 8))
-        )
 
-    def handle(self, *args, bind, workers, threads, **options):
+    def handle(self, *args, bind, workers, **options):
         if not settings.CRONSVC_API_KEYS and not settings.CRONSVC_ALLOW_ANONYMOUS:
             raise CommandError(
                 "Refusing to serve without API keys: set CRONSVC_API_KEYS, or "
@@ -35,20 +33,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         # gunicorn's workers read the settings anew: they accept the bind address too.
         os.environ["DJANGO_ALLOWED_HOSTS"] = ",".join(hosts)
-        argv = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "cronsvc.wsgi:application",
-            "--bind",
-            bind,
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--timeout",
-            str(int(settings.CRONSVC_WAIT_TIMEOUT) + 30),
-            "--access-logfile",
-            "-",
-        ]
+        argv = topology.api_server_argv(bind=bind, workers=workers, graceful_timeout=30)
         os.execv(sys.executable, argv)  # noqa: S606 - becomes gunicorn: no shell, argv as built
