@@ -511,8 +511,12 @@ def thread_delete_when_idle(*, thread_id: Id) -> None:
     """Delete a stateless run's thread once nothing else waits on it."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            if not locks.lock_thread(thread_id):
-                return
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT 1 FROM threads_thread WHERE thread_id = %s FOR UPDATE", [str(thread_id)]
+                )
+                if cursor.fetchone() is None:
+                    return
             if thread_delete_if_idle_postgres(thread_id=thread_id):
                 return
             # something is active on it, or it has a cron: as below
