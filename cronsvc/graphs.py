@@ -77,13 +77,30 @@ def _raw_graph(graph_id: str) -> Any:
         return _load_object(specs[graph_id])
 
 
+# Static graphs compiled once per process, checkpointer and store:
+# (graph_id, id(checkpointer), id(store)) -> (checkpointer, store, graph). A
+# compiled graph holds no run's state, so runs share it (as LangGraph's own
+# server does); a factory's graph depends on the run's config and is built per run.
+_compiled: dict[tuple[str, int, int], tuple[Any, Any, Pregel]] = {}
+
+
 def get_graph(
     graph_id: str, *, checkpointer: Any = None, store: Any = None, config: dict | None = None
 ) -> Pregel:
     """The graph for `graph_id`, compiled with `checkpointer` and `store` (None: without)."""
     obj = _raw_graph(graph_id)
     if callable(obj) and not isinstance(obj, (Pregel, StateGraph)):
-        obj = obj(config or {})
+        return _compile(graph_id, obj(config or {}), checkpointer, store)
+    key = (graph_id, id(checkpointer), id(store))
+    cached = _compiled.get(key)
+    if cached is not None and cached[0] is checkpointer and cached[1] is store:
+        return cached[2]
+    graph = _compile(graph_id, obj, checkpointer, store)
+    _compiled[key] = (checkpointer, store, graph)
+    return graph
+
+
+def _compile(graph_id: str, obj: Any, checkpointer: Any, store: Any) -> Pregel:
     if isinstance(obj, StateGraph):
         return obj.compile(checkpointer=checkpointer, store=store)
     if isinstance(obj, Pregel):

@@ -31,12 +31,13 @@ Locks: runs.locks (a thread's row, then its runs' rows).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -54,7 +55,7 @@ from django.utils import timezone
 from runs import locks, wakeups
 from runs.models import Run
 from threads.models import Thread
-from threads.services import thread_delete
+from threads.services import thread_delete, thread_delete_if_idle_postgres
 
 ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
 
@@ -120,13 +121,15 @@ def run_claim_next(*, thread_id: Id) -> Run | None:
 
     The thread row lock serialises claimers; the status compare-and-set makes a
     second claim of the same run impossible."""
+    postgres = connection.vendor == "postgresql"
     with transaction.atomic():
-        if not locks.lock_thread(thread_id):
-            return None
-        head = _thread_head(thread_id)
+        if postgres:
+            head = _thread_head_locked_postgres(thread_id, skip_locked=False)
+        else:
+            head = _thread_head(thread_id) if locks.lock_thread(thread_id) else None
         if head is None or head[1] == Run.Status.RUNNING or not head[2]:
             return None  # nothing pending, one running, or the oldest waits for its instant
-        return _claim(Run.objects.get(pk=head[0]))
+        return _claim_postgres(head[0]) if postgres else _claim(Run.objects.get(pk=head[0]))
 
 
 CLAIM_SCAN = 20
@@ -137,6 +140,8 @@ def run_claim_ready() -> Run | None:
 
     Rows other workers are claiming are skipped (SKIP LOCKED), so many workers
     drain a burst of runs side by side."""
+    if connection.vendor == "postgresql":
+        return run_claim_ready_postgres()
     skipped_threads: set[UUID] = set()
     for _ in range(50):
         with transaction.atomic():
@@ -168,6 +173,89 @@ def run_claim_ready() -> Run | None:
                         continue
                     run = Run.objects.get(pk=head[0])  # keep each thread's runs in order
                 return _claim(run)
+    return None
+
+
+# The claim on PostgreSQL: the same steps in as few statements, without the
+# ORM's query building and without reading rows it does not use (a worker's
+# CPU per run is mostly these statements; bench/worker_cpu.py).
+
+_CANDIDATES_SQL = """
+SELECT run_id, thread_id FROM runs_run
+WHERE status = 'pending' AND (scheduled_at IS NULL OR scheduled_at <= STATEMENT_TIMESTAMP())
+  AND NOT (thread_id = ANY(%(skipped)s::uuid[]))
+ORDER BY created_at, run_id
+LIMIT %(scan)s
+FOR UPDATE SKIP LOCKED
+"""
+
+# The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
+# locks.lock_thread and _thread_head do: no row when the thread is gone, is
+# held by another claimer (skip_locked) or has nothing active.
+_THREAD_HEAD_SQL = """
+SELECT r.run_id, r.status,
+       (r.scheduled_at IS NULL OR r.scheduled_at <= STATEMENT_TIMESTAMP()) AS ready
+FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s FOR UPDATE{skip}) t
+JOIN runs_run r ON r.thread_id = t.thread_id
+WHERE r.status IN ('pending', 'running')
+ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
+LIMIT 1
+"""
+
+# _claim in one statement: the compare-and-set and the row it claimed.
+_CLAIM_SQL = """
+UPDATE runs_run
+SET status = 'running', started_at = %(now)s, updated_at = %(now)s, attempts = attempts + 1,
+    lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
+WHERE run_id = %(run_id)s AND status = 'pending'
+RETURNING *
+"""
+
+
+def _thread_head_locked_postgres(
+    thread_id: Id, *, skip_locked: bool
+) -> tuple[Any, str, bool] | None:
+    sql = _THREAD_HEAD_SQL.format(skip=" SKIP LOCKED" if skip_locked else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"thread_id": str(thread_id)})
+        row = cursor.fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def _claim_postgres(run_id: Any) -> Run | None:
+    """_claim on PostgreSQL: pending → running and the claimed row, one statement."""
+    params = {
+        "run_id": str(run_id),
+        "now": timezone.now(),
+        "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
+    }
+    return next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+
+
+def run_claim_ready_postgres() -> Run | None:
+    """run_claim_ready on PostgreSQL (same rules, same locks, same order)."""
+    skipped_threads: set[str] = set()
+    for _ in range(50):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _CANDIDATES_SQL, {"skipped": list(skipped_threads), "scan": CLAIM_SCAN}
+                )
+                candidates = cursor.fetchall()
+            if not candidates:
+                return None
+            for run_id, thread_id in candidates:
+                thread = str(thread_id)
+                if thread in skipped_threads:
+                    continue
+                head = _thread_head_locked_postgres(thread, skip_locked=True)
+                if head is None or head[1] == Run.Status.RUNNING:
+                    skipped_threads.add(thread)
+                    continue
+                if head[0] != run_id and not head[2]:
+                    skipped_threads.add(thread)
+                    continue
+                return _claim_postgres(head[0])  # keeps each thread's runs in order
     return None
 
 
@@ -224,11 +312,42 @@ def _settled_status(thread_id: Id) -> str:
     return Thread.Status.IDLE
 
 
+# _settled_status and the thread's update in one statement (PostgreSQL).
+_SETTLE_SQL = """
+UPDATE threads_thread SET updated_at = %(now)s{values}, status = COALESCE((
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM runs_run a
+                     WHERE a.thread_id = %(thread_id)s AND a.status IN ('pending', 'running'))
+            THEN 'busy'
+        WHEN l.status = 'error' THEN 'error'
+        WHEN l.status = 'interrupted' AND l.cancel_action IS NULL THEN 'interrupted'
+        ELSE 'idle' END
+    FROM runs_run l WHERE l.thread_id = %(thread_id)s ORDER BY l.created_at DESC LIMIT 1
+), 'idle')
+WHERE thread_id = %(thread_id)s
+"""
+
+
 def thread_settle(thread_id: Id, **fields: Any) -> None:
     """Set the thread's status from its runs (and `fields`), in one update."""
+    if connection.vendor == "postgresql" and set(fields) <= {"values"}:
+        params: dict[str, Any] = {"now": timezone.now(), "thread_id": str(thread_id)}
+        if "values" in fields:
+            params["values"] = _json(fields["values"])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SETTLE_SQL.format(values=", values = %(values)s" if "values" in fields else ""),
+                params,
+            )
+        return
     Thread.objects.filter(pk=thread_id).update(
         status=_settled_status(thread_id), updated_at=timezone.now(), **fields
     )
+
+
+def _json(value: Any) -> str | None:
+    """A JSONField's value as PostgreSQL takes it (None: SQL NULL, as the ORM stores it)."""
+    return None if value is None else json.dumps(value)
 
 
 # --- finish -----------------------------------------------------------------
@@ -249,6 +368,10 @@ def run_finish(
     expired (the run was reaped and claimed again) cannot end the run.
     Called after the graph's checkpoint is written, so the run's status is the
     last thing to change."""
+    if connection.vendor == "postgresql":
+        return _run_finish_postgres(
+            run_id=run_id, status=status, output=output, error=error, values=values, attempt=attempt
+        )
     with transaction.atomic():
         run = locks.lock_run(run_id)
         if run is None or run.status != Run.Status.RUNNING:
@@ -256,6 +379,45 @@ def run_finish(
         if attempt is not None and run.attempts != attempt:
             return False
         run_finish_locked(run, status=status, output=output, error=error, values=values)
+    return True
+
+
+# run_finish's compare-and-set (the row lock is the UPDATE's) with what
+# run_finish_locked reads of the run.
+_FINISH_SQL = """
+UPDATE runs_run
+SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = %(now)s,
+    updated_at = %(now)s, lease_expires_at = NULL,
+    webhook_status = CASE WHEN COALESCE(kwargs ->> 'webhook', '') <> '' THEN 'pending' END
+WHERE run_id = %(run_id)s AND status = 'running' AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s::int)
+RETURNING thread_id, on_completion, webhook_status IS NOT NULL
+"""
+
+
+def _run_finish_postgres(
+    *, run_id: Id, status: str, output: Any, error: str | None, values: Any, attempt: int | None
+) -> bool:
+    """run_finish on PostgreSQL: the same writes and after-commit actions, in two statements."""
+    params = {
+        "run_id": str(run_id),
+        "status": status,
+        "output": _json(output),
+        "error": error,
+        "now": timezone.now(),
+        "attempt": attempt,
+    }
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_FINISH_SQL, params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        thread_id, on_completion, webhook = row
+        thread_settle(thread_id, values=values)
+        if webhook:
+            wakeups.deliver_webhook_after_commit(str(run_id))
+        if on_completion == "delete":
+            wakeups.delete_thread_after_commit(thread_id)
     return True
 
 
@@ -333,7 +495,13 @@ def run_cancel(*, run: Run, action: str = "interrupt") -> None:
 
 def run_cancel_requested(run_id: Id) -> str | None:
     """The cancel action asked of a running run (checked between graph steps)."""
-    return Run.objects.filter(pk=run_id).values_list("cancel_action", flat=True).first()
+    with connection.cursor() as cursor:  # checked at every step: no ORM query building
+        cursor.execute(
+            "SELECT cancel_action FROM runs_run WHERE run_id = %s",
+            [Run._meta.pk.get_db_prep_value(run_id, connection)],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 # --- a stateless run's thread -----------------------------------------------
@@ -342,6 +510,16 @@ def run_cancel_requested(run_id: Id) -> str | None:
 def thread_delete_when_idle(*, thread_id: Id) -> None:
     """Delete a stateless run's thread once nothing else waits on it."""
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT 1 FROM threads_thread WHERE thread_id = %s FOR UPDATE", [str(thread_id)]
+                )
+                if cursor.fetchone() is None:
+                    return
+            if thread_delete_if_idle_postgres(thread_id=thread_id):
+                return
+            # something is active on it, or it has a cron: as below
         thread = locks.lock_thread_row(thread_id)
         if thread is None:
             return

@@ -25,18 +25,21 @@ def drain(thread_id: str | None = None) -> int:
     thread's row lock), so a duplicate or redelivered message claims nothing
     and returns. Returns how many runs it executed."""
     done = 0
-    while True:
-        if worker_state.should_stop or worker_state.should_terminate:
-            # Warm shutdown: claim nothing more; another worker takes the rest.
-            wakeups.wake_another()
-            return done
-        run = lifecycle.run_claim_next(thread_id=thread_id) if thread_id else None
-        if run is None:
-            run = lifecycle.run_claim_ready()
-        if run is None:
-            return done
-        executor.execute(run)
-        done += 1
+    # The stateless threads of the runs it finishes are deleted in batches:
+    # one message a second, not one per run.
+    with wakeups.thread_deletions_batched():
+        while True:
+            if worker_state.should_stop or worker_state.should_terminate:
+                # Warm shutdown: claim nothing more; another worker takes the rest.
+                wakeups.wake_another()
+                return done
+            run = lifecycle.run_claim_next(thread_id=thread_id) if thread_id else None
+            if run is None:
+                run = lifecycle.run_claim_ready()
+            if run is None:
+                return done
+            executor.execute(run)
+            done += 1
 
 
 @shared_task(
@@ -45,9 +48,11 @@ def drain(thread_id: str | None = None) -> int:
     retry_backoff=True,
     max_retries=10,
 )
-def delete_stateless_thread(thread_id: str) -> None:
-    """Delete a finished stateless run's thread (on_completion="delete"). Idempotent."""
-    lifecycle.thread_delete_when_idle(thread_id=thread_id)
+def delete_stateless_thread(*thread_ids: str) -> None:
+    """Delete finished stateless runs' threads (on_completion="delete"), each
+    once idle. Idempotent; a message names one thread or a worker's batch."""
+    for thread_id in thread_ids:
+        lifecycle.thread_delete_when_idle(thread_id=thread_id)
 
 
 @shared_task(

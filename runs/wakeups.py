@@ -13,8 +13,10 @@ runs.tasks; nothing imports them to send a message):
   reconciler for a delivery whose message was lost. On its own queue
   (`<queue>-webhooks`, cronsvc.celery.webhook_queue), consumed by webhook
   workers only: a slow receiver never holds a run's slot.
-- `runs.delete_stateless_thread` — a stateless run's thread, deleted a
-  grace period after the commit of the run's end (`delete_thread_after_commit`);
+- `runs.delete_stateless_thread` — stateless runs' threads, deleted a
+  grace period after the commit of the run's end (`delete_thread_after_commit`):
+  one message per thread, or, from a worker's drain, one per batch of the
+  threads of the runs it finished within a second (`thread_deletions_batched`);
   the reconciler deletes the ones whose message was lost.
 
 Other messages go to the queue Celery routes each task to (`task_routes`,
@@ -24,6 +26,7 @@ else `task_default_queue`), as `Task.delay` would send them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -116,8 +119,71 @@ def deliver_webhook_after_commit(run_id: UUID | str) -> None:
 
 
 def delete_stateless_thread(thread_id: UUID | str, countdown: float) -> None:
-    """Publish the deletion of a stateless run's thread, `countdown` seconds on."""
+    """Publish the deletion of a stateless run's thread, `countdown` seconds on.
+
+    Inside `thread_deletions_batched` (a worker's drain), the deletion joins
+    the process's batch instead: one message for the threads of the runs its
+    slots finished within DELETION_BATCH_WINDOW, not one per run."""
+    if getattr(_local, "batching", False):
+        _deletions.add(str(thread_id), countdown)
+        return
     _send(DELETE_STATELESS_THREAD, (str(thread_id),), countdown=countdown)
+
+
+# How long a batch of stateless threads' deletions gathers before its one
+# message is published (the deletion then comes its countdown later).
+DELETION_BATCH_WINDOW = 1.0
+
+_local = threading.local()
+
+
+class _DeletionBatch:
+    """Stateless threads to delete, gathered by a worker's slots and published
+    as one `runs.delete_stateless_thread` message (its arguments: the thread
+    ids) at the latest DELETION_BATCH_WINDOW after the first joined, by a timer,
+    or when the drain ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: list[str] = []
+        self._countdown = 0.0
+        self._timer: threading.Timer | None = None
+
+    def add(self, thread_id: str, countdown: float) -> None:
+        with self._lock:
+            self._ids.append(thread_id)
+            self._countdown = max(self._countdown, countdown)
+            if self._timer is None:
+                self._timer = threading.Timer(DELETION_BATCH_WINDOW, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            ids, countdown, timer = self._ids, self._countdown, self._timer
+            self._ids, self._countdown, self._timer = [], 0.0, None
+        if timer is not None:
+            timer.cancel()
+        if ids:
+            # A lost message is the reconciler's (stateless_threads_reconcile).
+            with wake_lost_is_logged():
+                _send(DELETE_STATELESS_THREAD, tuple(ids), countdown=countdown)
+
+
+_deletions = _DeletionBatch()
+
+
+@contextmanager
+def thread_deletions_batched() -> Iterator[None]:
+    """Gather the stateless threads' deletions published meanwhile on this
+    thread (after the commits of the runs it finishes) into the process's
+    batch; published when it ends, if not before."""
+    _local.batching = True
+    try:
+        yield
+    finally:
+        _local.batching = False
+        _deletions.flush()
 
 
 def delete_thread_after_commit(thread_id: UUID | str) -> None:

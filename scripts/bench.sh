@@ -4,6 +4,8 @@
 #                                       django-celery-beat (bench/beat_scale.py)
 #   scripts/bench.sh workers [options]  worker scaling: 1, 2, 4 worker processes
 #                                       (bench/worker_scale.py)
+#   scripts/bench.sh cpu [options]      worker CPU per scheduled run against LangGraph's
+#                                       own floor (bench/worker_cpu.py)
 #   scripts/bench.sh soak [options]     fault soak (bench/fault_soak.py)
 #   scripts/bench.sh api [options]      the cron API through the SDK: cronsvc (SQLite,
 #                                       PostgreSQL) vs the reference LangGraph dev server
@@ -15,6 +17,7 @@ scripts/services.sh
 export CRONSVC_DATA_DIR=${CRONSVC_DATA_DIR:-$(mktemp -d)}
 case "${1:-}" in
     workers) shift; exec .venv/bin/python bench/worker_scale.py "$@" ;;
+    cpu) shift; exec .venv/bin/python bench/worker_cpu.py "$@" ;;
     soak) shift; exec .venv/bin/python bench/fault_soak.py "$@" ;;
     api) shift; exec .venv/bin/python bench/api_compare.py "$@" ;;
     *) exec .venv/bin/python bench/beat_scale.py "$@" ;;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from langgraph.errors import InvalidUpdateError
 
 from crons.mirror import mirrors_delete_for
@@ -134,6 +134,37 @@ def thread_delete(*, thread: Thread) -> None:
     mirrors_delete_for(Cron.objects.filter(thread_id=thread.pk))
     Thread.objects.filter(pk=thread.pk).delete()
     transaction.on_commit(lambda: checkpointer.delete_thread(thread_id))
+
+
+# A thread with no active run and no cron, with its runs and their events, in
+# one statement; its conditions are read after the caller locked the row.
+_DELETE_IDLE_SQL = """
+WITH t AS (
+    SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s
+    AND NOT EXISTS (SELECT 1 FROM runs_run
+                    WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running'))
+    AND NOT EXISTS (SELECT 1 FROM crons_cron WHERE thread_id = %(thread_id)s)
+), events AS (
+    DELETE FROM runs_runevent e USING runs_run r, t
+    WHERE e.run_id = r.run_id AND r.thread_id = t.thread_id
+), runs AS (
+    DELETE FROM runs_run r USING t WHERE r.thread_id = t.thread_id
+)
+DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id RETURNING th.thread_id
+"""
+
+
+def thread_delete_if_idle_postgres(*, thread_id: uuid.UUID | str) -> bool:
+    """thread_delete for a thread locked by the caller's transaction that has
+    no pending or running run and no cron (a stateless run's thread), without
+    reading it: its events, runs and row in one statement, its checkpoints
+    after commit. False when it has either (then nothing is deleted)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_IDLE_SQL, {"thread_id": str(thread_id)})
+        deleted = cursor.fetchone() is not None
+    if deleted:
+        transaction.on_commit(lambda: checkpointer.delete_thread(str(thread_id)))
+    return deleted
 
 
 @transaction.atomic

@@ -210,7 +210,9 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
     builder.add_edge(START, "chat")
     monkeypatch.setattr(
         "cronsvc.graphs.get_graph",
-        lambda graph_id, checkpointer=None, config=None: builder.compile(checkpointer=checkpointer),
+        lambda graph_id, checkpointer=None, store=None, config=None: builder.compile(
+            checkpointer=checkpointer, store=store
+        ),
     )
     monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
     thread = thread_create()
