@@ -1,6 +1,8 @@
 """The store through the official SDK (`client.store.*`) and over HTTP: LangGraph's
 long-term memory, as the LangGraph Server serves it (store.apis)."""
 
+import json
+import time
 import uuid
 
 import httpx
@@ -10,6 +12,7 @@ from cronsvc.selectors import assistant_get_or_404
 from runs import tasks
 from runs.models import Run
 from runs.services import run_create
+from store import backend
 from store.backend import get_store
 from threads.services import thread_create
 
@@ -122,3 +125,42 @@ def test_info_is_public_and_names_the_features(live_server, settings):
         assert info["langgraph_py_version"].startswith("1.")
     with pytest.raises(httpx.HTTPStatusError):
         httpx.get(f"{live_server.url}/store/items", params={"key": "k"}).raise_for_status()
+
+
+def test_items_expire_with_a_ttl_and_beat_sweeps_them(settings, tmp_path, ns):
+    config = tmp_path / "langgraph.json"
+    config.write_text(
+        json.dumps(
+            {
+                "graphs": {"agent": "./examples/agent.py:graph"},
+                "store": {"ttl": {"default_ttl": 0.002, "refresh_on_read": False}},
+            }
+        )
+    )
+    settings.LANGGRAPH_CONFIG = config
+    backend.store_config.cache_clear()
+    backend.reset()
+    try:
+        assert backend.store_config()["ttl"]["default_ttl"] == 0.002
+        store = backend.get_store()
+        store.put(tuple(ns), "short", {"v": 1})  # 0.12 s
+        store.put(tuple(ns), "long", {"v": 2}, ttl=10)
+        time.sleep(0.5)
+        assert backend.store_sweep() >= 1
+        assert store.get(tuple(ns), "short") is None
+        assert store.get(tuple(ns), "long").value == {"v": 2}
+    finally:
+        backend.store_config.cache_clear()
+        backend.reset()
+
+
+def test_a_semantic_index_is_refused_with_a_reason(settings, tmp_path):
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"graphs": {}, "store": {"index": {"dims": 3, "embed": "x"}}}))
+    settings.LANGGRAPH_CONFIG = config
+    backend.store_config.cache_clear()
+    try:
+        with pytest.raises(backend.StoreConfigError, match="pgvector"):
+            backend.store_config()
+    finally:
+        backend.store_config.cache_clear()
