@@ -322,16 +322,9 @@ async def _join_stream(request, run: Run, base: str) -> streaming.EventStreamRes
     for mode in modes:
         if mode not in STREAM_MODES:
             raise Invalid(f"Invalid stream_mode '{mode}'. Expected one of: {sorted(STREAM_MODES)}")
-    header = request.headers.get("Last-Event-ID")
-    if header in (None, ""):
+    after = _last_event_id_header(request)
+    if after is None:
         after = await offloop.run(streaming.last_event_id, run)  # what comes from now on
-    elif header == "-1":
-        after = 0  # everything recorded
-    else:
-        try:
-            after = int(header)
-        except ValueError:
-            raise Invalid(f"Invalid Last-Event-ID '{header}': expected an event id or -1") from None
     slot = streaming.StreamSlot.take()
     relay = streaming.relay(
         run,
@@ -411,6 +404,72 @@ class StatelessRunJoinStreamApi(_EventStreamApi):
         require_uuid(run_id, "run")
         run = await offloop.run(selectors.run_get_or_404, thread=None, run_id=run_id)
         return await _join_stream(request, run, f"/runs/{run_id}")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="threads_join_stream",
+        summary="Stream the events of the runs on a thread, from now or from Last-Event-ID",
+        parameters=[
+            OpenApiParameter(
+                "stream_mode", str, many=True, enum=list(streaming.THREAD_STREAM_MODES)
+            ),
+            OpenApiParameter(
+                "Last-Event-ID",
+                str,
+                OpenApiParameter.HEADER,
+                description="replay after this event id; -1: every recorded event of the thread",
+            ),
+        ],
+        responses={**EVENT_STREAM, **errors(404, 422)},
+    )
+)
+class ThreadJoinStreamApi(_EventStreamApi):
+    """The runs on the thread record their events while this stream is open
+    (runs.models.ThreadStream): the ones started from then on, and the
+    streamed ones; unobserved runs (crons) record none."""
+
+    async def get(self, request, thread_id):
+        require_uuid(thread_id, "thread")
+        modes = [m for m in request.query_params.getlist("stream_mode") if m] or ["run_modes"]
+        for mode in modes:
+            if mode not in streaming.THREAD_STREAM_MODES:
+                raise Invalid(
+                    f"Invalid stream_mode '{mode}'. Expected one of: "
+                    f"{list(streaming.THREAD_STREAM_MODES)}"
+                )
+        after = _last_event_id_header(request)
+        thread = await offloop.run(thread_get_or_404, thread_id)
+        slot = streaming.StreamSlot.take()
+        try:
+            registration, after = await offloop.run(streaming.thread_stream_open, thread.pk, after)
+        except BaseException:
+            slot.release()
+            raise
+        relay = streaming.thread_relay(
+            thread.pk,
+            registration,
+            after=after,
+            names=streaming.thread_event_names(modes),
+            slot=slot,
+        )
+        response = streaming.EventStreamResponse(slot, relay)
+        response["Cache-Control"] = "no-store"
+        response["Location"] = f"/threads/{thread_id}/stream"
+        return response
+
+
+def _last_event_id_header(request) -> int | None:
+    """Last-Event-ID: None when absent (from now on), 0 for -1 (everything)."""
+    header = request.headers.get("Last-Event-ID")
+    if header in (None, ""):
+        return None
+    if header == "-1":
+        return 0
+    try:
+        return int(header)
+    except ValueError:
+        raise Invalid(f"Invalid Last-Event-ID '{header}': expected an event id or -1") from None
 
 
 class RunBatchItemIn(RunCreateIn):

@@ -15,6 +15,7 @@ from typing import Any
 import django.db
 import psycopg
 from django.conf import settings
+from django.utils import timezone
 from langchain_core.messages import BaseMessageChunk
 from langgraph.types import Command
 
@@ -22,7 +23,7 @@ from cronsvc import checkpointer, graphs
 from cronsvc.jsonable import to_jsonable
 from runs import lifecycle
 from runs.leases import LeaseKeeper
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, ThreadStream
 from store.backend import get_store
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,17 @@ def _resume_input(graph, run: Run, graph_input: Any) -> tuple[bool, Any]:
 
 def stream_modes(run: Run) -> list[str] | None:
     """The stream modes a streamed run was created with, as the API names them
-    (None: not streamed)."""
+    (None: not streamed). A run started while a thread stream is open on its
+    thread (runs.models.ThreadStream) is streamed from then on, so that the
+    thread stream sees its events; a run nobody watches records none (one
+    indexed query to know it)."""
     if not run.streamed:
-        return None
+        if not ThreadStream.objects.filter(
+            thread_id=run.thread_id, expires_at__gt=timezone.now()
+        ).exists():
+            return None
+        Run.objects.filter(pk=run.pk).update(streamed=True)
+        run.streamed = True
     requested = run.kwargs.get("stream_mode") or ["values"]
     return list(dict.fromkeys([requested] if isinstance(requested, str) else requested))
 

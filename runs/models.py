@@ -49,9 +49,10 @@ class Run(models.Model):
     scheduled_at = models.DateTimeField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
-    # Created through a stream endpoint (or with stream_resumable): the worker
-    # records what the graph streams as RunEvent rows, which the stream and
-    # join_stream endpoints relay as server-sent events.
+    # Created through a stream endpoint (or with stream_resumable), or started
+    # while a thread stream was open on its thread (the executor sets it then):
+    # the worker records what the graph streams as RunEvent rows, which the
+    # stream and join_stream endpoints relay as server-sent events.
     streamed = models.BooleanField(default=False)
     # Set by cancel; the executor checks it between graph steps.
     cancel_action = models.CharField(max_length=16, null=True, blank=True)
@@ -139,3 +140,23 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.id} of run {self.run_id} ({self.event})"
+
+
+class ThreadStream(models.Model):
+    """An open `GET /threads/{id}/stream`, registered while its relay runs so
+    that the workers (which share only the database with the API) record the
+    events of the runs they start on that thread. The relay renews
+    `expires_at` with its heartbeats and deletes the row when it ends; a row
+    left by a server that died expires by itself."""
+
+    id = models.BigAutoField(primary_key=True)
+    thread = models.ForeignKey(
+        "threads.Thread", on_delete=models.CASCADE, related_name="open_streams"
+    )
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["thread", "expires_at"], name="thread_stream_open")]
+
+    def __str__(self) -> str:
+        return f"stream of thread {self.thread_id} (until {self.expires_at})"

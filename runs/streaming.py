@@ -11,6 +11,8 @@ Last-Event-ID (the SDKs do, through the Location header) misses nothing.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import threading
 import time
@@ -21,11 +23,13 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Max
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from cronsvc import offloop
 from cronsvc.errors import Unavailable
 from runs import lifecycle, waiters
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, ThreadStream
+from threads.models import Thread
 
 BATCH = 500
 
@@ -191,3 +195,170 @@ def _ending(run: dict, modes: set[str] | None) -> Iterator[bytes]:
         yield sse("error", {"error": output.get("error", "Error"), "message": run["error"] or ""})
     elif not run["streamed"] and (modes is None or "values" in modes):
         yield sse("values", run["output"] if run["output"] is not None else {})
+
+
+# The stream modes of GET /threads/{id}/stream and the events each one sends:
+# "lifecycle" a `metadata` event when a run starts ({"run_id", "attempt"}, as
+# the run streams begin) and an `end` event when it ends ({"run_id",
+# "status"}); "run_modes" those and every event the run records (its own
+# stream modes; `error` before `end` when it failed); "state_update" its
+# `values` events.
+THREAD_STREAM_MODES = ("lifecycle", "run_modes", "state_update")
+_THREAD_MODE_EVENTS: dict[str, set[str] | None] = {
+    "lifecycle": {"metadata", "end"},
+    "run_modes": None,  # everything
+    "state_update": {"values"},
+}
+
+
+def thread_event_names(modes: Iterable[str]) -> set[str] | None:
+    """The events the thread stream modes send (None: all)."""
+    names: set[str] = set()
+    for mode in modes:
+        more = _THREAD_MODE_EVENTS[mode]
+        if more is None:
+            return None
+        names |= more
+    return names
+
+
+def _registration_expiry() -> dt.datetime:
+    # Renewed every heartbeat: a few missed renewals before workers stop recording.
+    ttl = max(3 * settings.CRONSVC_STREAM_HEARTBEAT, 30)
+    return timezone.now() + dt.timedelta(seconds=ttl)
+
+
+def thread_stream_open(thread_id, after: int | None) -> tuple[int, int]:
+    """Registers an open thread stream (runs.executor then records the events
+    of the runs it starts on the thread) and returns its registration's id and
+    the event id to relay after: `after`, or the thread's last event id (from
+    now on). Registrations their servers left behind are removed."""
+    ThreadStream.objects.filter(expires_at__lte=timezone.now()).delete()
+    registration = ThreadStream.objects.create(
+        thread_id=thread_id, expires_at=_registration_expiry()
+    )
+    if after is None:
+        last = RunEvent.objects.filter(run__thread_id=thread_id).aggregate(last=Max("id"))
+        after = last["last"] or 0
+    return registration.pk, after
+
+
+def _renew(registration: int, thread_id) -> bool:
+    """Extends the registration; False when the thread is gone."""
+    expiry = _registration_expiry()
+    if ThreadStream.objects.filter(pk=registration).update(expires_at=expiry):
+        return True
+    if not Thread.objects.filter(pk=thread_id).exists():
+        return False
+    ThreadStream.objects.create(pk=registration, thread_id=thread_id, expires_at=expiry)
+    return True
+
+
+def _unregister(registration: int) -> None:
+    ThreadStream.objects.filter(pk=registration).delete()
+
+
+async def thread_relay(
+    thread_id,
+    registration: int,
+    *,
+    after: int,
+    names: set[str] | None,
+    slot: StreamSlot | None = None,
+) -> AsyncIterator[bytes]:
+    """The events of the runs on a thread after event id `after` (the runs
+    recorded them: streamed runs, and the runs started while this stream is
+    registered), in id order, each with its id, as SSE: a run's events are
+    preceded by `metadata` (when this stream sees its first event) and followed
+    by `end` once it finished (`error` before it when it failed). Only `names`'
+    events when given. Heartbeat comments renew the registration; the relay
+    ends at CRONSVC_WAIT_TIMEOUT (the client reconnects with Last-Event-ID) or
+    when the thread is deleted, and then removes the registration.
+
+    It polls (every 20 ms while events come, backing off to 250 ms): two
+    queries a round per open thread stream."""
+
+    def wanted(event: str) -> bool:
+        return names is None or event.split("|", 1)[0] in names
+
+    active: dict[Any, None] = {}  # runs seen starting, not seen ending yet
+    try:
+        now = time.monotonic()
+        sent = renewed = now
+        deadline = now + settings.CRONSVC_WAIT_TIMEOUT
+        delay = waiters.POLL_MIN
+        while time.monotonic() < deadline:
+            known = list(active)
+            statuses, events = await offloop.run(_read_thread, thread_id, after, known)
+            for event_id, run_id, attempts, event, data in events:
+                after = event_id
+                if run_id not in active:
+                    active[run_id] = None
+                    if wanted("metadata"):
+                        yield sse("metadata", {"run_id": str(run_id), "attempt": max(attempts, 1)})
+                if wanted(event):
+                    yield sse(event, data, event_id)
+            ended = False
+            if len(events) < BATCH:
+                # Statuses were read before the events: a run finished then has
+                # all its events among those sent.
+                for run_id in known:
+                    current = statuses.get(run_id)
+                    if current is not None and current["status"] not in Run.FINISHED:
+                        continue
+                    del active[run_id]
+                    ended = True
+                    if current is None:
+                        continue  # deleted
+                    if current["status"] == Run.Status.ERROR and names is None:
+                        output = current["output"] or {}
+                        yield sse(
+                            "error",
+                            {
+                                "error": output.get("error", "Error"),
+                                "message": current["error"] or "",
+                            },
+                        )
+                    if wanted("end"):
+                        yield sse("end", {"run_id": str(run_id), "status": current["status"]})
+            now = time.monotonic()
+            if events or ended:
+                sent = now
+                delay = waiters.POLL_MIN
+                if len(events) == BATCH:
+                    continue
+            else:
+                delay = min(delay * 1.5, waiters.POLL_MAX)
+            if now - renewed >= settings.CRONSVC_STREAM_HEARTBEAT:
+                if not await offloop.run(_renew, registration, thread_id):
+                    return  # the thread was deleted
+                renewed = time.monotonic()
+            if now - sent >= settings.CRONSVC_STREAM_HEARTBEAT:
+                yield b": heartbeat\n\n"
+                sent = time.monotonic()
+            await asyncio.sleep(max(min(delay, deadline - time.monotonic()), 0))
+    finally:
+        # Not awaited: the request may be being cancelled.
+        offloop.submit(_unregister, registration)
+        if slot is not None:
+            slot.release()
+
+
+def _read_thread(thread_id, after: int, known: list) -> tuple[dict, list]:
+    # Statuses first (see thread_relay).
+    statuses = (
+        {
+            row["run_id"]: row
+            for row in Run.objects.filter(pk__in=known).values(
+                "run_id", "status", "output", "error"
+            )
+        }
+        if known
+        else {}
+    )
+    events = list(
+        RunEvent.objects.filter(run__thread_id=thread_id, id__gt=after)
+        .order_by("id")
+        .values_list("id", "run_id", "run__attempts", "event", "data")[:BATCH]
+    )
+    return statuses, events

@@ -9,6 +9,7 @@ urlpatterns = [
     path("runs/batch", apis.RunBatchApi.as_view()),
     path("runs/cancel", apis.RunsCancelApi.as_view()),
     path("runs/<str:run_id>/stream", apis.StatelessRunJoinStreamApi.as_view()),
+    path("threads/<str:thread_id>/stream", apis.ThreadJoinStreamApi.as_view()),
     path("threads/<str:thread_id>/runs", apis.ThreadRunsApi.as_view()),
     path("threads/<str:thread_id>/runs/wait", apis.ThreadRunWaitApi.as_view()),
     path("threads/<str:thread_id>/runs/stream", apis.ThreadRunStreamApi.as_view()),

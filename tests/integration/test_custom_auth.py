@@ -195,6 +195,7 @@ def test_other_users_resources_are_invisible(users, live_server, variant):
         assert status_of(call) == 404, variant
     assert http(live_server, "GET", f"/runs/crons/{cron['cron_id']}").status_code == 404
     assert http(live_server, "GET", f"/runs/{run['run_id']}/stream").status_code == 404
+    assert http(live_server, "GET", f"/threads/{tid}/stream").status_code == 404
 
     # ... a run or a cron on ada's thread is refused.
     assert status_of(lambda: bob.runs.create(tid, "agent", input=QUESTION)) == 404
