@@ -22,9 +22,22 @@ from cronsvc.http.inputs import (
 )
 from cronsvc.http.schema import errors
 from store import services
-from store.wire import ItemOut, NamespacesOut, SearchItemsOut, item_out
+from store.wire import NamespacesOut, SearchItemsOut, item_out
 
 NO_CONTENT = {204: OpenApiResponse(description="Done; no body.")}
+# GET /store/items: an Item, or JSON null when there is none.
+ITEM_OR_NULL = {
+    "type": "object",
+    "nullable": True,
+    "required": ["namespace", "key", "value", "created_at", "updated_at"],
+    "properties": {
+        "namespace": {"type": "array", "items": {"type": "string"}},
+        "key": {"type": "string"},
+        "value": {"type": "object", "additionalProperties": {}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
 
 
 def _labels(**kwargs) -> serializers.ListField:
@@ -90,7 +103,13 @@ class StoreItemsApi(APIView):
             OpenApiParameter("namespace", OpenApiTypes.STR, description="labels joined by '.'"),
             OpenApiParameter("refresh_ttl", OpenApiTypes.BOOL),
         ],
-        responses={200: ItemOut, **errors(422)},
+        responses={
+            200: OpenApiResponse(
+                ITEM_OR_NULL,
+                description="The item, or null when there is none.",
+            ),
+            **errors(422),
+        },
     )
     def get(self, request):
         key = request.query_params.get("key")

@@ -275,3 +275,17 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def parked_runs(monkeypatch):
+    """Runs created in the test are never executed, whether or not the
+    session's worker is up: their wake-ups go to a queue no worker reads
+    (purged afterwards)."""
+    from cronsvc.celery import app
+
+    parked_queue = f"{QUEUE}-parked-runs"
+    monkeypatch.setattr(app.conf, "task_default_queue", parked_queue)
+    yield
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(parked_queue)

@@ -15,6 +15,7 @@ import pytest
 from cronsvc.celery import app
 from cronsvc.services import assistants_ensure_defaults
 from runs.models import Run
+from runs.streaming import StreamSlot
 from tests.conftest import QUEUE, wait_until
 from tests.factories import make_run, make_thread
 
@@ -82,7 +83,9 @@ def test_many_open_joins_do_not_block_ok_and_all_end_with_their_runs(live_server
 
 
 def test_the_stream_cap_answers_503_and_frees_its_place_when_a_stream_ends(live_server, settings):
-    settings.CRONSVC_MAX_OPEN_STREAMS = 2
+    # Two more than the shared live server has open now (other tests' streams
+    # may still be winding down).
+    settings.CRONSVC_MAX_OPEN_STREAMS = StreamSlot.open + 2
     settings.CRONSVC_STREAM_HEARTBEAT = 0.2
     run = make_run(make_thread())
     url = f"{live_server.url}/threads/{run.thread_id}/runs/{run.run_id}/stream"

@@ -567,6 +567,7 @@ def test_versions_copy_and_prune_follow_the_owner(users):
     assert ada.threads.prune([thread["thread_id"]])["pruned_count"] == 1
 
 
+@pytest.mark.usefixtures("parked_runs")
 def test_bulk_cancel_and_batch_runs_follow_the_owner(users):
     ada, bob = users(owner_auth())
     thread = ada.threads.create()

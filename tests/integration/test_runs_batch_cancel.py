@@ -8,7 +8,7 @@ from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 from runs.models import Run
 from threads.models import Thread
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("parked_runs")]
 
 
 def test_a_batch_starts_one_stateless_run_per_payload(sdk):
@@ -41,7 +41,7 @@ def test_a_batch_with_one_bad_payload_writes_nothing(sdk):
 
 
 def _pending_runs(sdk, thread_id: str, n: int) -> list[str]:
-    # No worker in this test: runs stay pending until cancelled.
+    # Parked (parked_runs): runs stay pending until cancelled.
     return [
         sdk.runs.create(thread_id, "agent", input={"messages": []}, multitask_strategy="enqueue")[
             "run_id"

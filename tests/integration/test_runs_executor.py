@@ -12,7 +12,9 @@ from runs.models import Run
 from runs.services import run_create
 from threads.services import thread_create, thread_delete
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Runs here are drained by the test itself (runs.tasks.drain), never by the
+# session's worker.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("parked_runs")]
 
 
 def test_a_run_over_its_time_limit_ends_as_timeout(settings, monkeypatch):

@@ -97,6 +97,7 @@ def test_bad_requests_are_422_and_write_nothing(live_server, method, path, kwarg
     assert get_store().search(("langgraph",)) == []
 
 
+@pytest.mark.usefixtures("parked_runs")
 def test_a_graph_run_gets_the_store():
     memory = assistant_get_or_404("memory")
     get_store().delete(("runs", str(memory.assistant_id)), "count")
