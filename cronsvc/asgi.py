@@ -10,4 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
 # its connections at the end of each request instead (an operator may still
 # set DATABASE_CONN_MAX_AGE).
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
+# On PostgreSQL, connections come from Django's pool instead (settings.py).
+os.environ.setdefault("CRONSVC_DB_POOL", "true")
 application = get_asgi_application()

@@ -160,6 +160,20 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})
+    if env.bool("CRONSVC_DB_POOL", default=False):
+        # The API under ASGI (cronsvc.asgi turns this on): each request's sync
+        # work runs on a thread of its own, so a kept connection would never be
+        # reused and every request would connect anew. Django's pool
+        # (psycopg_pool) lends each one a connection instead, at most the
+        # offloop threads plus the sync requests in flight per process
+        # (cronsvc.topology.connection_budget counts the same).
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 2,
+            "max_size": env.int("CRONSVC_OFFLOOP_THREADS", default=8)
+            + env.int("CRONSVC_WEB_THREADS", default=8),
+            "timeout": 30,
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
