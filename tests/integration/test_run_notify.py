@@ -13,7 +13,8 @@ from runs import waiters
 from runs.models import Run, RunEvent
 from tests.factories import make_run, make_thread
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Parked: the session's worker must not run (and so notify about) these runs.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("parked_runs")]
 
 
 def heard(listen: psycopg.Connection) -> set[str]:

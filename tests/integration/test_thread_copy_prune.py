@@ -49,6 +49,7 @@ def test_copy_has_the_state_and_the_history(sdk):
     assert len(sdk.threads.get_state(copy["thread_id"])["values"]["messages"]) == 4
 
 
+@pytest.mark.usefixtures("parked_runs")
 def test_copy_of_an_unknown_thread_is_404_and_a_busy_one_409(sdk):
     with pytest.raises(NotFoundError):
         sdk.threads.copy(str(uuid.uuid4()))
@@ -73,6 +74,7 @@ def test_prune_keep_latest_keeps_the_state_and_one_checkpoint(sdk):
     assert len(sdk.threads.get_history(untouched, limit=10)) == 2
 
 
+@pytest.mark.usefixtures("parked_runs")
 def test_prune_delete_removes_threads_with_their_runs(sdk):
     doomed = _thread_with_history(sdk, states=1)
     other = _thread_with_history(sdk, states=1)
