@@ -108,6 +108,10 @@ class CronScheduler(DatabaseScheduler):
         # failure, reconnect once.
         for _ in range(2):
             try:
+                # A batch fired just before the stop leaves its crons to the
+                # advancer: compute their next fire times now, so a clean stop
+                # leaves no cron without one.
+                ticking.advance()
                 lease_release(holder=self.holder)
                 heartbeats.beat_heartbeat_delete(name=self.holder)
                 break
