@@ -70,14 +70,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "cronsvc.http.middleware.AuthUserMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # Django's own, cheap under ASGI (see cronsvc.http.middleware): session,
+    # login, messages and CSRF for the admin only.
+    "cronsvc.http.middleware.SecurityMiddleware",
     "cronsvc.http.middleware.StaticFilesMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cronsvc.http.middleware.SessionMiddleware",
+    "cronsvc.http.middleware.CommonMiddleware",
+    "cronsvc.http.middleware.CsrfViewMiddleware",
+    "cronsvc.http.middleware.AuthenticationMiddleware",
+    "cronsvc.http.middleware.MessageMiddleware",
+    "cronsvc.http.middleware.XFrameOptionsMiddleware",
     # Last, as django-axes requires: locks out admin logins after repeated failures.
     "axes.middleware.AxesMiddleware",
 ]
@@ -143,6 +145,10 @@ WSGI_APPLICATION = "cronsvc.wsgi.application"
 ASGI_APPLICATION = "cronsvc.asgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'cronsvc.sqlite3'}")}
+# Each thread keeps its connection (the API's threads are bounded pools,
+# cronsvc/http/handler.py and cronsvc/offloop.py): opening one costs more than
+# most requests.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # API, worker and beat share one file: writers take the lock up front
     # (IMMEDIATE) and wait for each other instead of failing with
@@ -157,15 +163,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})
     if env.bool("CRONSVC_DB_POOL", default=False):
-        # The API under ASGI (cronsvc.asgi turns this on): each request's sync
-        # work runs on a thread of its own, so a kept connection would never be
-        # reused and every request would connect anew. Django's pool
-        # (psycopg_pool) lends each one a connection instead, at most the
-        # offloop threads plus the sync requests in flight per process
+        # The API under ASGI (cronsvc.asgi turns this on): Django's pool
+        # (psycopg_pool) lends each request a connection, at most the offloop
+        # threads plus the web threads per process
         # (cronsvc.topology.connection_budget counts the same).
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {
@@ -355,6 +358,9 @@ CRONSVC_MAX_OPEN_STREAMS = env.int("CRONSVC_MAX_OPEN_STREAMS", default=1000)
 # Threads of each API process's executor for the async views' database work
 # (cronsvc/offloop.py): each keeps one database connection.
 CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
+# Threads of each API process that run its sync views (cronsvc/http/handler.py):
+# the requests a process serves at once beside the waiting ones.
+CRONSVC_WEB_THREADS = env.int("CRONSVC_WEB_THREADS", default=8)
 # PostgreSQL: each API process LISTENs (one connection) for runs' changes, which
 # wake its waits and streams at once; off, they poll (runs/waiters.py).
 CRONSVC_RUN_LISTENER = env.bool("CRONSVC_RUN_LISTENER", default=True)
