@@ -11,7 +11,9 @@ class CronsvcConfig(AppConfig):
         # Connecting only; the database is written when migrate has run
         # (manage.py migrate, dev, runall, the compose `migrate` service, the
         # test database), never at import.
-        from cronsvc import custom_auth, services  # noqa: PLC0415 - models load once ready
+        from cronsvc import checks, custom_auth, services  # noqa: PLC0415 - models load once ready
+
+        del checks  # registered on import
 
         # Custom auth fails at startup, with its reason, rather than on a request.
         try:
