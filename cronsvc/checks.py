@@ -4,8 +4,8 @@ MIDDLEWARE (security.W001-W003, silenced in settings) and would not see them."""
 
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
-from django.core.checks.security.csrf import W003
 from django.core.checks.security.base import W001, W002
+from django.core.checks.security.csrf import W003
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
