@@ -278,9 +278,12 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
 
 
 def mirror_delete(cron: Cron) -> None:
-    task = PeriodicTask.objects.filter(pk=cron.periodic_task_id).first()
-    if task is not None:
-        _delete_task(task)
+    """Delete a removed cron's mirror (its row is gone: nothing to unlink)."""
+    tasks = PeriodicTask.objects.filter(pk=cron.periodic_task_id)
+    clocked = tasks.values_list("clocked_id", flat=True).first()
+    tasks._raw_delete(tasks.db)
+    if clocked is not None:
+        ClockedSchedule.objects.filter(pk=clocked).delete()
 
 
 def _delete_task(task: PeriodicTask) -> None:
