@@ -306,3 +306,39 @@ def test_events_mode_records_langchains_v2_events_beside_the_other_modes(monkeyp
     assert [m["content"] for m in final["messages"]] == ["hi", "hello there"]
     # In order: the graph's start before its first state, its end after its last.
     assert rows[0][0] == "events" and rows[-1] == ("events", graph_end)
+
+
+def test_a_failing_runs_events_are_recorded_up_to_its_failure(monkeypatch):
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from runs import executor, lifecycle, wakeups
+    from runs.models import RunEvent
+
+    def broken(state):
+        raise ValueError("no")
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("broken", broken)
+    builder.add_edge(START, "broken")
+    monkeypatch.setattr(
+        "cronsvc.graphs.get_graph",
+        lambda graph_id, checkpointer=None, store=None, config=None: builder.compile(
+            checkpointer=checkpointer, store=store
+        ),
+    )
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
+    thread = thread_create()
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": []}, "stream_mode": "events"},
+        streamed=True,
+    )
+    run = lifecycle.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(run) == "error"
+
+    events = list(RunEvent.objects.filter(run=run).order_by("id").values_list("event", "data"))
+    assert [(event, data["event"], data["name"]) for event, data in events] == [
+        ("events", "on_chain_start", "LangGraph"),
+        ("events", "on_chain_start", "broken"),
+    ]
