@@ -64,24 +64,12 @@ class RunCreateIn(RunOptionsIn):
 
 
 def _run_input(request, thread_id=None, *, stream: bool = False) -> dict:
-    """runs.services.run_start's arguments from a run-creating request. `stream`:
-    a stream endpoint's, so only the stream modes it relays are accepted."""
+    """runs.services.run_start's arguments from a run-creating request (`stream`:
+    a stream endpoint's)."""
     if thread_id is not None:
         require_uuid(thread_id, "thread")
     data = validated(RunCreateIn, request.data)
-    if stream:
-        _require_supported_modes(data.get("stream_mode"))
     return {"thread_id": thread_id, "data": data, "body": request.data, "stream": stream}
-
-
-def _require_supported_modes(value) -> None:
-    modes = [value] if isinstance(value, str) else list(value or ["values"])
-    unsupported = [m for m in modes if m not in streaming.SUPPORTED_MODES]
-    if unsupported:
-        raise Invalid(
-            f"stream_mode {', '.join(map(repr, unsupported))} is not supported by cronsvc; "
-            f"supported: {', '.join(streaming.SUPPORTED_MODES)}"
-        )
 
 
 def _locations(run: Run) -> dict:

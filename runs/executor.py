@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections import deque
 from typing import Any
 
 import django.db
@@ -17,6 +18,7 @@ import psycopg
 from django.conf import settings
 from django.utils import timezone
 from langchain_core.messages import BaseMessageChunk
+from langchain_core.tracers.event_stream import _AstreamEventsCallbackHandler
 from langgraph.types import Command
 
 from cronsvc import checkpointer, graphs
@@ -94,6 +96,25 @@ def stream_modes(run: Run) -> list[str] | None:
     return list(dict.fromkeys([requested] if isinstance(requested, str) else requested))
 
 
+class _EventsHandler(_AstreamEventsCallbackHandler):
+    """LangChain's own callback handler behind `astream_events(version="v2")`,
+    attached to the sync `graph.stream` the worker runs (astream_events is
+    async only, and the checkpointer is a sync saver): it builds each v2
+    event dict (event, name, run_id, tags, metadata, data, parent_ids) as the
+    LangGraph Server streams it. LangChain runs its (never suspending)
+    callbacks from the graph's threads; the events are kept here, in order,
+    instead of being sent to an event loop's queue, until the recorder takes
+    them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: deque[dict] = deque()
+
+    def _send(self, event: Any, event_type: str) -> None:
+        if self.root_event_filter.include_event(event, event_type):
+            self.pending.append(event)
+
+
 class EventRecorder:
     """Stores what a streamed run's graph streams as RunEvent rows, named as the
     LangGraph Server names its events:
@@ -102,7 +123,14 @@ class EventRecorder:
     - "messages-tuple": LangGraph's (message chunk, metadata) pairs as
       "messages" events;
     - "messages": per message id, "messages/metadata" once, then the message so
-      far as "messages/partial" (a streamed chunk) or "messages/complete"."""
+      far as "messages/partial" (a streamed chunk) or "messages/complete";
+    - "events": LangChain's v2 callback events (on_chain_start, on_chat_model_stream,
+      ...) as "events" events, from the graph run itself down (its own
+      on_chain_stream chunks are the modes above, not events). They are
+      recorded before each chunk the graph yields and once it ends: the graph
+      is then also asked for "tasks" and "messages" (not recorded unless
+      requested), so they leave at each task's start and end and with each
+      LLM token."""
 
     def __init__(self, run: Run, modes: list[str], *, subgraphs: bool):
         self.run_id = run.run_id
@@ -110,21 +138,55 @@ class EventRecorder:
         self.tuples = "messages-tuple" in modes
         self.whole = "messages" in modes
         self.messages: dict[str, Any] = {}
-        native = ["messages" if m == "messages-tuple" else m for m in modes]
-        self.graph_modes = list(dict.fromkeys(native))  # what graph.stream is asked for
+        native = ["messages" if m == "messages-tuple" else m for m in modes if m != "events"]
+        self.recorded = set(native)
+        self.events = _EventsHandler() if "events" in modes else None
+        extra = ["tasks", "messages"] if self.events else []
+        self.graph_modes = list(dict.fromkeys(native + extra))  # what graph.stream is asked for
+        self.root_id: str | None = None
+
+    def config(self, config: dict, *, attempt: int) -> dict:
+        """`config` with the events handler among its callbacks (when "events"
+        is recorded); on a first attempt the graph run's id is the run's, as
+        on the LangGraph Server (a retry gets a fresh one)."""
+        if self.events is None:
+            return config
+        config = {**config, "callbacks": [*(config.get("callbacks") or []), self.events]}
+        if attempt <= 1:
+            config["run_id"] = self.run_id
+        return config
 
     def record(self, chunk: Any) -> None:
+        self.flush()
         if self.subgraphs:
             namespace, mode, data = chunk
         else:
             (mode, data), namespace = chunk, ()
         if mode != "messages":
-            self._store("|".join((mode, *namespace)), data)
+            if mode in self.recorded:
+                self._store("|".join((mode, *namespace)), data)
             return
         if self.tuples:
             self._store("|".join(("messages", *namespace)), data)
         if self.whole:
             self._message(*data)
+
+    def flush(self) -> None:
+        """Records the callback events produced since the last time, in order."""
+        if self.events is None or not self.events.pending:
+            return
+        rows = []
+        while self.events.pending:
+            event = self.events.pending.popleft()
+            if "langsmith:hidden" in (event.get("tags") or ()):
+                continue
+            if self.root_id is None and not event["parent_ids"]:
+                self.root_id = event["run_id"]  # the graph run: its start comes first
+            elif event["run_id"] == self.root_id and event["event"].endswith("_end"):
+                # Its input is in its start event (as astream_events sends it).
+                event = {**event, "data": {k: v for k, v in event["data"].items() if k != "input"}}
+            rows.append(RunEvent(run_id=self.run_id, event="events", data=to_jsonable(event)))
+        RunEvent.objects.bulk_create(rows)
 
     def _message(self, message: Any, metadata: dict) -> None:
         key = message.id
@@ -208,6 +270,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
     kwargs = run.kwargs or {}
     config = build_config(run)
     saver = checkpointer.get_saver()
+    recorder: EventRecorder | None = None
     try:
         graph = graphs.get_graph(
             assistant.graph_id, checkpointer=saver, store=get_store(), config=config
@@ -230,7 +293,7 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             if done
             else graph.stream(
                 graph_input,
-                config,
+                recorder.config(config, attempt=attempt) if recorder else config,
                 context=context,
                 stream_mode=recorder.graph_modes if recorder else "values",
                 subgraphs=bool(recorder and recorder.subgraphs),
@@ -254,6 +317,8 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
                 raise RunTimedOut()
         if keeper.lost.is_set():
             raise LeaseLost()
+        if recorder:
+            recorder.flush()  # the graph run's end
         snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
         values = to_jsonable(snapshot.values)
         status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
@@ -280,6 +345,8 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         )
         return LOST
     except RunCancelled as cancelled:
+        if recorder:
+            recorder.flush()
         if cancelled.action == Run.MultitaskStrategy.ROLLBACK:
             values = _roll_back(graph, run)
             lifecycle.run_rolled_back(run_id=run.run_id, values=values, attempt=attempt)
@@ -295,6 +362,8 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         )
         return Run.Status.INTERRUPTED
     except RunTimedOut:
+        if recorder:
+            recorder.flush()
         values = _safe_values(assistant.graph_id, run)
         lifecycle.run_finish(
             run_id=run.run_id,
@@ -307,6 +376,8 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
         return Run.Status.TIMEOUT
     except Exception as exc:  # noqa: BLE001 - a graph's failure is recorded on its run
         log.warning("run %s failed: %s", run.run_id, exc)
+        if recorder:
+            recorder.flush()  # what the graph did up to its failure, before its `error`
         error = f"{type(exc).__name__}: {exc}"
         lifecycle.run_finish(
             run_id=run.run_id,

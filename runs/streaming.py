@@ -33,18 +33,6 @@ from threads.models import Thread
 
 BATCH = 500
 
-# Stream modes the stream endpoints relay (runs.executor.EventRecorder records
-# them); "events" (LangChain callback events) is not one of them.
-SUPPORTED_MODES = (
-    "values",
-    "updates",
-    "messages",
-    "messages-tuple",
-    "custom",
-    "debug",
-    "tasks",
-    "checkpoints",
-)
 MESSAGE_EVENTS = {"messages/metadata", "messages/partial", "messages/complete"}
 
 

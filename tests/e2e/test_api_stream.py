@@ -96,6 +96,75 @@ def test_join_stream_replays_a_streamed_run_and_gives_a_background_run_its_value
     assert not RunEvent.objects.filter(run_id=background["run_id"]).exists()
 
 
+EVENT_FIELDS = {"event", "name", "run_id", "tags", "metadata", "data", "parent_ids"}
+
+
+def test_events_mode_streams_langchains_v2_events_as_the_langgraph_server(sdk, worker):
+    thread_id = sdk.threads.create()["thread_id"]
+
+    streamed = parts(sdk.runs.stream(thread_id, "agent", input=QUESTION, stream_mode="events"))
+
+    assert [e for e, _ in streamed] == ["metadata", "events", "events", "events", "events"]
+    run_id = streamed[0][1]["run_id"]
+    events = [d for _, d in streamed[1:]]
+    assert all(set(e) == EVENT_FIELDS for e in events)
+    assert [(e["event"], e["name"]) for e in events] == [
+        ("on_chain_start", "LangGraph"),
+        ("on_chain_start", "agent"),
+        ("on_chain_end", "agent"),
+        ("on_chain_end", "LangGraph"),
+    ]
+    graph_start, node_start, node_end, graph_end = events
+    assert graph_start["run_id"] == graph_end["run_id"] == run_id
+    assert graph_start["parent_ids"] == [] and graph_start["data"] == {"input": QUESTION}
+    assert graph_start["metadata"]["thread_id"] == thread_id
+    assert node_start["parent_ids"] == [run_id] and node_start["tags"] == ["graph:step:1"]
+    assert node_start["metadata"]["langgraph_node"] == "agent"
+    assert node_end["run_id"] == node_start["run_id"]
+    answer = node_end["data"]["output"]["messages"][0]
+    assert answer["type"] == "ai" and answer["content"].startswith("It is ")
+    assert "input" not in graph_end["data"]  # in its start, as astream_events sends it
+    assert sdk.runs.get(thread_id, run_id)["status"] == "success"
+
+
+def test_events_with_other_modes_and_joining_them_later(sdk, worker):
+    thread_id = sdk.threads.create()["thread_id"]
+
+    streamed = parts(
+        sdk.runs.stream(thread_id, "agent", input=QUESTION, stream_mode=["values", "events"])
+    )
+    run_id = streamed[0][1]["run_id"]
+    replay = parts(sdk.runs.join_stream(thread_id, run_id, last_event_id="-1"))
+    only_events = parts(
+        sdk.runs.join_stream(thread_id, run_id, last_event_id="-1", stream_mode="events")
+    )
+    resumable = sdk.runs.create(
+        thread_id, "agent", input=QUESTION, stream_mode=["events"], stream_resumable=True
+    )
+    joined = parts(sdk.runs.join_stream(thread_id, resumable["run_id"], last_event_id="-1"))
+    unwatched = sdk.runs.create(thread_id, "agent", input=QUESTION, stream_mode="events")
+    sdk.runs.join(thread_id, unwatched["run_id"])
+
+    names = [(e, d.get("event")) for e, d in streamed]
+    assert names == [
+        ("metadata", None),
+        ("events", "on_chain_start"),
+        ("values", None),
+        ("events", "on_chain_start"),
+        ("events", "on_chain_end"),
+        ("values", None),
+        ("events", "on_chain_end"),
+    ]
+    assert [m["type"] for m in streamed[-2][1]["messages"]] == ["human", "ai"]
+    assert replay == streamed
+    assert only_events == [streamed[0]] + [p for p in streamed if p[0] == "events"]
+    assert [e for e, _ in joined] == ["metadata", "events", "events", "events", "events"]
+    assert joined[1][1]["run_id"] == resumable["run_id"]
+    assert all(set(d) == EVENT_FIELDS for _, d in joined[1:])
+    # Nobody asked to watch it: no events were produced.
+    assert not RunEvent.objects.filter(run_id=unwatched["run_id"]).exists()
+
+
 def test_a_failing_run_ends_its_stream_with_an_error_event(sdk, worker):
     thread_id = sdk.threads.create()["thread_id"]
 
@@ -115,8 +184,8 @@ def test_stream_errors_are_json_and_write_nothing(sdk, live_server):
 
     with pytest.raises(NotFoundError):
         parts(sdk.runs.stream("00000000-0000-0000-0000-000000000000", "agent", input=QUESTION))
-    with pytest.raises(UnprocessableEntityError) as unsupported:
-        parts(sdk.runs.stream(thread_id, "agent", input=QUESTION, stream_mode="events"))
+    with pytest.raises(UnprocessableEntityError) as unknown:
+        parts(sdk.runs.stream(thread_id, "agent", input=QUESTION, stream_mode="everything"))
     response = httpx.post(
         f"{live_server.url}/runs/stream",
         json={"assistant_id": "nope", "input": QUESTION},
@@ -125,7 +194,7 @@ def test_stream_errors_are_json_and_write_nothing(sdk, live_server):
     with pytest.raises(NotFoundError):
         parts(sdk.runs.join_stream(thread_id, "00000000-0000-0000-0000-000000000000"))
 
-    assert "stream_mode 'events' is not supported" in unsupported.value.response.json()["detail"]
+    assert "stream_mode" in unknown.value.response.json()["detail"]
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/json"
     assert "Invalid assistant" in response.json()["detail"]

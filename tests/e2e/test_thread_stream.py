@@ -118,6 +118,29 @@ def test_last_event_id_resumes_without_loss_and_lifecycle_sends_only_starts_and_
     ]
 
 
+def test_a_run_asking_for_events_sends_them_on_the_thread_stream(sdk, worker):
+    thread_id = sdk.threads.create()["thread_id"]
+    joined = Joined(sdk, thread_id, ends=1)
+    states = Joined(sdk, thread_id, ends=1, stream_mode=["lifecycle", "state_update"])
+
+    run = sdk.runs.create(thread_id, "agent", input=QUESTION, stream_mode=["updates", "events"])
+    parts = joined.result()
+
+    names = [(p.event, p.data.get("event") if p.event == "events" else None) for p in parts]
+    assert names == [
+        ("metadata", None),
+        ("events", "on_chain_start"),
+        ("events", "on_chain_start"),
+        ("events", "on_chain_end"),
+        ("updates", None),
+        ("events", "on_chain_end"),
+        ("end", None),
+    ]
+    assert parts[1].data["run_id"] == run["run_id"] and parts[1].data["parent_ids"] == []
+    assert parts[2].data["name"] == "agent" and parts[2].data["parent_ids"] == [run["run_id"]]
+    assert [p.event for p in states.result()] == ["metadata", "end"]
+
+
 def test_a_run_on_a_thread_nobody_streams_records_no_events(sdk, worker):
     thread_id = sdk.threads.create()["thread_id"]
 

@@ -103,6 +103,20 @@ def test_event_streams_and_errors_where_they_apply(document):
     ] == {"$ref": "#/components/schemas/Cron"}
     graph = paths["/assistants/{assistant_id}/graph"]["get"]["parameters"]
     assert "graph" in next(p for p in graph if p["name"] == "assistant_id")["description"]
+    # Every stream mode of the LangGraph Server's document, "events" included.
+    join = paths["/threads/{thread_id}/runs/{run_id}/stream"]["get"]["parameters"]
+    modes = next(p for p in join if p["name"] == "stream_mode")["schema"]["items"]["enum"]
+    assert set(modes) == {
+        "values",
+        "messages",
+        "messages-tuple",
+        "tasks",
+        "checkpoints",
+        "updates",
+        "events",
+        "debug",
+        "custom",
+    }
 
 
 def test_the_api_key_scheme_is_declared(document):

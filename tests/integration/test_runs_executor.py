@@ -241,3 +241,104 @@ def test_messages_mode_records_a_message_as_it_grows_and_tuple_mode_each_chunk(m
     assert meta["metadata"]["langgraph_node"] == "chat"
     assert all(data[0]["id"] == message_id for event, data in events if event == "messages/partial")
     assert not [e for e, _ in events if e == "messages/complete"]  # streamed, not repeated
+
+
+def test_events_mode_records_langchains_v2_events_beside_the_other_modes(monkeypatch):
+    # As the LangGraph Server sends stream_mode="events": astream_events(version="v2")
+    # dicts, the graph run's own on_chain_stream chunks left to the other modes.
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from runs import executor, lifecycle, wakeups
+    from runs.models import RunEvent
+
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="hello there")]))
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_edge(START, "chat")
+    monkeypatch.setattr(
+        "cronsvc.graphs.get_graph",
+        lambda graph_id, checkpointer=None, store=None, config=None: builder.compile(
+            checkpointer=checkpointer, store=store
+        ),
+    )
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
+    thread = thread_create()
+    question = {"messages": [{"role": "user", "content": "hi"}]}
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": question, "stream_mode": ["values", "events"]},
+        streamed=True,
+    )
+    run = lifecycle.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(run) == "success"
+
+    rows = list(RunEvent.objects.filter(run=run).order_by("id").values_list("event", "data"))
+    assert {event for event, _ in rows} == {"values", "events"}  # no tasks or messages
+    events = [data for event, data in rows if event == "events"]
+    assert [e["event"] for e in events] == [
+        "on_chain_start",
+        "on_chain_start",
+        "on_chat_model_start",
+        "on_chat_model_stream",
+        "on_chat_model_stream",
+        "on_chat_model_stream",
+        "on_chat_model_end",
+        "on_chain_end",
+        "on_chain_end",
+    ]
+    for event in events:
+        assert set(event) == {"event", "name", "run_id", "tags", "metadata", "data", "parent_ids"}
+    graph_start, node_start, model_start = events[:3]
+    assert graph_start["run_id"] == str(run.run_id)  # the graph run is the run, as there
+    assert graph_start["parent_ids"] == [] and graph_start["data"] == {"input": question}
+    assert node_start["name"] == "chat" and node_start["parent_ids"] == [str(run.run_id)]
+    assert node_start["metadata"]["langgraph_node"] == "chat"
+    assert node_start["metadata"]["thread_id"] == str(thread.thread_id)
+    assert model_start["parent_ids"] == [str(run.run_id), node_start["run_id"]]
+    tokens = [e["data"]["chunk"]["content"] for e in events if e["event"] == "on_chat_model_stream"]
+    assert tokens == ["hello", " ", "there"]
+    graph_end = events[-1]
+    assert graph_end["run_id"] == str(run.run_id) and "input" not in graph_end["data"]
+    final = [data for event, data in rows if event == "values"][-1]
+    assert [m["content"] for m in final["messages"]] == ["hi", "hello there"]
+    # In order: the graph's start before its first state, its end after its last.
+    assert rows[0][0] == "events" and rows[-1] == ("events", graph_end)
+
+
+def test_a_failing_runs_events_are_recorded_up_to_its_failure(monkeypatch):
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from runs import executor, lifecycle, wakeups
+    from runs.models import RunEvent
+
+    def broken(state):
+        raise ValueError("no")
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("broken", broken)
+    builder.add_edge(START, "broken")
+    monkeypatch.setattr(
+        "cronsvc.graphs.get_graph",
+        lambda graph_id, checkpointer=None, store=None, config=None: builder.compile(
+            checkpointer=checkpointer, store=store
+        ),
+    )
+    monkeypatch.setattr(wakeups, "wake_thread", lambda thread_id: None)
+    thread = thread_create()
+    run_create(
+        thread=thread,
+        assistant=assistant_get_or_404("agent"),
+        kwargs={"input": {"messages": []}, "stream_mode": "events"},
+        streamed=True,
+    )
+    run = lifecycle.run_claim_next(thread_id=thread.thread_id)
+    assert executor.execute(run) == "error"
+
+    events = list(RunEvent.objects.filter(run=run).order_by("id").values_list("event", "data"))
+    assert [(event, data["event"], data["name"]) for event, data in events] == [
+        ("events", "on_chain_start", "LangGraph"),
+        ("events", "on_chain_start", "broken"),
+    ]
