@@ -16,6 +16,7 @@ from crons import firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron
+from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
 from cronsvc.errors import CronNotFound, Invalid
 from cronsvc.models import Assistant
@@ -133,8 +134,9 @@ def cron_update(
     effect from now (the next tick is recomputed). `on_run_completed` only
     applies to a stateless cron: None leaves it, "" sets the default."""
     webhook_require_valid(payload)
-    # Custom auth: crons.update decides (a cron its filter hides is not found),
-    # and the metadata its handler leaves is what is merged in.
+    # Custom auth: crons.update decides (a cron its filter hides, or on a thread
+    # the caller may not read, is not found), and the metadata its handler
+    # leaves is what is merged in.
     value = {
         "cron_id": cron.pk,
         "payload": payload,
@@ -144,7 +146,7 @@ def cron_update(
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", "update", value))
     metadata = value.get("metadata")
     found = Cron.objects.select_for_update().filter(allowed).filter(pk=cron.pk).first()
-    if found is None:
+    if found is None or not cron_thread_visible(found):
         raise CronNotFound(f"Cron '{value['cron_id']}' not found")
     cron = found
     reschedule = False

@@ -315,6 +315,46 @@ def test_mutated_metadata_is_stored_and_a_filtered_update_changes_nothing(users,
     assert updated["metadata"] == {"topic": "x", "owner": "ada", "y": 2}
 
 
+def test_a_thread_cron_is_not_found_where_its_thread_is_not(users, live_server):
+    """A cron on a thread the caller's threads handler filters out is a 404 on
+    get, update and delete (and absent from search), whatever crons allows."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+    asked: list = []
+
+    @auth.on.threads
+    async def own_threads(ctx, value):
+        if ctx.action == "create":
+            value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+        elif ctx.action == "read":
+            asked.append(value.get("thread_id"))
+        return {"owner": ctx.user.identity}
+
+    ada, bob = users(auth)  # no crons handler: crons themselves are open to all
+    thread = ada.threads.create()
+    cron = ada.crons.create_for_thread(thread["thread_id"], "agent", schedule="0 9 * * *")
+    stateless = ada.crons.create("agent", schedule="0 10 * * *")
+    cron_id = cron["cron_id"]
+
+    asked.clear()
+    assert http(live_server, "GET", f"/runs/crons/{cron_id}").status_code == 404
+    assert status_of(lambda: bob.crons.update(cron_id, schedule="0 1 * * *", enabled=False)) == 404
+    assert status_of(lambda: bob.crons.delete(cron_id)) == 404
+    # the handler is asked about the cron's thread, by id
+    assert {str(t) for t in asked} == {thread["thread_id"]}
+    assert [c["cron_id"] for c in bob.crons.search()] == [stateless["cron_id"]]
+    assert bob.crons.count() == 1
+    stored = Cron.objects.get(pk=cron_id)
+    assert (stored.schedule, stored.enabled) == ("0 9 * * *", True)
+
+    # A stateless cron has no thread to hide it; the thread's owner keeps hers.
+    changed = bob.crons.update(stateless["cron_id"], schedule="0 11 * * *")
+    assert changed["schedule"] == "0 11 * * *"
+    assert ada.crons.update(cron_id, schedule="0 1 * * *")["schedule"] == "0 1 * * *"
+    ada.crons.delete(cron_id)
+    assert not Cron.objects.filter(pk=cron_id).exists()
+
+
 def test_runs_carry_their_user_in_configurable(users):
     ada, _ = users(owner_auth())
     thread = ada.threads.create()
