@@ -18,7 +18,7 @@ from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirror
 from crons.models import Cron
 from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
-from cronsvc.errors import CronNotFound, Invalid
+from cronsvc.errors import AssistantNotFound, CronNotFound, Invalid, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text
 from runs.webhooks.guard import url_problem
@@ -56,6 +56,28 @@ def webhook_require_valid(payload: dict | None) -> None:
         raise Invalid(problem)
 
 
+def _create_filter_require(
+    filter_: dict[str, Any], *, thread: Thread | None, assistant: Assistant
+) -> None:
+    """A filter returned by crons.create, applied as the LangGraph Server
+    applies it: to what the cron is created on. A thread cron's thread, and an
+    assistant other than the default ones made from langgraph.json, must match
+    it; otherwise the cron is not created and the answer is a 404 (the
+    server's "Thread not found or not authorized"). The cron's own metadata is
+    what the handler left in value["metadata"]; it is not checked, as there."""
+    if (
+        thread is not None
+        and not Thread.objects.filter(pk=thread.pk).filter(custom_auth.filter_q(filter_)).exists()
+    ):
+        raise ThreadNotFound(f"Thread with ID {thread.pk} not found or not authorized")
+    if (
+        not Assistant.objects.filter(pk=assistant.pk)
+        .filter(custom_auth.assistant_read_q(filter_))
+        .exists()
+    ):
+        raise AssistantNotFound(f"Assistant '{assistant.pk}' not found or not authorized")
+
+
 @transaction.atomic
 def cron_create(
     *,
@@ -85,8 +107,10 @@ def cron_create(
         "end_time": end_time,
         "metadata": dict(metadata or {}),
     }
-    custom_auth.authorize("crons", "create", value)
+    filter_ = custom_auth.authorize("crons", "create", value)
     metadata = value.get("metadata")
+    if filter_:
+        _create_filter_require(filter_, thread=thread, assistant=assistant)
     if user is not None:
         user_id = user.identity
     validate_schedule(schedule, timezone)

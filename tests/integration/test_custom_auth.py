@@ -355,6 +355,44 @@ def test_a_thread_cron_is_not_found_where_its_thread_is_not(users, live_server):
     assert not Cron.objects.filter(pk=cron_id).exists()
 
 
+def test_a_crons_create_filter_applies_to_the_thread_and_the_assistant(users):
+    """As on the LangGraph Server: a filter from crons.create must match a
+    thread cron's thread and an assistant other than the default ones, else
+    404 and no cron; False is a 403."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on(resources=["threads", "assistants"], actions=["create"])
+    async def stamp(ctx, value):
+        value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+
+    @auth.on.crons.create
+    async def on_own_things(ctx, value):
+        if ctx.user.identity == "bob" and value["payload"].get("schedule") == "1 1 * * *":
+            return False
+        value["metadata"]["owner"] = ctx.user.identity  # value always carries metadata
+        return {"owner": ctx.user.identity}
+
+    ada, bob = users(auth)  # reads are open to all here
+    thread = ada.threads.create()
+    assistant = ada.assistants.create("agent")
+    assert bob.threads.get(thread["thread_id"])["thread_id"] == thread["thread_id"]
+    assert bob.assistants.get(assistant["assistant_id"])["assistant_id"]
+
+    tid, aid = thread["thread_id"], assistant["assistant_id"]
+    assert status_of(lambda: bob.crons.create_for_thread(tid, "agent", schedule="0 9 * * *")) == 404
+    assert status_of(lambda: bob.crons.create(aid, schedule="0 9 * * *")) == 404
+    assert status_of(lambda: bob.crons.create("agent", schedule="1 1 * * *")) == 403
+    assert status_of(lambda: bob.crons.create_for_thread(tid, "agent", schedule="1 1 * * *")) == 403
+    assert Cron.objects.count() == 0
+
+    # The default assistants pass; ada's own thread and assistant do.
+    assert bob.crons.create("agent", schedule="0 9 * * *")["metadata"] == {"owner": "bob"}
+    mine = ada.crons.create_for_thread(tid, aid, schedule="0 9 * * *", metadata={"k": 1})
+    assert Cron.objects.get(pk=mine["cron_id"]).metadata == {"k": 1, "owner": "ada"}
+    assert Cron.objects.count() == 2
+
+
 def test_runs_carry_their_user_in_configurable(users):
     ada, _ = users(owner_auth())
     thread = ada.threads.create()
