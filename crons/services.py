@@ -108,6 +108,9 @@ def cron_create(
         "metadata": dict(metadata or {}),
     }
     filter_ = custom_auth.authorize("crons", "create", value)
+    # What the handler left is what is stored: the payload (the runs' kwargs and
+    # metadata) and the cron's own metadata, changed in place or replaced.
+    payload = value.get("payload") or {}
     metadata = value.get("metadata")
     if filter_:
         _create_filter_require(filter_, thread=thread, assistant=assistant)
@@ -127,7 +130,7 @@ def cron_create(
         thread=thread,
         schedule=schedule,
         timezone=timezone or None,
-        payload=payload or {},
+        payload=payload,
         metadata=metadata or {},
         end_time=end_time,
         enabled=enabled,
@@ -157,10 +160,9 @@ def cron_update(
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
     effect from now (the next tick is recomputed). `on_run_completed` only
     applies to a stateless cron: None leaves it, "" sets the default."""
-    webhook_require_valid(payload)
     # Custom auth: crons.update decides (a cron its filter hides, or on a thread
-    # the caller may not read, is not found), and the metadata its handler
-    # leaves is what is merged in.
+    # the caller may not read, is not found), and the payload and metadata its
+    # handler leaves (changed in place or replaced) are what is merged in.
     value = {
         "cron_id": cron.pk,
         "payload": payload,
@@ -168,7 +170,9 @@ def cron_update(
         "metadata": dict(metadata or {}),
     }
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", "update", value))
+    payload = value.get("payload")
     metadata = value.get("metadata")
+    webhook_require_valid(payload)
     found = Cron.objects.select_for_update().filter(allowed).filter(pk=cron.pk).first()
     if found is None or not cron_thread_visible(found):
         raise CronNotFound(f"Cron '{value['cron_id']}' not found")

@@ -393,6 +393,42 @@ def test_a_crons_create_filter_applies_to_the_thread_and_the_assistant(users):
     assert Cron.objects.count() == 2
 
 
+def test_crons_handlers_changes_to_the_payload_are_stored(users):
+    """What a crons.create or crons.update handler leaves in value["payload"]
+    and value["metadata"], changed in place or replaced, is what is stored."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on.crons
+    async def bill(ctx, value):
+        if ctx.action in ("create", "update"):
+            payload = value.get("payload") or {}
+            run_metadata = {**(payload.get("metadata") or {}), "billed_to": ctx.user.identity}
+            value["payload"] = {**payload, "metadata": run_metadata}
+            value["metadata"] = {**(value.get("metadata") or {}), "by": ctx.user.identity}
+
+    ada, bob = users(auth)
+    cron = ada.crons.create("agent", schedule="0 9 * * *", metadata={"team": "ops"}, input=QUESTION)
+    assert cron["metadata"] == {"team": "ops", "by": "ada"}
+    stored = Cron.objects.get(pk=cron["cron_id"])
+    assert stored.payload["metadata"] == {"team": "ops", "billed_to": "ada"}
+    assert stored.payload["input"] == QUESTION
+    assert stored.metadata == {"team": "ops", "by": "ada"}
+
+    updated = bob.crons.update(cron["cron_id"], schedule="0 10 * * *")
+    assert updated["metadata"] == {"team": "ops", "by": "bob"}
+    stored.refresh_from_db()
+    # a PATCH's run options replace the payload's (here: its metadata)
+    assert stored.payload["metadata"] == {"billed_to": "bob"}
+    assert stored.payload["input"] == QUESTION
+    assert (stored.schedule, stored.metadata) == ("0 10 * * *", {"team": "ops", "by": "bob"})
+
+    # The runs of its ticks carry the payload's metadata.
+    _, instant = _due(cron["cron_id"])
+    assert ticking.fire_due(now=instant).fired == 1
+    assert Run.objects.get(cron_id=cron["cron_id"]).metadata["billed_to"] == "bob"
+
+
 def test_runs_carry_their_user_in_configurable(users):
     ada, _ = users(owner_auth())
     thread = ada.threads.create()
