@@ -16,8 +16,9 @@ from crons import firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron, Tick
+from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
-from cronsvc.errors import CronNotFound, Invalid
+from cronsvc.errors import AssistantNotFound, CronNotFound, Invalid, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text
 from runs.models import Run
@@ -56,6 +57,28 @@ def webhook_require_valid(payload: dict | None) -> None:
         raise Invalid(problem)
 
 
+def _create_filter_require(
+    filter_: dict[str, Any], *, thread: Thread | None, assistant: Assistant
+) -> None:
+    """A filter returned by crons.create, applied as the LangGraph Server
+    applies it: to what the cron is created on. A thread cron's thread, and an
+    assistant other than the default ones made from langgraph.json, must match
+    it; otherwise the cron is not created and the answer is a 404 (the
+    server's "Thread not found or not authorized"). The cron's own metadata is
+    what the handler left in value["metadata"]; it is not checked, as there."""
+    if (
+        thread is not None
+        and not Thread.objects.filter(pk=thread.pk).filter(custom_auth.filter_q(filter_)).exists()
+    ):
+        raise ThreadNotFound(f"Thread with ID {thread.pk} not found or not authorized")
+    if (
+        not Assistant.objects.filter(pk=assistant.pk)
+        .filter(custom_auth.assistant_read_q(filter_))
+        .exists()
+    ):
+        raise AssistantNotFound(f"Assistant '{assistant.pk}' not found or not authorized")
+
+
 @transaction.atomic
 def cron_create(
     *,
@@ -85,8 +108,13 @@ def cron_create(
         "end_time": end_time,
         "metadata": dict(metadata or {}),
     }
-    custom_auth.authorize("crons", "create", value)
+    filter_ = custom_auth.authorize("crons", "create", value)
+    # What the handler left is what is stored: the payload (the runs' kwargs and
+    # metadata) and the cron's own metadata, changed in place or replaced.
+    payload = value.get("payload") or {}
     metadata = value.get("metadata")
+    if filter_:
+        _create_filter_require(filter_, thread=thread, assistant=assistant)
     if user is not None:
         user_id = user.identity
     validate_schedule(schedule, timezone)
@@ -103,7 +131,7 @@ def cron_create(
         thread=thread,
         schedule=schedule,
         timezone=timezone or None,
-        payload=payload or {},
+        payload=payload,
         metadata=metadata or {},
         end_time=end_time,
         enabled=enabled,
@@ -133,9 +161,9 @@ def cron_update(
     """Change a cron; a new schedule, timezone, end_time or re-enabling takes
     effect from now (the next tick is recomputed). `on_run_completed` only
     applies to a stateless cron: None leaves it, "" sets the default."""
-    webhook_require_valid(payload)
-    # Custom auth: crons.update decides (a cron its filter hides is not found),
-    # and the metadata its handler leaves is what is merged in.
+    # Custom auth: crons.update decides (a cron its filter hides, or on a thread
+    # the caller may not read, is not found), and the payload and metadata its
+    # handler leaves (changed in place or replaced) are what is merged in.
     value = {
         "cron_id": cron.pk,
         "payload": payload,
@@ -143,7 +171,9 @@ def cron_update(
         "metadata": dict(metadata or {}),
     }
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", "update", value))
+    payload = value.get("payload")
     metadata = value.get("metadata")
+    webhook_require_valid(payload)
     found = (
         Cron.objects.select_for_update(of=("self",))
         .select_related("periodic_task")
@@ -151,7 +181,7 @@ def cron_update(
         .filter(pk=cron.pk)
         .first()
     )
-    if found is None:
+    if found is None or not cron_thread_visible(found):
         raise CronNotFound(f"Cron '{value['cron_id']}' not found")
     cron = found
     reschedule = False
