@@ -158,6 +158,11 @@ class _AdminOnly:
     """Skipped outside the admin: the API authenticates each request by its
     headers (cronsvc.http.auth), never by a session cookie."""
 
+    def __call__(self, request):
+        if not _admin(request) and not iscoroutinefunction(self):
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
     async def __acall__(self, request):
         if not _admin(request):
             return await self.get_response(request)
