@@ -256,6 +256,9 @@ class CronTriggerIn(_NoOtherKeys):
 
 
 class CronBackfillIn(_NoOtherKeys):
+    """The range of instants to fire: [start, end), end at most now, start
+    within the tick retention, at most 1,000 instants."""
+
     start = serializers.DateTimeField(help_text="ISO 8601; the first instant considered")
     end = serializers.DateTimeField(help_text="ISO 8601, at most now; excluded")
 

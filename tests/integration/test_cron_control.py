@@ -212,6 +212,23 @@ def test_a_backfilled_instant_is_not_fired_again_by_beat():
 
 
 @pytest.mark.django_db
+def test_a_skipped_instant_is_fired_once_by_two_backfills():
+    cron = make_cron("*/10 * * * *", start=z("2026-05-01T00:00:30Z"), payload={"input": QUESTION})
+    cron = Cron.objects.select_related("assistant", "thread").get(pk=cron.pk)
+    instant = z("2026-05-01T00:10:00Z")
+    skipped = dispatch.record_tick(cron, instant, Tick.Status.SKIPPED, "missed by 900 s")
+    stale = Tick.objects.get(pk=skipped.pk)  # what a second backfill read before the first fired
+
+    first = dispatch.refire_tick(cron, skipped)
+    second = dispatch.refire_tick(cron, stale)
+
+    assert (first.status, first.kind) == ("fired", "backfill")
+    assert second is None  # the conditional update found it fired: its run was undone
+    assert Run.objects.filter(cron=cron).count() == 1
+    assert Tick.objects.get(pk=skipped.pk).run_id == first.run_id
+
+
+@pytest.mark.django_db
 def test_backfill_follows_the_dst_rule():
     # 30 2 * * * on the spring-forward day in New York fires at 03:00 local (07:00Z).
     cron = make_cron("30 2 * * *", "America/New_York", start=z("2026-03-01T00:00:00Z"))
