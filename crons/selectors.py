@@ -1,5 +1,7 @@
 """Reads of crons."""
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet
 
 from crons import firetime
@@ -7,6 +9,7 @@ from crons.models import Cron, Tick
 from cronsvc import custom_auth
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
+from runs.models import Run
 from threads.models import Thread
 from threads.selectors import thread_auth_q
 
@@ -94,8 +97,33 @@ def cron_search(
     return order(qs, sort_by or "created_at", sort_order or "desc", allowed=SORTABLE)
 
 
-def cron_ticks(cron: Cron) -> QuerySet[Tick]:
-    return Tick.objects.filter(cron=cron).order_by("-scheduled_at")
+def cron_ticks(cron: Cron, *, status: str | None = None) -> QuerySet[Tick]:
+    """A cron's ticks, newest first (manual ones by their second, then as made)."""
+    qs = Tick.objects.filter(cron=cron)
+    if status is not None:
+        qs = qs.filter(status=status)
+    return qs.order_by("-scheduled_at", "-id")
+
+
+def tick_run(tick: Tick) -> Run | None:
+    """The run a tick created, while it exists."""
+    if tick.run_id is None:
+        return None
+    return Run.objects.filter(pk=tick.run_id).order_by().first()
+
+
+def tick_runs(ticks: list[Tick]) -> dict:
+    """run_id -> (status, attempts) of the ticks' runs that still exist."""
+    run_ids = {t.run_id for t in ticks if t.run_id is not None}
+    rows = Run.objects.filter(pk__in=run_ids).values_list("run_id", "status", "attempts")
+    return {run_id: (status, attempts) for run_id, status, attempts in rows}
+
+
+def cron_next_fires(cron: Cron, *, after: datetime, limit: int) -> list[datetime]:
+    """The cron's next `limit` instants after `after`, by the fire-time module
+    beat uses (DST rule included); none past its end_time."""
+    instants = firetime.next_fires(cron.schedule, cron.timezone, after, limit)
+    return [t for t in instants if cron.end_time is None or t <= cron.end_time]
 
 
 def cron_next_run_date(cron: Cron):

@@ -511,6 +511,48 @@ def test_a_denied_owner_makes_the_tick_rejected(users, path):
     assert Thread.objects.count() == 0
 
 
+def test_trigger_and_backfill_need_update_ticks_and_schedule_need_read(
+    users, live_server, parked_runs
+):
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on(resources=["threads", "crons"], actions=["create"])
+    async def stamp(ctx, value):
+        value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+
+    @auth.on(resources=["crons"], actions=["update", "delete"])
+    async def only_owner_changes(ctx, value):
+        return {"owner": ctx.user.identity}
+
+    ada, _ = users(auth)  # crons.read is open here
+    cron = ada.crons.create("agent", schedule="*/10 * * * *", input=QUESTION)
+    base = f"/runs/crons/{cron['cron_id']}"
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    window = {"start": (end - dt.timedelta(hours=1)).isoformat(), "end": end.isoformat()}
+
+    assert http(live_server, "GET", f"{base}/ticks").status_code == 200
+    assert http(live_server, "GET", f"{base}/schedule").status_code == 200
+    assert http(live_server, "POST", f"{base}/trigger", json={}).status_code == 404
+    assert http(live_server, "POST", f"{base}/backfill", json=window).status_code == 404
+    assert (Tick.objects.count(), Run.objects.count()) == (0, 0)
+
+    # The owner may; the tick fires as the owner (threads.create ran as ada).
+    triggered = ada.http.post(f"{base}/trigger", json=None)
+    run = Run.objects.select_related("thread", "assistant").get(pk=triggered["run_id"])
+    assert build_config(run)["configurable"]["langgraph_auth_user_id"] == "ada"
+    assert run.thread.metadata["owner"] == "ada"
+    assert ada.http.post(f"{base}/backfill", json=window)["fired"] == 6
+
+    @auth.on(resources=["crons"], actions=["read"])
+    async def only_owner_reads(ctx, value):
+        return {"owner": ctx.user.identity}
+
+    assert http(live_server, "GET", f"{base}/ticks").status_code == 404
+    assert http(live_server, "GET", f"{base}/schedule").status_code == 404
+    assert len(ada.http.get(f"{base}/ticks", params={"limit": 100})) == 7
+
+
 def test_a_cron_on_a_thread_its_owner_lost_is_rejected(users):
     ada, _ = users(owner_auth())
     thread = ada.threads.create()
