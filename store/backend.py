@@ -38,6 +38,7 @@ from langgraph.store.base import BaseStore, TTLConfig
 from cronsvc import checkpointer
 from store.index import (
     StoreConfigError,
+    StoreSetupError,
     parse_index,
     pgvector_problem,
     resolve_embed,
@@ -112,14 +113,14 @@ def setup_index_tables(plan: Any = None, **_: Any) -> None:
     if not _is_postgres():
         problem = sqlite_vec_problem()
         if problem:
-            raise StoreConfigError(problem)
+            raise StoreSetupError(problem)
         return  # SqliteStore creates its tables when opened (get_store)
     from langgraph.store.postgres import PostgresStore  # noqa: PLC0415 - PostgreSQL only
 
     with _postgres_connect() as conn:
         problem = pgvector_problem(conn)
         if problem:
-            raise StoreConfigError(problem)
+            raise StoreSetupError(problem)
         PostgresStore(conn, index=index).setup()  # type: ignore[arg-type]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 from langchain_core.embeddings import Embeddings
 
 INDEX_KEYS = ("dims", "embed", "fields")
@@ -43,6 +44,11 @@ PGVECTOR_HELP = (
 
 class StoreConfigError(ImproperlyConfigured, ValueError):
     """`langgraph.json`'s "store" cannot be used; the message says why."""
+
+
+class StoreSetupError(CommandError, StoreConfigError):
+    """Raised by `migrate` (the store's vector setup): manage.py prints the
+    message alone, without a traceback."""
 
 
 def parse_index(index: Any) -> dict[str, Any]:

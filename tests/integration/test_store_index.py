@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from langchain_core.embeddings import Embeddings
 
@@ -203,6 +203,7 @@ def test_migrate_and_the_store_say_pgvector_is_missing(configure):
     with pytest.raises(StoreConfigError) as raised:
         call_command("migrate", verbosity=0, interactive=False)
     assert "needs the pgvector extension" in str(raised.value)
+    assert isinstance(raised.value, CommandError)  # manage.py prints the message alone
     assert "pgvector/pgvector:pg17" in str(raised.value)
     with pytest.raises(StoreConfigError, match="pgvector/pgvector:pg17"):
         backend.get_store()
@@ -308,3 +309,15 @@ def test_semantic_search(indexed_store, sdk):
         "bird",
         "hidden",
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_postgres_store_checks_its_vector_table_against_dims(configure):
+    if connection.vendor != "postgresql" or not _pgvector_available():
+        pytest.skip("needs PostgreSQL with pgvector (use pgvector/pgvector:pg17)")
+    configure({"index": {"dims": DIMS, "embed": "tests.store_embeddings:embed"}})
+    call_command("migrate", verbosity=0, interactive=False)  # creates the vector tables
+    assert backend.get_store().index_config["dims"] == DIMS
+    configure({"index": {"dims": DIMS + 1, "embed": "tests.store_embeddings:embed"}})
+    with pytest.raises(StoreConfigError, match=rf"vector\({DIMS}\), but store.index.dims is 5"):
+        backend.get_store()
