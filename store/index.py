@@ -19,10 +19,14 @@ sqlite-vec loaded into Python's sqlite3 on SQLite.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
+import inspect
 import sqlite3
 import sys
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +92,39 @@ def parse_index(index: Any) -> dict[str, Any]:
     if fields is not None:
         out["fields"] = list(fields)
     return out
+
+
+class AsyncEmbeddings(Embeddings):
+    """An async embedding function usable from sync code too: cronsvc's store
+    calls are sync (the API's views, the store's batch), where LangGraph's own
+    wrapper refuses an async-only function. A sync call runs it on a loop of
+    its own (in a helper thread when this one already runs a loop)."""
+
+    def __init__(self, afunc: Callable[[Sequence[str]], Awaitable[list[list[float]]]]) -> None:
+        self.afunc = afunc
+
+    def _run(self, texts: list[str]) -> list[list[float]]:
+        async def call() -> list[list[float]]:
+            return await self.afunc(texts)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(call())
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, call()).result()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._run(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._run([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await self.afunc(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return (await self.afunc([text]))[0]
 
 
 def _import_file(path: Path) -> Any:
@@ -161,6 +198,8 @@ def resolve_embed(spec: str, base: Path) -> Embeddings:
             f'"store.index.embed" {spec!r} is {kind}: name a function '
             "(a list of texts -> a list of vectors) or an Embeddings instance"
         )
+    if inspect.iscoroutinefunction(obj):
+        return AsyncEmbeddings(obj)
     return ensure_embeddings(obj)
 
 

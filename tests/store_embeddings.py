@@ -2,7 +2,7 @@
 dimension per word of VOCABULARY, counting its occurrences (case-insensitive),
 so "cats" and "a cat" land near each other and far from "dogs" with no model
 or network. Named from langgraph.json as "tests.store_embeddings:embed" (a
-function) or "tests.store_embeddings:embeddings" (an Embeddings object)."""
+function), ":aembed" (an async one) or ":embeddings" (an Embeddings object)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def _vector(text: str) -> list[float]:
 
 def embed(texts: Sequence[str]) -> list[list[float]]:
     return [_vector(text) for text in texts]
+
+
+async def aembed(texts: Sequence[str]) -> list[list[float]]:
+    return embed(texts)
 
 
 class WordCountEmbeddings(Embeddings):

@@ -4,6 +4,7 @@ that nothing changes without it, and semantic search itself where the
 extension exists (pgvector on PostgreSQL, sqlite-vec loadable by sqlite3 on
 SQLite; skipped with the reason otherwise)."""
 
+import asyncio
 import json
 import sqlite3
 import sys
@@ -28,6 +29,9 @@ NOT_CALLABLE = 3
 
 def embed(texts):
     return [[1.0, 0.0, 0.0] for _ in texts]
+
+async def aembed(texts):
+    return [[0.0, 1.0, 0.0] for _ in texts]
 """
 
 
@@ -64,6 +68,17 @@ def test_an_embed_function_is_loaded_relative_to_langgraph_json(configure):
     assert index["fields"] == ["text"]
     assert isinstance(index["embed"], Embeddings)
     assert index["embed"].embed_query("anything") == [1.0, 0.0, 0.0]
+
+
+def test_an_async_embed_function_works_from_sync_and_async_code(configure):
+    configure({"index": {"dims": 3, "embed": "./emb.py:aembed"}})
+    embeddings = backend.index_config()["embed"]
+    assert embeddings.embed_documents(["a", "b"]) == [[0.0, 1.0, 0.0]] * 2
+
+    async def inside_a_loop():
+        return embeddings.embed_query("a"), await embeddings.aembed_query("b")
+
+    assert asyncio.run(inside_a_loop()) == ([0.0, 1.0, 0.0], [0.0, 1.0, 0.0])
 
 
 def test_an_embeddings_object_or_function_by_module_path(configure):
@@ -250,11 +265,21 @@ def test_without_an_index_a_query_is_ignored_as_on_the_langgraph_server(sdk):
 # --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
+@pytest.fixture(
+    params=[
+        ("postgres", "embed"),
+        ("postgres", "aembed"),
+        ("sqlite", "embed"),
+        ("sqlite", "aembed"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def indexed_store(request, configure, monkeypatch, settings, tmp_path):
-    """The store with an index (the word-count embedding), on PostgreSQL with
-    pgvector or on SQLite with sqlite-vec; skipped where the extension is missing."""
-    if request.param == "postgres":
+    """The store with an index (the word-count embedding, a function or an async
+    one), on PostgreSQL with pgvector or on SQLite with sqlite-vec; skipped where
+    the extension is missing."""
+    database, embed = request.param
+    if database == "postgres":
         if connection.vendor != "postgresql":
             pytest.skip("needs PostgreSQL (DATABASE_URL)")
         if not _pgvector_available():
@@ -266,10 +291,10 @@ def indexed_store(request, configure, monkeypatch, settings, tmp_path):
         monkeypatch.setattr(backend, "_is_postgres", lambda: False)
         settings.DATA_DIR = tmp_path
     configure(
-        {"index": {"dims": DIMS, "embed": "tests.store_embeddings:embed", "fields": ["text"]}}
+        {"index": {"dims": DIMS, "embed": f"tests.store_embeddings:{embed}", "fields": ["text"]}}
     )
     backend.setup_index_tables(plan=[])  # what migrate does
-    return request.param
+    return database
 
 
 @pytest.mark.django_db(transaction=True)
