@@ -73,6 +73,8 @@ from pathlib import Path
 
 from benchenv import ROOT, BenchDatabase
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
 DB = BenchDatabase("cronsvc_bench_waiting", redis_db=11, queue="cronsvc-bench-waiting")
 INPUT = {"messages": [{"role": "user", "content": "hello"}]}
 CLIENT_TIMEOUT = (30.0, 300.0, 60.0, 60.0)  # connect, read, write, pool (s)
@@ -125,6 +127,27 @@ def tree_rss(pid: int) -> tuple[int, int]:
     return sum(rss_bytes(p) for p in pids), len(pids)
 
 
+def tree_cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """CPU seconds of `pid`, and with `tree` of its children that exited
+    (reaped) and of its live children: gunicorn's workers, PostgreSQL's backends."""
+
+    def fields(p: int) -> list[str]:
+        try:
+            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return []
+
+    own = fields(pid)
+    if not own:
+        return 0.0
+    if not tree:
+        return sum(int(v) for v in own[11:13]) / TICKS  # utime stime
+    ticks = sum(int(v) for v in own[11:15])  # utime stime cutime cstime
+    for child in children_of(pid):
+        ticks += sum(int(v) for v in fields(child)[11:13])
+    return ticks / TICKS
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) ticks of all cores so far (busy: not idle or iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -136,7 +159,15 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def sdk_client(url: str, connections: int):
+# Seconds an idle kept-alive connection stays in a client's pool: below the
+# server's keep-alive (gunicorn's --keep-alive, 2 s, which its uvicorn workers
+# take), so a client never sends a request on a connection the server is
+# closing (httpx's default, 5 s, does: the request fails with ReadError and the
+# SDK does not retry it).
+KEEPALIVE_EXPIRY = 1.0
+
+
+def sdk_client(url: str, connections: int, keepalive_expiry: float = KEEPALIVE_EXPIRY):
     """An official async SDK client whose connection pool holds `connections`."""
     import httpx
     from langgraph_sdk import get_client
@@ -145,7 +176,11 @@ def sdk_client(url: str, connections: int):
     # get_client builds its httpx.AsyncClient with the default pool (100
     # connections, 20 kept alive) and no way to change it: give it one that
     # fits this client's share of the open requests.
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    limits = httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=keepalive_expiry,
+    )
     client.http.client._transport = httpx.AsyncHTTPTransport(retries=5, limits=limits)
     return client
 
@@ -204,6 +239,9 @@ class PrivatePostgres:
         )  # fmt: skip
         return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
+    def pid(self) -> int:
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "stop")
@@ -249,13 +287,17 @@ def prober(url: str, every: float, stop, results) -> None:
 
 
 class Monitor(threading.Thread):
-    """Samples the API's RSS, the benchmark database's connections and the
-    open requests every `every` s."""
+    """Samples the API's RSS, the benchmark database's connections, the open
+    requests and the CPU used so far by each group of processes (`groups`:
+    name -> its pids and whether their children count) every `every` s."""
 
-    def __init__(self, api_pid: int, load, every: float = 0.2):
+    def __init__(
+        self, api_pid: int, load, groups: dict[str, tuple[list[int], bool]], every: float = 0.2
+    ):
         super().__init__(name="monitor", daemon=True)
         self.api_pid = api_pid
         self.load = load
+        self.groups = groups
         self.every = every
         self.stopped = threading.Event()
         self.samples: list[dict] = []
@@ -279,6 +321,12 @@ class Monitor(threading.Thread):
                         "all_connections": everyone,
                         "streams_open": self.load.streams_open,
                         "joins_open": self.load.joins_open,
+                        "done": self.load.done,
+                        "machine": machine_ticks(),
+                        "cpu": {
+                            name: sum(tree_cpu_seconds(p, tree=tree) for p in pids)
+                            for name, (pids, tree) in self.groups.items()
+                        },
                     }
                 )
                 self.stopped.wait(self.every)
@@ -301,11 +349,28 @@ class Load:
         self.peak_joins = 0
         self.outcomes: dict[str, Counter] = {"stream": Counter(), "join": Counter()}
         self.durations: dict[str, list[float]] = {"stream": [], "join": []}
+        self.done = 0  # streams and joins ended, well or not
+        self.started = time.time()
+        self.failures: list[str] = []  # what each failure was, what a stream got
+        # Seconds each step took: a stream's first event and its end, a join's
+        # threads.create, runs.create and the join itself.
+        self.steps: dict[str, list[float]] = {}
 
-    def _fail(self, kind: str, exc: BaseException) -> None:
+    def _step(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.steps.setdefault(name, []).append(now - since)
+        return now
+
+    def _fail(self, kind: str, exc: BaseException, began: float, step: str) -> None:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         reason = f"HTTP {status}" if status else type(exc).__name__
         self.outcomes[kind][reason] += 1
+        cause = exc.__cause__ or exc.__context__
+        self.failures.append(
+            f"{kind}, {step}, after {time.perf_counter() - began:.1f} s "
+            f"(at {time.time() - self.started:.1f} s): {reason} {exc!r:.200}"
+            + (f" from {cause!r:.200}" if cause is not None else "")
+        )
 
     async def stream(self, client, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -313,45 +378,65 @@ class Load:
         opened = False
         last_values = None
         error = None
+        received = []
         try:
             async for part in client.runs.stream(None, "slow", input=INPUT, stream_mode="values"):
                 if not opened:
                     opened = True
+                    self._step("stream: first event", began)
                     self.streams_open += 1
                     self.peak_streams = max(self.peak_streams, self.streams_open)
+                received.append(
+                    f"{part.event} {part.data.get('run_id', '')}"
+                    if part.event == "metadata"
+                    else f"{part.event} ({len((part.data or {}).get('messages', []))} messages)"
+                    if part.event == "values"
+                    else part.event
+                )
                 if part.event == "values":
                     last_values = part.data
                 elif part.event == "error":
                     error = part.data
         except Exception as exc:  # noqa: BLE001 - counted
-            self._fail("stream", exc)
+            self._fail("stream", exc, began, f"after {len(received)} events")
             return
         finally:
+            self.done += 1
             if opened:
                 self.streams_open -= 1
-        if error is not None:
-            self.outcomes["stream"]["error event"] += 1
-        elif not answered(last_values):
-            self.outcomes["stream"]["no answer"] += 1
+        if error is not None or not answered(last_values):
+            self.outcomes["stream"]["error event" if error is not None else "no answer"] += 1
+            self.failures.append(
+                f"stream, after {time.perf_counter() - began:.1f} s "
+                f"(at {time.time() - self.started:.1f} s), received: {', '.join(received)}"
+            )
         else:
             self.outcomes["stream"]["ok"] += 1
             self.durations["stream"].append(time.perf_counter() - began)
+            self._step("stream: whole", began)
 
     async def join(self, client, delay: float) -> None:
         await asyncio.sleep(delay)
         began = time.perf_counter()
         joined = False
+        step = "threads.create"
         try:
             thread = await client.threads.create()
+            since = self._step("join: threads.create", began)
+            step = "runs.create"
             run = await client.runs.create(thread["thread_id"], "slow", input=INPUT)
+            since = self._step("join: runs.create", since)
+            step = "runs.join"
             joined = True
             self.joins_open += 1
             self.peak_joins = max(self.peak_joins, self.joins_open)
             result = await client.runs.join(thread["thread_id"], run["run_id"])
+            self._step("join: runs.join", since)
         except Exception as exc:  # noqa: BLE001 - counted
-            self._fail("join", exc)
+            self._fail("join", exc, began, step)
             return
         finally:
+            self.done += 1
             if joined:
                 self.joins_open -= 1
         if answered(result):
@@ -360,11 +445,19 @@ class Load:
         else:
             self.outcomes["join"]["no answer"] += 1
 
-    async def run(self, url: str, streams: int, joins: int, clients: int, ramp: float) -> float:
+    async def run(
+        self,
+        url: str,
+        streams: int,
+        joins: int,
+        clients: int,
+        ramp: float,
+        keepalive_expiry: float,
+    ) -> float:
         """Every stream and join, started over `ramp` s; seconds to the last answer."""
         total = streams + joins
         share = math.ceil(total / clients)
-        pool = [sdk_client(url, share + 8) for _ in range(clients)]
+        pool = [sdk_client(url, share + 8, keepalive_expiry) for _ in range(clients)]
         kinds = []
         for i in range(max(streams, joins)):
             if i < streams:
@@ -372,6 +465,7 @@ class Load:
             if i < joins:
                 kinds.append(self.join)
         began = time.perf_counter()
+        self.started = time.time()
         await asyncio.gather(
             *(kind(pool[i % clients], ramp * i / total) for i, kind in enumerate(kinds))
         )
@@ -418,6 +512,11 @@ class Topology:
             CELERY_WORKER_CONCURRENCY=str(self.args.concurrency),
             SLOW_GRAPH_SECONDS=str(self.args.run_seconds),
         )
+        if self.args.stateless_grace is not None:
+            env["CRONSVC_STATELESS_THREAD_GRACE"] = f"{self.args.stateless_grace:g}"
+        if self.args.server_keepalive is not None:
+            # Read by gunicorn beside its command line (which does not set it).
+            env["GUNICORN_CMD_ARGS"] = f"--keep-alive {self.args.server_keepalive:g}"
         return env
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
@@ -501,6 +600,44 @@ def probe_stats(samples: list, kind: str, start: float, end: float) -> dict:
     }
 
 
+def timeline(monitor: list[dict], probes: list, first: dict, last: dict, bucket: float) -> str:
+    """The load second by second (per `bucket`): requests open and done at
+    the bucket's end, the probes' median and worst, the CPU of each group (%
+    of a core), of the machine and of everything else on it (other users'
+    processes, Redis)."""
+    points = [s for s in monitor if first["t"] <= s["t"] <= last["t"]]
+    names = list(first["cpu"])
+    head = ["s", "streams open", "joins open", "done", "/ok p50/max ms", "count p50/max ms"]
+    head += [f"{n} CPU" for n in names] + ["machine", "everything else"]
+    rows = [head]
+    start = previous = first
+    edge = first["t"] + bucket
+    for point in points[1:]:
+        if point["t"] < edge and point is not points[-1]:
+            continue
+        span = point["t"] - previous["t"]
+        busy = point["machine"][0] - previous["machine"][0]
+        total = max(1, point["machine"][1] - previous["machine"][1])
+        cells = [f"{point['t'] - start['t']:.0f}"]
+        cells += [str(point["streams_open"]), str(point["joins_open"]), str(point["done"])]
+        for kind in ("ok", "count"):
+            ms = [p[2] for p in probes if p[0] == kind and previous["t"] <= p[1] < point["t"]]
+            cells.append(f"{pct(ms, 50):.0f}/{max(ms, default=float('nan')):.0f}")
+        ours = [100 * (point["cpu"][n] - previous["cpu"][n]) / span for n in names]
+        machine = 100 * (os.cpu_count() or 1) * busy / total
+        cells += [f"{v:.0f}%" for v in ours]
+        cells += [f"{machine:.0f}%", f"{max(0.0, machine - sum(ours)):.0f}%"]
+        rows.append(cells)
+        previous = point
+        edge = point["t"] + bucket
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(r[0]) for r in rows)
     value = max(len(r[1]) for r in rows)
@@ -521,6 +658,26 @@ def main(argv=None) -> int:
     parser.add_argument("--run-seconds", type=float, default=1.0, help="the slow graph's wait")
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which to start them")
     parser.add_argument("--probe-every", type=float, default=0.05)
+    parser.add_argument(
+        "--keepalive-expiry",
+        type=float,
+        default=KEEPALIVE_EXPIRY,
+        help="seconds the load's clients keep an idle connection (httpx's default: 5)",
+    )
+    parser.add_argument(
+        "--server-keepalive",
+        type=float,
+        default=None,
+        help="the API's keep-alive (s), through GUNICORN_CMD_ARGS (default: the "
+        "deployment's, gunicorn's 2 s)",
+    )
+    parser.add_argument(
+        "--stateless-grace",
+        type=float,
+        default=None,
+        help="CRONSVC_STATELESS_THREAD_GRACE (s) for every process (default: the setting's, 2)",
+    )
+    parser.add_argument("--bucket", type=float, default=5.0, help="timeline step (s)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds probed before the load")
     parser.add_argument(
         "--postgres",
@@ -538,13 +695,13 @@ def main(argv=None) -> int:
         DB.admin_url = private.start()
         os.environ["DATABASE_URL"] = DB.admin_url.rsplit("/", 1)[0] + "/" + DB.name
     try:
-        return measure(args, started)
+        return measure(args, started, private)
     finally:
         if private is not None:
             private.stop()
 
 
-def measure(args, started: float) -> int:
+def measure(args, started: float, private: PrivatePostgres | None) -> int:
     DB.recreate()
     from django.conf import settings
     from django.db import connection
@@ -577,8 +734,13 @@ def measure(args, started: float) -> int:
         f"CRONSVC_MAX_OPEN_STREAMS {settings.CRONSVC_MAX_OPEN_STREAMS} per process); "
         f"{args.workers} workers × {args.concurrency} threads = "
         f"{args.workers * args.concurrency} slots; {args.clients} SDK clients × "
-        f"{share + 8} connections, timeout {CLIENT_TIMEOUT} (connect, read, write, pool); "
-        f"ramp {args.ramp:g} s; PostgreSQL: {where}, max_connections {max_connections}; "
+        f"{share + 8} connections (kept alive {args.keepalive_expiry:g} s), "
+        f"timeout {CLIENT_TIMEOUT} (connect, read, write, pool); "
+        f"ramp {args.ramp:g} s; server keep-alive "
+        f"{'2 (gunicorn default)' if args.server_keepalive is None else f'{args.server_keepalive:g}'} s; "
+        f"stateless thread grace "
+        f"{'2 (default)' if args.stateless_grace is None else f'{args.stateless_grace:g}'} s; "
+        f"PostgreSQL: {where}, max_connections {max_connections}; "
         f"{os.cpu_count()} cores, load average {loadavg()}",
         flush=True,
     )
@@ -596,7 +758,16 @@ def measure(args, started: float) -> int:
         print(f"ready: {topology.url} (logs in {workdir})", flush=True)
         probe = spawn.Process(target=prober, args=(topology.url, args.probe_every, stop, send))
         probe.start()
-        monitor = Monitor(topology.api.pid, load)
+        groups = {
+            "API": ([topology.api.pid], True),
+            "workers": ([p.pid for name, p in topology.procs if name != "api"], True),
+            # The SDK clients' process (its own threads only: the servers are
+            # its children) and the prober.
+            "benchmark": ([os.getpid(), probe.pid], False),
+        }
+        if private is not None:
+            groups["PostgreSQL"] = ([private.pid()], True)
+        monitor = Monitor(topology.api.pid, load, groups)
         monitor.start()
         time.sleep(args.idle)
         idle_end = time.time()
@@ -604,7 +775,14 @@ def measure(args, started: float) -> int:
         ticks_before, load_before = machine_ticks(), loadavg()
         load_start = time.time()
         wall = asyncio.run(
-            load.run(topology.url, args.streams, args.joins, args.clients, args.ramp)
+            load.run(
+                topology.url,
+                args.streams,
+                args.joins,
+                args.clients,
+                args.ramp,
+                args.keepalive_expiry,
+            )
         )
         load_end = time.time()
         ticks_after = machine_ticks()
@@ -627,9 +805,17 @@ def measure(args, started: float) -> int:
         topology.stop()
 
     during = [s for s in monitor.samples if load_start <= s["t"] <= load_end]
+    first = max((s for s in monitor.samples if s["t"] <= load_start), key=lambda s: s["t"])
+    last = min((s for s in monitor.samples if s["t"] >= load_end), key=lambda s: s["t"])
+    span = last["t"] - first["t"]
     busiest = max(during, key=lambda s: (s["streams_open"] + s["joins_open"], s["t"]))
-    open_at_busiest = busiest["streams_open"] + busiest["joins_open"]
-    grown = busiest["rss"] - rss_before
+    most_streams = max(during, key=lambda s: (s["streams_open"], s["joins_open"]))
+
+    def per_request(sample: dict) -> str:
+        """The API's RSS growth over the open requests of this sample."""
+        opened = sample["streams_open"] + sample["joins_open"]
+        return f"{(sample['rss'] - rss_before) / opened / 1024:.0f} KiB" if opened else "n/a"
+
     peak_connections = max(s["connections"] for s in monitor.samples)
     peak_all = max(s["all_connections"] for s in monitor.samples)
     ok = {k: load.outcomes[k]["ok"] for k in ("stream", "join")}
@@ -662,6 +848,10 @@ def measure(args, started: float) -> int:
         ("peak open streams / joins (client side)", f"{load.peak_streams} / {load.peak_joins}"),
         ("wall time, first request to last answer", f"{wall:.1f} s"),
         ("stream / join duration p50 (max)", f"{duration('stream')} / {duration('join')}"),
+        *(
+            (f"  {name} p50 / p99 / max", f"{pct(v, 50):.2f} / {pct(v, 99):.2f} / {max(v):.2f} s")
+            for name, v in sorted(load.steps.items())
+        ),
         ("/ok idle p50 / p99 / max", probe_row(idle["ok"])),
         ("/ok under load p50 / p99 / max", probe_row(busy["ok"])),
         ("crons.count idle p50 / p99 / max", probe_row(idle["count"])),
@@ -675,13 +865,14 @@ def measure(args, started: float) -> int:
         ),
         (
             "API memory per open stream or join",
-            f"{grown / open_at_busiest / 1024:.0f} KiB" if open_at_busiest else "n/a",
+            per_request(busiest),
         ),
         (
-            "API memory per open stream (joins not counted)",
-            f"{grown / busiest['streams_open'] / 1024:.0f} KiB"
-            if busiest["streams_open"]
-            else "n/a",
+            "the same at the most open streams",
+            (
+                f"{per_request(most_streams)} ({most_streams['streams_open']} streams + "
+                f"{most_streams['joins_open']} joins open, RSS {most_streams['rss'] / mb:.0f} MB)"
+            ),
         ),
         ("API RSS at most during the load", f"{max(s['rss'] for s in during) / mb:.0f} MB"),
         (
@@ -693,10 +884,23 @@ def measure(args, started: float) -> int:
             f"{peak_all} (other databases at start: {others_at_start})",
         ),
         ("machine CPU during the load", f"{machine_pct:.0f}% of {100 * (os.cpu_count() or 1)}%"),
+        (
+            "CPU during the load, % of one core",
+            ", ".join(
+                f"{name} {100 * (last['cpu'][name] - first['cpu'][name]) / span:.0f}%"
+                for name in first["cpu"]
+            ),
+        ),
         ("load average before / after the load", f"{load_before} / {load_after}"),
     ]
     print()
     print(table(rows))
+    print()
+    print(timeline(monitor.samples, samples, first, last, args.bucket))
+    if load.failures:
+        print("\nfailures (the first 10):")
+        for text in load.failures[:10]:
+            print(f"  {text}")
     print(f"\n(whole benchmark: {time.monotonic() - started:.0f} s)")
     complete = ok["stream"] == args.streams and ok["join"] == args.joins
     if complete:
