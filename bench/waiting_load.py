@@ -5,10 +5,15 @@ the production topology, while a prober times `/ok` and `crons.count`.
     scripts/bench.sh waiting --streams 50 --joins 50  # a quick try
     .venv/bin/python bench/waiting_load.py --workers 2 --concurrency 32 --clients 8
 
-What it starts, on a scratch PostgreSQL database (BENCH_DB, default
-cronsvc_bench_waiting) and Redis database 11 of its own, each as the
-deployment starts it (cronsvc/topology.py):
+What it starts, each as the deployment starts it (cronsvc/topology.py):
 
+- PostgreSQL: a server of the benchmark's own (`--postgres private`, the
+  default: initdb'd into a scratch directory, on a free loopback port, with
+  compose's max_connections 200), because 64 worker slots hold a connection
+  each while they run and with the API's pools that does not fit beside
+  other users of a shared server with max_connections 100 (`--postgres
+  shared` uses BENCH_ADMIN_URL's). The database: BENCH_DB, default
+  cronsvc_bench_waiting; Redis database 11 of its own;
 - the API: `manage.py serve` (gunicorn with --api-workers uvicorn worker
   processes, WEB_CONCURRENCY, default 2) on a loopback port;
 - --workers Celery worker processes (default 2), the deployment's worker
@@ -23,33 +28,45 @@ and answers "Answered after 1 s." — deterministic, offline.
 The load, through the official Python SDK (`langgraph_sdk.get_client`):
 --streams stateless `client.runs.stream(None, "slow", ...)` and --joins
 `client.runs.join(...)` (each on a thread of its own, after
-`threads.create` and `runs.create`), interleaved and spread round-robin over
---clients async clients. `get_client` takes no connection limits, so each
-client's transport is replaced with an `httpx.AsyncHTTPTransport(retries=5)`
-whose `httpx.Limits` fit its share of the requests (max_connections and
-max_keepalive_connections = share + 8) and its timeout is
-connect 30 s, read 300 s, write 60 s, pool 60 s (`get_client(timeout=...)`).
-A request succeeds when a stream ends with the graph's answer in its last
-`values` event (no `error` event) and a join returns it; anything else is
-counted as a failure with its reason.
+`threads.create` and `runs.create`), interleaved, all started at once (or
+over --ramp seconds) and spread round-robin over --clients (8) async clients.
+`get_client` takes no connection limits, so each client's transport is
+replaced with an `httpx.AsyncHTTPTransport(retries=5)` whose `httpx.Limits`
+fit its share of the requests (max_connections and max_keepalive_connections
+= share + 8: 133 for 1,000 over 8 clients; keepalive_expiry
+--keepalive-expiry, httpx's 5 s) and its timeout is connect 30 s, read 300 s,
+write 60 s, pool 60 s (`get_client(timeout=...)`). A request succeeds when a
+stream ends with the graph's answer in its last `values` event (no `error`
+event) and a join returns it; anything else is counted as a failure, and the
+first ten are printed with what they received or raised.
 
 Meanwhile a prober (a process of its own, with its own SDK client and event
 loop, so the load's loop does not delay it) times `client.http.get("/ok")` and
-`client.crons.count()` every --probe-every (0.05 s) each, for a few seconds
-idle before the load and throughout it.
+`client.crons.count()` every --probe-every (0.05 s) each, for --idle seconds
+before the load and throughout it.
 
 A monitor thread samples, every 0.2 s: the RSS of the API's processes (the
 gunicorn master and its uvicorn workers, VmRSS from /proc), the connections
 to the benchmark's database (`pg_stat_activity`, from a connection to the
-`postgres` database, so it does not count itself), and the streams and joins
-open at that moment. Memory per open stream: the API's RSS at the sample with
-the most open streams + joins, minus its RSS before the load, divided by those
-open requests (and by the open streams alone).
+`postgres` database, so it does not count itself), the streams and joins
+open at that moment, and the CPU used so far by the API, the workers,
+PostgreSQL and the benchmark's own processes (/proc/<pid>/stat). Memory per
+open stream: the API's RSS at the sample with the most open streams + joins,
+minus its RSS before the load, divided by those open requests (an upper
+bound: what the burst of requests left in the heap counts too).
 
-Printed: the configuration, the load average and machine CPU over the load,
-successes and failures, p50/p99/max of the probes idle and under load, the
-memory, the peak connections against cronsvc.topology.connection_budget() and
-max_connections, and the wall time from the first request to the last answer.
+Printed: the configuration and the load average; successes and failures;
+each step's duration (a stream's first event and whole, a join's
+threads.create, runs.create and join); p50/p99/max of the probes idle and
+under load; the memory; the peak connections against
+cronsvc.topology.connection_budget() and max_connections; the machine's CPU
+and each group's; the wall time from the first request to the last answer;
+and a timeline (every --bucket seconds: requests open and done, the probes,
+CPU per group and of everything else on the machine).
+
+Knobs for finding out why something failed, not the deployment's defaults:
+--server-keepalive (gunicorn's --keep-alive through GUNICORN_CMD_ARGS) and
+--stateless-grace (CRONSVC_STATELESS_THREAD_GRACE for every process).
 """
 
 from __future__ import annotations
@@ -159,12 +176,13 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-# Seconds an idle kept-alive connection stays in a client's pool: below the
-# server's keep-alive (gunicorn's --keep-alive, 2 s, which its uvicorn workers
-# take), so a client never sends a request on a connection the server is
-# closing (httpx's default, 5 s, does: the request fails with ReadError and the
-# SDK does not retry it).
-KEEPALIVE_EXPIRY = 1.0
+# Seconds an idle kept-alive connection stays in a client's pool: httpx's
+# default. Against the deployment's server keep-alive (gunicorn's --keep-alive,
+# 2 s, which its uvicorn workers take) a client may send a request on a
+# connection the server is closing, the more so when the server's loop lags;
+# the request fails with ReadError (connection reset) and the SDK does not
+# retry it. --server-keepalive raises the server's above it.
+KEEPALIVE_EXPIRY = 5.0
 
 
 def sdk_client(url: str, connections: int, keepalive_expiry: float = KEEPALIVE_EXPIRY):
@@ -901,6 +919,14 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
         print("\nfailures (the first 10):")
         for text in load.failures[:10]:
             print(f"  {text}")
+    if load.outcomes["stream"]["no answer"]:
+        print(
+            "\nA stream that ends after `metadata` and the input's `values`, without error, lost "
+            "its run: a stateless run's thread (and its events) is deleted "
+            "CRONSVC_STATELESS_THREAD_GRACE (2 s) after the run ends, and a relay that reads "
+            "later than that sees the run gone and ends the stream (runs/streaming.py). "
+            "Try --stateless-grace 60."
+        )
     print(f"\n(whole benchmark: {time.monotonic() - started:.0f} s)")
     complete = ok["stream"] == args.streams and ok["join"] == args.joins
     if complete:
