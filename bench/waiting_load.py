@@ -916,13 +916,14 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
     print()
     print(timeline(monitor.samples, samples, first, last, args.bucket))
     if load.failures:
-        print("\nfailures (the first 10):")
-        for text in load.failures[:10]:
-            print(f"  {text}")
+        print("\nfailures (the first 10 of streams and of joins):")
+        for kind in ("stream", "join"):
+            for text in [f for f in load.failures if f.startswith(kind)][:10]:
+                print(f"  {text}")
     if load.outcomes["stream"]["no answer"]:
         print(
-            "\nA stream that ends after `metadata` and the input's `values`, without error, lost "
-            "its run: a stateless run's thread (and its events) is deleted "
+            "\nA stream that ends after `metadata` (and perhaps the input's `values`), without "
+            "error, lost its run: a stateless run's thread (and its events) is deleted "
             "CRONSVC_STATELESS_THREAD_GRACE (2 s) after the run ends, and a relay that reads "
             "later than that sees the run gone and ends the stream (runs/streaming.py). "
             "Try --stateless-grace 60."
