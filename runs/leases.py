@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from runs import lifecycle, locks, wakeups
 from runs.lifecycle import READY
-from runs.models import Run
+from runs.models import Run, ThreadStream
 from threads.models import Thread
 
 log = logging.getLogger(__name__)
@@ -196,12 +196,20 @@ def _lost_stateless_threads(after: float) -> QuerySet[Thread]:
     cutoff = timezone.now() - timedelta(seconds=settings.CRONSVC_STATELESS_THREAD_GRACE + after)
     ended = Run.objects.filter(on_completion="delete", finished_at__lt=cutoff)  # partial index
     runs = Run.objects.filter(thread_id=OuterRef("pk"))
-    return Thread.objects.filter(
-        pk__in=ended.values("thread_id"),
-    ).exclude(
-        Exists(
-            runs.filter(
-                Q(status__in=lifecycle.ACTIVE) | Q(webhook_status=Run.WebhookStatus.PENDING)
+    return (
+        Thread.objects.filter(
+            pk__in=ended.values("thread_id"),
+        )
+        .exclude(
+            Exists(
+                runs.filter(
+                    Q(status__in=lifecycle.ACTIVE) | Q(webhook_status=Run.WebhookStatus.PENDING)
+                )
+            )
+        )
+        .exclude(
+            Exists(
+                ThreadStream.objects.filter(thread_id=OuterRef("pk"), expires_at__gt=timezone.now())
             )
         )
     )

@@ -53,7 +53,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from runs import locks, wakeups
-from runs.models import Run
+from runs.models import Run, ThreadStream
 from threads.models import Thread
 from threads.services import thread_delete, thread_delete_if_idle_postgres
 
@@ -507,8 +507,22 @@ def run_cancel_requested(run_id: Id) -> str | None:
 # --- a stateless run's thread -----------------------------------------------
 
 
+def thread_delete_after_stream(thread_id: Id) -> None:
+    """A stream on a stateless run's thread ended: if the run has ended too,
+    delete the thread as its end would have (after the grace), since that
+    deletion found the stream open and left the thread."""
+    if (
+        Run.objects.filter(thread_id=thread_id, on_completion="delete")
+        .exclude(status__in=ACTIVE)
+        .exists()
+    ):
+        wakeups.delete_thread_after_commit(thread_id)
+
+
 def thread_delete_when_idle(*, thread_id: Id) -> None:
-    """Delete a stateless run's thread once nothing else waits on it."""
+    """Delete a stateless run's thread once nothing else waits on it: no run
+    pending or running, no open stream reading its events (runs.streaming
+    asks again when that stream ends)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -525,4 +539,6 @@ def thread_delete_when_idle(*, thread_id: Id) -> None:
             return
         if Run.objects.filter(thread=thread, status__in=ACTIVE).exists():
             return
+        if ThreadStream.objects.filter(thread=thread, expires_at__gt=timezone.now()).exists():
+            return  # a stream still reads its runs' events: its relay deletes it after
         thread_delete(thread=thread)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -124,12 +125,23 @@ async def relay(
     the response) cancels the run. `slot`, the stream's place under
     CRONSVC_MAX_OPEN_STREAMS, is given back when the relay ends."""
     over = False
+    # A stateless run's thread (and its events) goes CRONSVC_STATELESS_THREAD_GRACE
+    # after the run ends; while this stream is open it stays, so a relay that
+    # reads late still sends every event and the end.
+    registration = (
+        await offloop.run(_hold_thread, run.thread_id) if run.on_completion == "delete" else None
+    )
     try:
         yield sse("metadata", {"run_id": str(run.run_id), "attempt": max(run.attempts, 1)})
-        sent = time.monotonic()
+        sent = renewed = time.monotonic()
         deadline = sent + settings.CRONSVC_WAIT_TIMEOUT
         with waiters.poller().watch(run.pk) as watch:
             while time.monotonic() < deadline:
+                if registration is not None and (
+                    time.monotonic() - renewed >= settings.CRONSVC_STREAM_HEARTBEAT
+                ):
+                    await offloop.run(_renew_hold, registration)
+                    renewed = time.monotonic()
                 current, events = await offloop.run(_read, run.pk, after)
                 for event_id, event, data in events:
                     after = event_id
@@ -158,8 +170,36 @@ async def relay(
         if not over and cancel_on_disconnect:
             # Not awaited: the request is being cancelled, the cancel must happen anyway.
             offloop.submit(_cancel, run)
+        if registration is not None:
+            offloop.submit(_release_thread, registration, run.thread_id)
         if slot is not None:
             slot.release()
+
+
+def _hold_thread(thread_id) -> int | None:
+    """Registers a run stream on a stateless run's thread (its deletion waits
+    while the registration lives); None when the thread is gone already."""
+    if not Thread.objects.filter(pk=thread_id).exists():
+        return None
+    try:
+        with transaction.atomic():
+            return ThreadStream.objects.create(
+                thread_id=thread_id, expires_at=_registration_expiry()
+            ).pk
+    except IntegrityError:
+        return (
+            None  # deleted meanwhile (the key is checked at commit): the relay finds the run gone
+        )
+
+
+def _renew_hold(registration: int) -> None:
+    ThreadStream.objects.filter(pk=registration).update(expires_at=_registration_expiry())
+
+
+def _release_thread(registration: int, thread_id) -> None:
+    _unregister(registration)
+    # The deletion its stream held back (an idle thread, whose run ended).
+    lifecycle.thread_delete_after_stream(thread_id)
 
 
 def _read(run_pk, after: int) -> tuple[dict | None, list]:
@@ -291,7 +331,7 @@ async def thread_relay(
                             status = current.get(earlier_id)
                             if status is None or status["status"] in Run.FINISHED:
                                 del active[earlier_id]
-                                for part in _ending(earlier_id, status, names, wanted):
+                                for part in _thread_run_ended(earlier_id, status, names, wanted):
                                     yield part
                     active[run_id] = None
                     if wanted("metadata"):
@@ -310,7 +350,7 @@ async def thread_relay(
                         continue
                     del active[run_id]
                     ended = True
-                    for part in _ending(run_id, current, names, wanted):
+                    for part in _thread_run_ended(run_id, current, names, wanted):
                         yield part
             now = time.monotonic()
             if events or ended:
@@ -335,7 +375,7 @@ async def thread_relay(
             slot.release()
 
 
-def _ending(run_id, current: dict | None, names, wanted) -> list[bytes]:
+def _thread_run_ended(run_id, current: dict | None, names, wanted) -> list[bytes]:
     """What a thread stream sends when a run ends: `error` (when it failed)
     and `end`; nothing for a deleted run (`current` None)."""
     if current is None:

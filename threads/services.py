@@ -144,11 +144,15 @@ WITH t AS (
     AND NOT EXISTS (SELECT 1 FROM runs_run
                     WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running'))
     AND NOT EXISTS (SELECT 1 FROM crons_cron WHERE thread_id = %(thread_id)s)
+    AND NOT EXISTS (SELECT 1 FROM runs_threadstream
+                    WHERE thread_id = %(thread_id)s AND expires_at > now())
 ), events AS (
     DELETE FROM runs_runevent e USING runs_run r, t
     WHERE e.run_id = r.run_id AND r.thread_id = t.thread_id
 ), runs AS (
     DELETE FROM runs_run r USING t WHERE r.thread_id = t.thread_id
+), streams AS (
+    DELETE FROM runs_threadstream s USING t WHERE s.thread_id = t.thread_id
 )
 DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id RETURNING th.thread_id
 """
@@ -156,7 +160,8 @@ DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id RETURNING
 
 def thread_delete_if_idle_postgres(*, thread_id: uuid.UUID | str) -> bool:
     """thread_delete for a thread locked by the caller's transaction that has
-    no pending or running run and no cron (a stateless run's thread), without
+    no pending or running run, no cron and no open stream (a stateless run's
+    thread), without
     reading it: its events, runs and row in one statement, its checkpoints
     after commit. False when it has either (then nothing is deleted)."""
     with connection.cursor() as cursor:

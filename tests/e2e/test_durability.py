@@ -19,7 +19,7 @@ from django.db.models.functions import Now
 
 from cronsvc.celery import app
 from cronsvc.selectors import assistant_get_or_404
-from runs import leases, lifecycle, tasks
+from runs import leases, lifecycle, streaming, tasks
 from runs.lifecycle import run_claim_next, run_finish
 from runs.models import Run
 from runs.services import run_create
@@ -175,6 +175,35 @@ def test_a_stateless_thread_whose_deletion_message_was_lost_goes_in_one_reconcil
     assert leases.stateless_threads_reconcile() == 1
     assert leases.stateless_threads_reconcile() == 0
     assert Thread.objects.filter(pk=recent.thread_id).exists()
+
+
+def test_an_open_stream_holds_its_stateless_runs_thread_until_it_ends(woken, monkeypatch):
+    # A relay that reads late (a loaded server) must still find the run's
+    # events: the thread waits for the stream, then goes when it ends.
+    deletions: list[str] = []
+    monkeypatch.setattr(
+        "runs.wakeups.delete_stateless_thread",
+        lambda thread_id, countdown: deletions.append(thread_id),
+    )
+    monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: None)
+    run = stateless_run_here(assistant_get_or_404("agent"))
+    thread_id = str(run.thread_id)
+    registration = streaming._hold_thread(run.thread_id)
+    assert registration is not None
+
+    lifecycle.thread_delete_when_idle(thread_id=thread_id)
+    assert Thread.objects.filter(pk=thread_id).exists()
+    Run.objects.filter(pk=run.pk).update(
+        finished_at=Now() - dt.timedelta(days=1)  # long past any grace
+    )
+    assert leases.stateless_threads_reconcile() == 0
+
+    deletions.clear()
+    streaming._release_thread(registration, run.thread_id)
+    assert deletions == [thread_id]  # the deletion it held back, asked again
+    lifecycle.thread_delete_when_idle(thread_id=thread_id)
+    assert not Thread.objects.filter(pk=thread_id).exists()
+    assert streaming._hold_thread(run.thread_id) is None  # gone: nothing to hold
 
 
 def start_private_worker(tmp_path, queue: str, name: str, **env) -> Proc:

@@ -168,7 +168,9 @@ def _generate_client(document: dict, tmp_path: Path) -> Path:
             "--meta",
             "none",
             "--output-path",
-            str(tmp_path / "cronsvc_client"),
+            # Not the generator's own name for it (cronsvc_client): that is the
+            # typed helper package this repo ships.
+            str(tmp_path / "cronsvc_api"),
             "--fail-on-warning",
         ],
         cwd=tmp_path,
@@ -191,11 +193,11 @@ def test_a_generated_client_builds_and_reads_the_api(document, tmp_path, live_se
     assistants_ensure_defaults()
     sys.path.insert(0, str(_generate_client(document, tmp_path)))
     try:
-        api = importlib.import_module("cronsvc_client")
-        models = importlib.import_module("cronsvc_client.models")
-        create_thread = importlib.import_module("cronsvc_client.api.threads.threads_create")
-        create_cron = importlib.import_module("cronsvc_client.api.crons.crons_create")
-        search_crons = importlib.import_module("cronsvc_client.api.crons.crons_search")
+        api = importlib.import_module("cronsvc_api")
+        models = importlib.import_module("cronsvc_api.models")
+        create_thread = importlib.import_module("cronsvc_api.api.threads.threads_create")
+        create_cron = importlib.import_module("cronsvc_api.api.crons.crons_create")
+        search_crons = importlib.import_module("cronsvc_api.api.crons.crons_search")
         client = api.Client(base_url=live_server.url, raise_on_unexpected_status=True)
 
         thread = create_thread.sync(
@@ -220,5 +222,5 @@ def test_a_generated_client_builds_and_reads_the_api(document, tmp_path, live_se
         assert missing.status_code == 404 and isinstance(missing.parsed, models.Error)
     finally:
         sys.path.remove(str(tmp_path))
-        for name in [m for m in sys.modules if m.split(".")[0] == "cronsvc_client"]:
+        for name in [m for m in sys.modules if m.split(".")[0] == "cronsvc_api"]:
             del sys.modules[name]
