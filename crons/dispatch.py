@@ -76,6 +76,7 @@ from cronsvc.dbclock import db_now
 from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_auth_q
+from runs.lifecycle import run_cancel
 from runs.models import Run
 from runs.services import ThreadBusy, TooManyPending, run_create
 from threads.models import Thread
@@ -83,9 +84,12 @@ from threads.models import Thread
 # A cron's payload is its create request as sent (as the LangGraph Server
 # keeps it). Keys of it that describe the cron itself:
 CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_completed"})
+# cronsvc's own cron fields (scheduler control): stored in columns of their own,
+# never in the payload (crons.apis leaves them out of it).
+POLICY_KEYS = frozenset({"overlap_policy", "start_time", "max_runs"})
 # Payload keys that are not run kwargs: the cron's own, and those the run has
 # a column or rule of its own for.
-NOT_RUN_KWARGS = CRON_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
+NOT_RUN_KWARGS = CRON_KEYS | POLICY_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -286,12 +290,16 @@ def run_specs_or_denied(crons: list[Cron]) -> tuple[list[RunSpec], list[tuple[Cr
 def batchable(cron: Cron) -> bool:
     """Whether a tick of `cron` needs no decision when its run is written, so a
     batch may write it, ahead of its instant too: a stateless cron (a new
-    thread each tick), or a thread cron that enqueues. Agrees with BATCHABLE."""
+    thread each tick), or a thread cron that enqueues — in either case without
+    an overlap policy to apply (`allow_all`) and without a run budget
+    (`max_runs`) to count down. Agrees with BATCHABLE."""
+    if cron.overlap_policy != Cron.OverlapPolicy.ALLOW_ALL or cron.max_runs is not None:
+        return False
     return cron.thread_id is None or _strategy(cron.payload or {}) == Run.MultitaskStrategy.ENQUEUE
 
 
 # `batchable` as a query, for reading crons that may be prepared ahead.
-BATCHABLE = (
+BATCHABLE = Q(overlap_policy=Cron.OverlapPolicy.ALLOW_ALL, max_runs__isnull=True) & (
     Q(thread__isnull=True)
     | Q(payload__multitask_strategy__isnull=True)
     | Q(payload__multitask_strategy=Run.MultitaskStrategy.ENQUEUE)
@@ -314,20 +322,91 @@ def record_tick(
         return None
 
 
-def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
+class _Overlap:
+    """What an overlap policy decided for a tick: refuse it (`skip`, the
+    reason), or fire it, after `after_run_id` ends (buffered) or once the
+    `cancel` runs are cancelled."""
+
+    def __init__(
+        self,
+        skip: str = "",
+        after_run_id: uuid.UUID | None = None,
+        cancel: tuple[Run, ...] = (),
+        reason: str = "",
+    ) -> None:
+        self.skip, self.after_run_id, self.cancel, self.reason = skip, after_run_id, cancel, reason
+
+
+def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
+    """Apply a stateless cron's overlap policy (Temporal's). The runs it
+    overlaps are the cron's runs running, or pending at or past their instant
+    (a run prepared ahead for an instant to come is not one). Called with the
+    cron's row locked, so two ticks of a cron decide one after the other."""
+    earlier = list(
+        Run.objects.filter(cron_id=cron.pk)
+        .filter(Q(status=Run.Status.RUNNING) | Q(status=Run.Status.PENDING, scheduled_at__lte=now))
+        .order_by("created_at", "run_id")
+    )
+    if not earlier:
+        return _Overlap()
+    latest = earlier[-1]
+    if policy == Cron.OverlapPolicy.SKIP:
+        return _Overlap(skip=f"overlap_policy skip: run {latest.run_id} is still {latest.status}")
+    if policy == Cron.OverlapPolicy.CANCEL_OTHER:
+        ids = ", ".join(str(r.run_id) for r in earlier)
+        return _Overlap(
+            cancel=tuple(earlier), reason=f"overlap_policy cancel_other: cancelled {ids}"
+        )
+    active = {r.run_id for r in earlier}
+    waiting = [r for r in earlier if r.status == Run.Status.PENDING and r.after_run_id in active]
+    if policy == Cron.OverlapPolicy.BUFFER_ONE and waiting:
+        return _Overlap(
+            skip=f"overlap_policy buffer_one: run {waiting[0].run_id} is already buffered"
+        )
+    # buffer_one with none buffered, buffer_all: after the newest (a chain).
+    return _Overlap(
+        after_run_id=latest.run_id,
+        reason=f"overlap_policy {policy}: buffered until run {latest.run_id} ends",
+    )
+
+
+def fire_tick(
+    cron: Cron,
+    instant: datetime,
+    *,
+    now: datetime | None = None,
+    overlap_policy: str | None = None,
+) -> Tick | None:
     """Record the tick of `cron` at `instant` and create its run through
     run_create (caller's transaction). Returns the tick: fired (with its
-    run_id), or rejected by the overlap policy or the pending cap (with the
-    reason); None when the tick was recorded already (a redelivery, another
-    beat, a run-now in the same second)."""
+    run_id), skipped by a stateless cron's overlap policy (the cron's, or
+    `overlap_policy` given for this tick), or rejected by the thread's
+    multitask strategy or the pending cap (with the reason); None when the
+    tick was recorded already (a redelivery, another beat, a run-now in the
+    same second). `now` (default: the database's clock) says which earlier
+    runs are at or past their instant."""
     if Tick.objects.filter(cron=cron, scheduled_at=instant).exists():
         return None
     try:
         spec = run_spec(cron, instant)
     except OwnerDenied as exc:
         return record_tick(cron, instant, Tick.Status.REJECTED, exc.reason)
+    policy = overlap_policy or cron.overlap_policy
+    decision = _Overlap()
+    if spec.stateless and policy != Cron.OverlapPolicy.ALLOW_ALL:
+        # The cron's row lock (beat holds it already) orders its ticks' decisions.
+        list(Cron.objects.select_for_update().filter(pk=cron.pk).values_list("pk"))
+        decision = _overlap(cron, policy, now or db_now())
+        if decision.skip:
+            return record_tick(cron, instant, Tick.Status.SKIPPED, decision.skip[:255])
     try:
         with transaction.atomic():
+            # In the tick's savepoint: a tick recorded meanwhile undoes the cancels too.
+            for other in decision.cancel:
+                try:
+                    run_cancel(run=other, action=Run.MultitaskStrategy.INTERRUPT)
+                except Run.DoesNotExist:
+                    continue  # deleted meanwhile (with its thread)
             thread = (
                 Thread.objects.create(metadata=dict(spec.thread_metadata))
                 if spec.stateless or cron.thread is None
@@ -337,10 +416,15 @@ def fire_tick(cron: Cron, instant: datetime) -> Tick | None:
                 thread=thread,
                 assistant=cron.assistant,
                 max_pending=settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD,
+                after_run_id=decision.after_run_id,
                 **spec.run_fields(),
             )
             return Tick.objects.create(
-                cron=cron, scheduled_at=instant, status=Tick.Status.FIRED, run_id=run.run_id
+                cron=cron,
+                scheduled_at=instant,
+                status=Tick.Status.FIRED,
+                reason=decision.reason[:255],
+                run_id=run.run_id,
             )
     except (ThreadBusy, TooManyPending) as exc:
         return record_tick(cron, instant, Tick.Status.REJECTED, str(exc)[:255])
