@@ -22,6 +22,7 @@ from crons.forms import CronForm, schedule_description, upcoming_fires
 from crons.models import Cron
 from crons.selectors import cron_next_run_date, cron_ticks
 from crons.services import cron_create, cron_delete, cron_update
+from cronsvc.errors import Invalid
 from runs.admin import admin_link, runs_table_context
 from runs.models import Run
 
@@ -101,6 +102,7 @@ class CronAdmin(admin.ModelAdmin):
                         )
                     },
                 ),
+                ("Scheduler control", {"fields": ("overlap_policy", "start_time", "max_runs")}),
                 ("What each tick runs", {"fields": ("payload", "metadata")}),
             )
         return (
@@ -122,6 +124,18 @@ class CronAdmin(admin.ModelAdmin):
             (
                 "When it fires",
                 {"fields": ("description", "next_fires", "next_run", "last_run_status")},
+            ),
+            (
+                "Scheduler control",
+                {
+                    "fields": (
+                        "overlap_policy",
+                        "start_time",
+                        "max_runs",
+                        "remaining_runs",
+                        "paused_reason",
+                    )
+                },
             ),
             ("What each tick runs", {"fields": ("payload", "metadata")}),
             (
@@ -156,9 +170,11 @@ class CronAdmin(admin.ModelAdmin):
             "owner_permissions",
             "created_at",
             "updated_at",
+            "remaining_runs",
+            "paused_reason",
         ]
         if obj.thread_id is not None:
-            fields.append("on_run_completed")
+            fields += ["on_run_completed", "overlap_policy"]  # thread crons: multitask_strategy
         return fields
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -277,6 +293,11 @@ class CronAdmin(admin.ModelAdmin):
             if obj.thread_id is None:
                 # A blank choice means the default (cron_update's "").
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
+                kwargs["overlap_policy"] = data.get("overlap_policy") or None
+            # Only what changed: a new max_runs starts a new count.
+            for name in ("max_runs", "start_time"):
+                if name in form.changed_data:
+                    kwargs[name] = data.get(name)
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -300,6 +321,9 @@ class CronAdmin(admin.ModelAdmin):
                 enabled=data["enabled"],
                 # cron_create decides the default (and None on a thread cron).
                 on_run_completed=data.get("on_run_completed"),
+                overlap_policy=(data.get("overlap_policy") or None) if thread is None else None,
+                start_time=data.get("start_time"),
+                max_runs=data.get("max_runs"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.
@@ -328,15 +352,24 @@ class CronAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, False)
 
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
-        changed = 0
+        changed = refused = 0
         for cron in queryset:
             if cron.enabled != enabled:
-                cron_update(cron=cron, enabled=enabled)
+                try:
+                    cron_update(cron=cron, enabled=enabled)
+                except Invalid as exc:  # no run left of its max_runs
+                    self.message_user(
+                        request,
+                        format_html("Cron {}: {}", admin_link(cron), exc.detail),
+                        messages.WARNING,
+                    )
+                    refused += 1
+                    continue
                 changed += 1
         word = "enabled" if enabled else "disabled"
         self.message_user(
             request,
-            f"{changed} cron(s) {word}; {queryset.count() - changed} already {word}.",
+            f"{changed} cron(s) {word}; {queryset.count() - changed - refused} already {word}.",
             messages.SUCCESS,
         )
 
