@@ -48,8 +48,18 @@ The rules, decided here once:
   recorded `rejected` with the reason, and nothing runs. Crons without an
   owner (made before auth was configured, or by the operator) fire as before.
 
-Growing the spec (the next issues): a per-policy batch rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
-which stores the spec's values as given. A jitter is `not_before` (today the
+- A stateless cron's `overlap_policy` (other than `allow_all`) is applied by
+  `fire_tick` under the cron's row lock, against the cron's runs running or
+  pending at or past their instant: `skip` records the tick `skipped`;
+  `buffer_one`/`buffer_all` fire it with `after_run_id` (no worker claims
+  the run while that run is pending or running; buffer_one skips a tick
+  while one waits); `cancel_other` cancels them in the tick's savepoint,
+  then fires. Such crons, and crons with `max_runs` (counted by
+  crons.ticking), are not batchable: nothing is prepared ahead for them.
+
+Growing the spec (the next issues): a per-policy batch rule is a change to
+`batchable`/`BATCHABLE`. None of these touches the SQL, which stores the
+spec's values as given. A jitter is `not_before` (today the
 instant itself): the scheduler already wakes workers for a prepared run at
 its `not_before`; storing it for the claim is one more column in the
 statement's record definition and its run insert.

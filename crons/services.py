@@ -59,9 +59,12 @@ def first_run(
     comes first."""
     if start_time is None or start_time <= now:
         return firetime.next_run(schedule, timezone, now, end_time=end_time)
-    nxt = firetime.next_fire(schedule, timezone, start_time - timedelta(seconds=1))
-    while nxt < start_time:  # start_time within a second
-        nxt = firetime.next_fire(schedule, timezone, nxt)
+    try:
+        nxt = firetime.next_fire(schedule, timezone, start_time - timedelta(seconds=1))
+        while nxt < start_time:  # start_time within a second
+            nxt = firetime.next_fire(schedule, timezone, nxt)
+    except (firetime.InvalidSchedule, OverflowError) as exc:  # near datetime.max
+        raise Invalid(f"no fire time at or after start_time {start_time.isoformat()}") from exc
     return None if end_time is not None and nxt > end_time else nxt
 
 

@@ -16,6 +16,9 @@ Exactly once per (cron, instant) holds by construction:
   a row lock in the same transaction: crons.lease), so a beat that lost its
   lease fires nothing (fencing).
 
+A cron with `max_runs` counts each scheduled tick it fires (`_count_down`, in
+the tick's transaction, under the claim's row lock) and disables itself at 0.
+
 Missed ticks (beat or database down): when the latest due instant is within
 CRONSVC_MISSED_TICK_GRACE seconds of now it fires once; every older instant
 is recorded as skipped (at most MAX_SKIPPED_RECORDED per cron and pass, the

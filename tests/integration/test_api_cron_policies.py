@@ -94,6 +94,7 @@ def test_fields_round_trip_through_create_get_search_and_patch(sdk):
         ({"max_runs": -1}, "max_runs"),
         ({"max_runs": "three"}, "max_runs"),
         ({"start_time": "tomorrow"}, "start_time"),
+        ({"start_time": "9999-12-31T23:59:59Z"}, "start_time"),  # no instant after it
     ],
 )
 def test_invalid_values_are_422_and_write_nothing(sdk, live_server, body, message):
