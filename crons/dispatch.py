@@ -54,7 +54,7 @@ The rules, decided here once:
   `buffer_one`/`buffer_all` fire it with `after_run_id` (no worker claims
   the run while that run is pending or running; buffer_one skips a tick
   while one waits); `cancel_other` cancels them in the tick's savepoint,
-  then fires. Such crons, and crons with `max_runs` (counted by
+  then fires, its run waiting for a cancelled running run to stop. Such crons, and crons with `max_runs` (counted by
   crons.ticking), are not batchable: nothing is prepared ahead for them.
 
 Growing the spec (the next issues): a per-policy batch rule is a change to
@@ -363,9 +363,14 @@ def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
     if policy == Cron.OverlapPolicy.SKIP:
         return _Overlap(skip=f"overlap_policy skip: run {latest.run_id} is still {latest.status}")
     if policy == Cron.OverlapPolicy.CANCEL_OTHER:
+        # A pending run ends when cancelled; a running one stops between graph
+        # steps: the new run starts once it has (Temporal's CANCEL_OTHER).
+        running = [r for r in earlier if r.status == Run.Status.RUNNING]
         ids = ", ".join(str(r.run_id) for r in earlier)
         return _Overlap(
-            cancel=tuple(earlier), reason=f"overlap_policy cancel_other: cancelled {ids}"
+            cancel=tuple(earlier),
+            after_run_id=running[-1].run_id if running else None,
+            reason=f"overlap_policy cancel_other: cancelled {ids}",
         )
     active = {r.run_id for r in earlier}
     waiting = [r for r in earlier if r.status == Run.Status.PENDING and r.after_run_id in active]

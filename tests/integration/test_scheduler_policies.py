@@ -198,8 +198,16 @@ def test_cancel_other_cancels_the_earlier_runs_then_fires():
     # pending one ends at once.
     assert (running.status, running.cancel_action) == ("running", "interrupt")
     assert pending.status == "interrupted"
+    # The new run starts once the cancelled one has stopped.
     new = run_of(cron, 2)
-    assert new.after_run_id is None and claimable(new)
+    assert new.after_run_id == running.run_id and not claimable(new)
+    assert lifecycle.run_finish(run_id=running.pk, status="interrupted", attempt=running.attempts)
+    assert claimable(new)
+    # With nothing running, the next tick's run starts at once.
+    tick(at(3))
+    assert tick_of(cron, 3).reason.startswith("overlap_policy cancel_other: cancelled")
+    assert run_of(cron, 3).after_run_id is None
+    assert Run.objects.get(pk=new.pk).status == "interrupted"
 
 
 def test_a_thread_cron_keeps_its_multitask_strategy():
