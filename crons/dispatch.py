@@ -95,8 +95,11 @@ from threads.models import Thread
 # keeps it). Keys of it that describe the cron itself:
 CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_completed"})
 # cronsvc's own cron fields (scheduler control): stored in columns of their own,
-# never in the payload (crons.apis leaves them out of it).
-POLICY_KEYS = frozenset({"overlap_policy", "start_time", "max_runs"})
+# never in the payload (crons.apis leaves them out of it); the read-only ones
+# sent back (a cron echoed into a PATCH) are ignored.
+POLICY_KEYS = frozenset(
+    {"overlap_policy", "start_time", "max_runs", "remaining_runs", "paused_reason"}
+)
 # Payload keys that are not run kwargs: the cron's own, and those the run has
 # a column or rule of its own for.
 NOT_RUN_KWARGS = CRON_KEYS | POLICY_KEYS | {"assistant_id", "metadata", "multitask_strategy"}

@@ -77,6 +77,12 @@ def test_fields_round_trip_through_create_get_search_and_patch(sdk):
     assert (patched["overlap_policy"], patched["start_time"]) == ("skip", None)
     assert (patched["max_runs"], patched["remaining_runs"]) == (10, 10)
     assert not set(POLICY_FIELDS) & set(patched["payload"])
+    # The read-only fields sent back are ignored (and kept out of the payload).
+    echoed = sdk.http.patch(
+        f"/runs/crons/{cron['cron_id']}", json={"remaining_runs": 99, "paused_reason": "x"}
+    )
+    assert (echoed["remaining_runs"], echoed["paused_reason"]) == (10, None)
+    assert not set(POLICY_FIELDS) & set(echoed["payload"])
     # null clears the limit; an absent field is left alone.
     cleared = sdk.http.patch(f"/runs/crons/{cron['cron_id']}", json={"max_runs": None})
     assert (cleared["overlap_policy"], cleared["max_runs"], cleared["remaining_runs"]) == (
