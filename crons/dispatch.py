@@ -356,7 +356,8 @@ def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
     (a run prepared ahead for an instant to come is not one). Called with the
     cron's row locked, so two ticks of a cron decide one after the other."""
     earlier = list(
-        Run.objects.filter(cron_id=cron.pk)
+        # status IN (...) as the partial index run_cron_active says it.
+        Run.objects.filter(cron_id=cron.pk, status__in=[Run.Status.PENDING, Run.Status.RUNNING])
         .filter(Q(status=Run.Status.RUNNING) | Q(status=Run.Status.PENDING, scheduled_at__lte=now))
         .order_by("created_at", "run_id")
     )

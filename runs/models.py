@@ -94,6 +94,12 @@ class Run(models.Model):
                 condition=models.Q(finished_at__isnull=False),
                 name="run_finished_at",
             ),
+            # A cron's active runs: what its overlap policy looks at (crons.dispatch).
+            models.Index(
+                fields=["cron"],
+                condition=models.Q(status__in=["pending", "running"], cron__isnull=False),
+                name="run_cron_active",
+            ),
             # The runs waiting for a given run (woken when it finishes).
             models.Index(
                 fields=["after_run_id"],

@@ -9,6 +9,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(
+                condition=models.Q(("cron__isnull", False), ("status__in", ["pending", "running"])),
+                fields=["cron"],
+                name="run_cron_active",
+            ),
+        ),
         migrations.AddField(
             model_name="run",
             name="after_run_id",
