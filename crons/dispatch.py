@@ -358,7 +358,12 @@ def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
     earlier = list(
         # status IN (...) as the partial index run_cron_active says it.
         Run.objects.filter(cron_id=cron.pk, status__in=[Run.Status.PENDING, Run.Status.RUNNING])
-        .filter(Q(status=Run.Status.RUNNING) | Q(status=Run.Status.PENDING, scheduled_at__lte=now))
+        .filter(
+            Q(status=Run.Status.RUNNING)
+            # A run without an instant (a manual one) is due at once.
+            | Q(status=Run.Status.PENDING, scheduled_at__isnull=True)
+            | Q(status=Run.Status.PENDING, scheduled_at__lte=now)
+        )
         .order_by("created_at", "run_id")
     )
     if not earlier:

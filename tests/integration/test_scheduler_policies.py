@@ -114,6 +114,15 @@ def test_skip_records_the_tick_skipped_while_a_run_is_going():
     assert Cron.objects.get(pk=cron.pk).next_run_date == at(5)
 
 
+def test_a_pending_run_without_an_instant_overlaps():
+    cron = policy_cron("skip")
+    tick(at(1))
+    # As a manual trigger's run is stored: no scheduled instant, due at once.
+    Run.objects.filter(cron=cron).update(scheduled_at=None)
+    tick(at(2))
+    assert tick_of(cron, 2).status == "skipped"
+
+
 def test_a_run_prepared_for_an_instant_to_come_does_not_overlap():
     cron = policy_cron("skip")
     # A run of the cron whose instant (00:05) has not come at 00:01.
