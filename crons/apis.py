@@ -1,29 +1,41 @@
 """The crons endpoints of the LangGraph Server API."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crons import selectors, services
 from crons.dispatch import CRON_KEYS, POLICY_KEYS
-from crons.models import Cron
-from crons.wire import CRON_FIELDS, CronOut, cron_columns, cron_out
-from cronsvc.errors import ServiceError
+from crons.models import Cron, Tick
+from crons.wire import (
+    CRON_FIELDS,
+    BackfillOut,
+    CronOut,
+    ScheduleOut,
+    TickOut,
+    cron_columns,
+    cron_out,
+    tick_out,
+)
+from cronsvc.dbclock import db_now
+from cronsvc.errors import Conflict, Invalid, ServiceError
 from cronsvc.http.inputs import (
     MAX_INT,
     RunOptionsIn,
     StrictCharField,
     StrictUUID,
     column_length,
+    query_int,
     require_uuid,
     validated,
 )
 from cronsvc.http.outputs import selected_items
-from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
+from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, page, paginated, search_page
 from cronsvc.http.schema import errors
 from cronsvc.services import assistant_resolve
+from runs.wire import RunOut, run_out
 from threads.selectors import thread_get_or_404
 
 OVERLAP_POLICIES = [choice.value for choice in Cron.OverlapPolicy]
@@ -253,3 +265,129 @@ class CronCountApi(APIView):
             metadata=data.get("metadata"),
         )
         return Response(qs.count())
+
+
+# ------------------------------------------------------ scheduler control
+
+
+class _NoOtherKeys(serializers.Serializer):
+    """Refuses keys it does not know: a policy override sent to a server that
+    does not apply it yet is a 422, not silently ignored."""
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if "overlap_policy" in unknown:
+            raise serializers.ValidationError(
+                "overlap_policy is not supported yet: ticks fire as the cron's "
+                "multitask_strategy says"
+            )
+        if unknown:
+            raise serializers.ValidationError(f"Unknown fields: {', '.join(unknown)}")
+        return attrs
+
+
+class CronTriggerIn(_NoOtherKeys):
+    """No fields yet: the body may be omitted or `{}`."""
+
+
+class CronBackfillIn(_NoOtherKeys):
+    """The range of instants to fire: [start, end), end at most now, start
+    within the tick retention, at most 1,000 instants."""
+
+    start = serializers.DateTimeField(help_text="ISO 8601; the first instant considered")
+    end = serializers.DateTimeField(help_text="ISO 8601, at most now; excluded")
+
+
+def _cron_to_update(cron_id) -> Cron:
+    """The cron, as PATCH /runs/crons/{id} authorizes: crons.update (custom auth)."""
+    require_uuid(cron_id, "cron")
+    return selectors.cron_get_or_404(cron_id, action="update")
+
+
+def _cron_to_read(cron_id) -> Cron:
+    require_uuid(cron_id, "cron")
+    return selectors.cron_get_or_404(cron_id)
+
+
+class CronTriggerApi(APIView):
+    @extend_schema(
+        operation_id="crons_trigger",
+        summary="Fire a cron once, now (a manual tick; also a disabled cron)",
+        request=CronTriggerIn,
+        responses={200: RunOut, **errors(404, 409, 422)},
+    )
+    def post(self, request, cron_id):
+        cron = _cron_to_update(cron_id)
+        validated(CronTriggerIn, request.data)
+        tick = services.cron_trigger(cron=cron)
+        run = selectors.tick_run(tick)
+        if tick.status != Tick.Status.FIRED or run is None:
+            raise Conflict(f"Cron '{cron.cron_id}' was not fired: {tick.reason}")
+        location = (
+            f"/threads/{run.thread_id}/runs/{run.run_id}"
+            if cron.thread_id
+            else f"/runs/{run.run_id}"
+        )
+        return Response(run_out(run), headers={"Content-Location": location})
+
+
+class CronBackfillApi(APIView):
+    @extend_schema(
+        operation_id="crons_backfill",
+        summary="Fire each instant of [start, end) that has not fired, once",
+        request=CronBackfillIn,
+        responses={200: BackfillOut, **errors(404, 422)},
+    )
+    def post(self, request, cron_id):
+        cron = _cron_to_update(cron_id)
+        data = validated(CronBackfillIn, request.data)
+        report = services.cron_backfill(cron=cron, start=data["start"], end=data["end"])
+        return Response(report.as_dict())
+
+
+class CronTicksApi(APIView):
+    @extend_schema(
+        operation_id="crons_ticks",
+        summary="A cron's ticks, newest first",
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 1000, default 10"),
+            OpenApiParameter("offset", int, description="default 0"),
+            OpenApiParameter("status", str, enum=Tick.Status.values),
+            *PAGINATION_HEADERS,
+        ],
+        responses={200: TickOut(many=True), **errors(404, 422)},
+    )
+    def get(self, request, cron_id):
+        cron = _cron_to_read(cron_id)
+        params = request.query_params
+        limit = query_int(params, "limit", 10, min_value=1)
+        if limit > 1000:
+            raise Invalid(f"Invalid limit {limit}: at most 1000")
+        offset = query_int(params, "offset", 0)
+        status = params.get("status")
+        if status is not None and status not in Tick.Status.values:
+            raise Invalid(f"Invalid status '{status}'. Expected one of: {Tick.Status.values}")
+        qs = selectors.cron_ticks(cron, status=status)
+        ticks = list(page(qs, offset, limit))
+        runs = selectors.tick_runs(ticks)
+        return paginated(
+            [tick_out(t, runs) for t in ticks], total=qs.count(), offset=offset, limit=limit
+        )
+
+
+class CronScheduleApi(APIView):
+    @extend_schema(
+        operation_id="crons_schedule",
+        summary="A cron's next instants, as beat computes them",
+        parameters=[OpenApiParameter("limit", int, description="1 to 100, default 10")],
+        responses={200: ScheduleOut, **errors(404, 422)},
+    )
+    def get(self, request, cron_id):
+        cron = _cron_to_read(cron_id)
+        limit = query_int(request.query_params, "limit", 10, min_value=1)
+        if limit > 100:
+            raise Invalid(f"Invalid limit {limit}: at most 100")
+        instants = selectors.cron_next_fires(cron, after=db_now(), limit=limit)
+        return Response(
+            {"timezone": cron.timezone or "UTC", "next": [t.isoformat() for t in instants]}
+        )

@@ -7,7 +7,11 @@ nothing themselves:
 - `fire_tick` — one tick through `runs.services.run_create`, which makes the
   overlap decisions (`reject`, `interrupt`, `rollback`, the pending cap) under
   the thread's row lock. Used by the scheduler for late ticks and for crons a
-  batch cannot take (`crons.ticking`), and by run-now (`cron_run_now`).
+  batch cannot take (`crons.ticking`), by run-now (`cron_run_now`), and by
+  the API's trigger (a `manual` tick: keyed apart from the instants, its run
+  has no `scheduled_at`) and backfill (`backfill` ticks of past instants;
+  an instant recorded skipped or rejected is fired by `refire_tick`)
+  (crons.services).
 - `fire_batch` — many ticks with set-based writes and no decision: on
   PostgreSQL one statement, `crons/sql/fire_batch.sql`, fed the specs' values
   as one jsonb array (`fire_batch_postgres`); on other backends bulk ORM
@@ -323,13 +327,26 @@ BATCHABLE = Q(overlap_policy=Cron.OverlapPolicy.ALLOW_ALL, max_runs__isnull=True
 
 
 def record_tick(
-    cron: Cron, instant: datetime, status: str, reason: str = "", run_id: uuid.UUID | None = None
+    cron: Cron,
+    instant: datetime,
+    status: str,
+    reason: str = "",
+    run_id: uuid.UUID | None = None,
+    *,
+    kind: str = Tick.Kind.SCHEDULED,
+    fire_at: datetime | None = None,
 ) -> Tick | None:
     """Record a tick in a savepoint; None when it is recorded already."""
     try:
         with transaction.atomic():
             return Tick.objects.create(
-                cron=cron, scheduled_at=instant, status=status, reason=reason, run_id=run_id
+                cron=cron,
+                scheduled_at=instant,
+                fire_at=fire_at or instant,
+                kind=kind,
+                status=status,
+                reason=reason,
+                run_id=run_id,
             )
     except IntegrityError:
         return None
@@ -394,10 +411,39 @@ def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
     )
 
 
+def _create_run(
+    cron: Cron, spec: RunSpec, *, kind: str, after_run_id: uuid.UUID | None = None
+) -> Run:
+    """The run of a tick through run_create (which makes the overlap
+    decisions). A manual tick's run has no `scheduled_at`: it is not the run
+    of a scheduled instant (the key Run shares with Tick), and is due now. A
+    backfill's runs are bounded by the backfill's own cap, not the pending cap."""
+    fields = spec.run_fields()
+    if kind == Tick.Kind.MANUAL:
+        fields["scheduled_at"] = None
+    thread = (
+        Thread.objects.create(metadata=dict(spec.thread_metadata))
+        if spec.stateless or cron.thread is None
+        else cron.thread
+    )
+    return run_create(
+        thread=thread,
+        assistant=cron.assistant,
+        max_pending=(
+            None if kind == Tick.Kind.BACKFILL else settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
+        ),
+        after_run_id=after_run_id,
+        **fields,
+    )
+
+
 def fire_tick(
     cron: Cron,
     instant: datetime,
     *,
+    kind: str = Tick.Kind.SCHEDULED,
+    fire_at: datetime | None = None,
+    reason: str = "",
     now: datetime | None = None,
     overlap_policy: str | None = None,
 ) -> Tick | None:
@@ -407,14 +453,24 @@ def fire_tick(
     `overlap_policy` given for this tick), or rejected by the thread's
     multitask strategy or the pending cap (with the reason); None when the
     tick was recorded already (a redelivery, another beat, a run-now in the
-    same second). `now` (default: the database's clock) says which earlier
-    runs are at or past their instant."""
-    if Tick.objects.filter(cron=cron, scheduled_at=instant).exists():
+    same second, a backfill). A manual tick (`kind`) is never recorded
+    already: it is keyed apart from the instants. `now` (default: the
+    database's clock) says which earlier runs are at or past their instant."""
+    manual = kind == Tick.Kind.MANUAL
+    if (
+        not manual
+        and Tick.objects.filter(cron=cron, scheduled_at=instant)
+        .exclude(kind=Tick.Kind.MANUAL)
+        .exists()
+    ):
         return None
+    fire_at = fire_at or instant
     try:
         spec = run_spec(cron, instant)
     except OwnerDenied as exc:
-        return record_tick(cron, instant, Tick.Status.REJECTED, exc.reason)
+        return record_tick(
+            cron, instant, Tick.Status.REJECTED, exc.reason, kind=kind, fire_at=fire_at
+        )
     policy = overlap_policy or cron.overlap_policy
     decision = _Overlap()
     if spec.stateless and policy != Cron.OverlapPolicy.ALLOW_ALL:
@@ -422,7 +478,9 @@ def fire_tick(
         list(Cron.objects.select_for_update().filter(pk=cron.pk).values_list("pk"))
         decision = _overlap(cron, policy, now or db_now())
         if decision.skip:
-            return record_tick(cron, instant, Tick.Status.SKIPPED, decision.skip[:255])
+            return record_tick(
+                cron, instant, Tick.Status.SKIPPED, decision.skip[:255], kind=kind, fire_at=fire_at
+            )
     try:
         with transaction.atomic():
             # In the tick's savepoint: a tick recorded meanwhile undoes the cancels too.
@@ -431,29 +489,80 @@ def fire_tick(
                     run_cancel(run=other, action=Run.MultitaskStrategy.INTERRUPT)
                 except Run.DoesNotExist:
                     continue  # deleted meanwhile (with its thread)
-            thread = (
-                Thread.objects.create(metadata=dict(spec.thread_metadata))
-                if spec.stateless or cron.thread is None
-                else cron.thread
-            )
-            run = run_create(
-                thread=thread,
-                assistant=cron.assistant,
-                max_pending=settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD,
-                after_run_id=decision.after_run_id,
-                **spec.run_fields(),
-            )
+            run = _create_run(cron, spec, kind=kind, after_run_id=decision.after_run_id)
             return Tick.objects.create(
                 cron=cron,
                 scheduled_at=instant,
+                fire_at=fire_at,
+                kind=kind,
                 status=Tick.Status.FIRED,
-                reason=decision.reason[:255],
+                reason="; ".join(r for r in (reason, decision.reason) if r)[:255],
                 run_id=run.run_id,
             )
     except (ThreadBusy, TooManyPending) as exc:
-        return record_tick(cron, instant, Tick.Status.REJECTED, str(exc)[:255])
+        return record_tick(
+            cron, instant, Tick.Status.REJECTED, str(exc)[:255], kind=kind, fire_at=fire_at
+        )
     except IntegrityError:
         return None  # the tick exists: someone else fired it
+
+
+class _FiredMeanwhile(Exception):
+    pass
+
+
+# What a backfill may fire again: instants recorded without a run.
+NOT_FIRED = (Tick.Status.SKIPPED, Tick.Status.REJECTED)
+
+
+def refire_tick(cron: Cron, tick: Tick, *, reason: str = "backfilled") -> Tick | None:
+    """Fire the instant of `tick`, recorded skipped or rejected, as a backfill
+    (caller's transaction): its run is created and the tick becomes `fired`
+    (kind `backfill`) by a conditional update, so of two backfills only one
+    fires it. Returns the tick as it is now (fired, or rejected again with
+    the reason); None when it was fired meanwhile."""
+    unfired = Tick.objects.filter(pk=tick.pk, status__in=NOT_FIRED)
+    try:
+        spec = run_spec(cron, tick.scheduled_at)
+    except OwnerDenied as exc:
+        fields: dict[str, Any] = {
+            "status": Tick.Status.REJECTED,
+            "reason": exc.reason,
+            "kind": Tick.Kind.BACKFILL,
+        }
+        if not unfired.update(**fields):
+            return None
+        return _updated(tick, fields)
+    try:
+        with transaction.atomic():
+            run = _create_run(cron, spec, kind=Tick.Kind.BACKFILL)
+            fields = {
+                "status": Tick.Status.FIRED,
+                "reason": reason,
+                "kind": Tick.Kind.BACKFILL,
+                "run_id": run.run_id,
+                "fire_at": tick.scheduled_at,
+            }
+            if not unfired.update(**fields):
+                raise _FiredMeanwhile  # undoes the run (and its thread)
+            return _updated(tick, fields)
+    except (ThreadBusy, TooManyPending) as exc:
+        fields = {
+            "status": Tick.Status.REJECTED,
+            "reason": str(exc)[:255],
+            "kind": Tick.Kind.BACKFILL,
+        }
+        if not unfired.update(**fields):
+            return None
+        return _updated(tick, fields)
+    except (_FiredMeanwhile, IntegrityError):
+        return None
+
+
+def _updated(tick: Tick, fields: dict[str, Any]) -> Tick:
+    for name, value in fields.items():
+        setattr(tick, name, value)
+    return tick
 
 
 @transaction.atomic
@@ -501,6 +610,7 @@ def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
             Tick(
                 cron_id=spec.cron_id,
                 scheduled_at=spec.scheduled_at,
+                fire_at=spec.not_before,
                 status=Tick.Status.FIRED,
                 run_id=run.run_id,
             )
@@ -596,7 +706,7 @@ def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
     # Every tick of an instant still to come (no worker claims a run before its
     # instant, so each such run is among `rows` and goes too).
-    Tick.objects.filter(cron=cron, scheduled_at__gt=now).delete()
+    Tick.objects.filter(cron=cron, scheduled_at__gt=now).exclude(kind=Tick.Kind.MANUAL).delete()
     if not rows:
         return 0
     runs.filter(pk__in=[r[0] for r in rows]).delete()

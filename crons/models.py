@@ -115,31 +115,60 @@ class Cron(models.Model):
 
 
 class Tick(models.Model):
-    """One scheduled instant of a cron and what became of it.
+    """One instant of a cron and what became of it.
 
-    Unique on (cron, scheduled_at): the exactly-once key. Independent of the
-    run's and thread's lifetime (a stateless cron's thread may be deleted)."""
+    `kind` says what fired it: the schedule (beat), a manual trigger, or a
+    backfill of a past instant. Scheduled and backfilled ticks are instants
+    of the schedule and share the exactly-once key: unique on (cron,
+    scheduled_at) among ticks that are not manual. A manual tick is keyed
+    apart (its own row each time), so a trigger never takes the place of a
+    scheduled instant and two triggers in one second are two ticks.
+    Independent of the run's and thread's lifetime (a stateless cron's thread
+    may be deleted)."""
 
     class Status(models.TextChoices):
         FIRED = "fired"
         SKIPPED = "skipped"
         REJECTED = "rejected"
 
-    cron = models.ForeignKey(Cron, on_delete=models.CASCADE, related_name="ticks")
+    class Kind(models.TextChoices):
+        SCHEDULED = "scheduled"
+        MANUAL = "manual"
+        BACKFILL = "backfill"
+
+    # No index of its own: (cron, scheduled_at) below serves lookups by cron.
+    cron = models.ForeignKey(Cron, on_delete=models.CASCADE, related_name="ticks", db_index=False)
+    # The instant: of the schedule (scheduled, backfill), or the second a
+    # manual trigger came.
     scheduled_at = models.DateTimeField()
+    # When the tick fires: its instant (a jitter will move it); a manual
+    # tick's exact moment. Null on ticks recorded before it existed.
+    fire_at = models.DateTimeField(null=True, blank=True)
+    # db_default too: the batch statement (crons/sql/fire_batch.sql) names no kind.
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.SCHEDULED, db_default=Kind.SCHEDULED
+    )
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.CharField(max_length=255, blank=True, default="")
     run_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        ordering = ["-scheduled_at"]
+        ordering = ["-scheduled_at", "-id"]
+        indexes = [
+            # A cron's ticks newest first (the ticks endpoint, the admin), manual ones included.
+            models.Index(fields=["cron", "scheduled_at"], name="tick_cron_instant"),
+        ]
         constraints = [
-            models.UniqueConstraint(fields=["cron", "scheduled_at"], name="tick_unique_instant"),
+            models.UniqueConstraint(
+                fields=["cron", "scheduled_at"],
+                condition=~models.Q(kind="manual"),
+                name="tick_unique_instant",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.cron_id} @ {self.scheduled_at:%Y-%m-%d %H:%M:%S} {self.status}"
+        return f"{self.cron_id} @ {self.scheduled_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.status}"
 
 
 class SchedulerLease(models.Model):

@@ -1,5 +1,7 @@
 """Reads of crons."""
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet
 
 from crons import firetime
@@ -7,6 +9,7 @@ from crons.models import Cron, Tick
 from cronsvc import custom_auth
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
+from runs.models import Run
 from threads.models import Thread
 from threads.selectors import thread_auth_q
 
@@ -22,11 +25,12 @@ SORTABLE = {
 
 
 def cron_auth_q(action: str, value: dict) -> Q:
-    """The crons the current user may `action` (custom auth; all without it):
-    crons.<action>'s filter on the cron's metadata, and for reads and
-    searches, threads.read's on a thread cron's thread."""
+    """The crons the current user may `action` in a search (custom auth; all
+    without it): crons.<action>'s filter on the cron's metadata, and
+    threads.read's on a thread cron's thread (asked with the searched
+    thread_id, if any)."""
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", action, value))
-    if action in ("read", "search") and custom_auth.current_user() is not None:
+    if custom_auth.current_user() is not None:
         thread_q = thread_auth_q("read", {"thread_id": value.get("thread_id")})
         if thread_q:
             readable = Thread.objects.filter(thread_q).values("pk")
@@ -34,16 +38,30 @@ def cron_auth_q(action: str, value: dict) -> Q:
     return allowed
 
 
+def cron_thread_visible(cron: Cron) -> bool:
+    """Whether the current user's threads.read lets a thread cron's thread
+    through (custom auth): a cron on a thread the user may not read is not
+    found, whatever it is done with (get, update, delete), as it is left out
+    of search and count. True for a stateless cron, or without a user."""
+    if cron.thread_id is None or custom_auth.current_user() is None:
+        return True
+    thread_q = thread_auth_q("read", {"thread_id": cron.thread_id})
+    return not thread_q or Thread.objects.filter(pk=cron.thread_id).filter(thread_q).exists()
+
+
 def cron_get_or_404(cron_id, *, action: str | None = "read") -> Cron:
     """The cron; with custom auth, one the current user may `action`
-    (crons.read by default; None: the caller authorizes)."""
+    (crons.read by default; None: the caller authorizes) on a thread it may
+    read (cron_thread_visible)."""
     pk = parse_uuid(cron_id)
     qs = Cron.objects.filter(pk=pk)
     if pk and action is not None:
-        qs = qs.filter(cron_auth_q(action, {"cron_id": pk}))
+        qs = qs.filter(
+            custom_auth.filter_q(custom_auth.authorize("crons", action, {"cron_id": pk}))
+        )
     # No first(): it would sort the one row by the model's ordering.
     cron = next(iter(qs.order_by()[:1]), None) if pk else None
-    if cron is None:
+    if cron is None or (action is not None and not cron_thread_visible(cron)):
         raise CronNotFound(f"Cron '{cron_id}' not found")
     return cron
 
@@ -79,8 +97,33 @@ def cron_search(
     return order(qs, sort_by or "created_at", sort_order or "desc", allowed=SORTABLE)
 
 
-def cron_ticks(cron: Cron) -> QuerySet[Tick]:
-    return Tick.objects.filter(cron=cron).order_by("-scheduled_at")
+def cron_ticks(cron: Cron, *, status: str | None = None) -> QuerySet[Tick]:
+    """A cron's ticks, newest first (manual ones by their second, then as made)."""
+    qs = Tick.objects.filter(cron=cron)
+    if status is not None:
+        qs = qs.filter(status=status)
+    return qs.order_by("-scheduled_at", "-id")
+
+
+def tick_run(tick: Tick) -> Run | None:
+    """The run a tick created, while it exists."""
+    if tick.run_id is None:
+        return None
+    return Run.objects.filter(pk=tick.run_id).order_by().first()
+
+
+def tick_runs(ticks: list[Tick]) -> dict:
+    """run_id -> (status, attempts) of the ticks' runs that still exist."""
+    run_ids = {t.run_id for t in ticks if t.run_id is not None}
+    rows = Run.objects.filter(pk__in=run_ids).values_list("run_id", "status", "attempts")
+    return {run_id: (status, attempts) for run_id, status, attempts in rows}
+
+
+def cron_next_fires(cron: Cron, *, after: datetime, limit: int) -> list[datetime]:
+    """The cron's next `limit` instants after `after`, by the fire-time module
+    beat uses (DST rule included); none past its end_time."""
+    instants = firetime.next_fires(cron.schedule, cron.timezone, after, limit)
+    return [t for t in instants if cron.end_time is None or t <= cron.end_time]
 
 
 def cron_next_run_date(cron: Cron):

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone as djtz
 
-from crons import firetime
+from crons import dispatch, firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron, Tick
+from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
-from cronsvc.errors import CronNotFound, Invalid
+from cronsvc.dbclock import db_now
+from cronsvc.errors import AssistantNotFound, CronNotFound, Invalid, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text
 from runs.models import Run
@@ -90,6 +94,28 @@ def webhook_require_valid(payload: dict | None) -> None:
         raise Invalid(problem)
 
 
+def _create_filter_require(
+    filter_: dict[str, Any], *, thread: Thread | None, assistant: Assistant
+) -> None:
+    """A filter returned by crons.create, applied as the LangGraph Server
+    applies it: to what the cron is created on. A thread cron's thread, and an
+    assistant other than the default ones made from langgraph.json, must match
+    it; otherwise the cron is not created and the answer is a 404 (the
+    server's "Thread not found or not authorized"). The cron's own metadata is
+    what the handler left in value["metadata"]; it is not checked, as there."""
+    if (
+        thread is not None
+        and not Thread.objects.filter(pk=thread.pk).filter(custom_auth.filter_q(filter_)).exists()
+    ):
+        raise ThreadNotFound(f"Thread with ID {thread.pk} not found or not authorized")
+    if (
+        not Assistant.objects.filter(pk=assistant.pk)
+        .filter(custom_auth.assistant_read_q(filter_))
+        .exists()
+    ):
+        raise AssistantNotFound(f"Assistant '{assistant.pk}' not found or not authorized")
+
+
 @transaction.atomic
 def cron_create(
     *,
@@ -126,8 +152,13 @@ def cron_create(
         "end_time": end_time,
         "metadata": dict(metadata or {}),
     }
-    custom_auth.authorize("crons", "create", value)
+    filter_ = custom_auth.authorize("crons", "create", value)
+    # What the handler left is what is stored: the payload (the runs' kwargs and
+    # metadata) and the cron's own metadata, changed in place or replaced.
+    payload = value.get("payload") or {}
     metadata = value.get("metadata")
+    if filter_:
+        _create_filter_require(filter_, thread=thread, assistant=assistant)
     if user is not None:
         user_id = user.identity
     validate_schedule(schedule, timezone)
@@ -152,7 +183,7 @@ def cron_create(
         thread=thread,
         schedule=schedule,
         timezone=timezone or None,
-        payload=payload or {},
+        payload=payload,
         metadata=metadata or {},
         end_time=end_time,
         enabled=enabled,
@@ -195,9 +226,9 @@ def cron_update(
     `remaining_runs` becomes it. A cron that disabled itself with no run left
     is re-enabled only with a new `max_runs` in the same call (Invalid
     otherwise, and nothing is written); re-enabling clears `paused_reason`."""
-    webhook_require_valid(payload)
-    # Custom auth: crons.update decides (a cron its filter hides is not found),
-    # and the metadata its handler leaves is what is merged in.
+    # Custom auth: crons.update decides (a cron its filter hides, or on a thread
+    # the caller may not read, is not found), and the payload and metadata its
+    # handler leaves (changed in place or replaced) are what is merged in.
     value = {
         "cron_id": cron.pk,
         "payload": payload,
@@ -205,7 +236,9 @@ def cron_update(
         "metadata": dict(metadata or {}),
     }
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", "update", value))
+    payload = value.get("payload")
     metadata = value.get("metadata")
+    webhook_require_valid(payload)
     found = (
         Cron.objects.select_for_update(of=("self",))
         .select_related("periodic_task")
@@ -213,7 +246,7 @@ def cron_update(
         .filter(pk=cron.pk)
         .first()
     )
-    if found is None:
+    if found is None or not cron_thread_visible(found):
         raise CronNotFound(f"Cron '{value['cron_id']}' not found")
     cron = found
     if overlap_policy is not None and cron.thread_id is not None:
@@ -280,6 +313,130 @@ def cron_delete(*, cron: Cron) -> None:
     Run.objects.filter(cron_id=cron.pk).update(cron=None)
     Cron.objects.filter(pk=cron.pk)._raw_delete(Cron.objects.db)
     mirror_delete(cron)
+
+
+# ------------------------------------------------------- trigger, backfill
+
+# The most instants one backfill fires (a longer range is a 422).
+MAX_BACKFILL_INSTANTS = 1000
+
+
+def _for_firing(cron: Cron) -> Cron:
+    return Cron.objects.select_related("assistant", "thread").get(pk=cron.pk)
+
+
+@transaction.atomic
+def cron_trigger(*, cron: Cron, now: datetime | None = None) -> Tick:
+    """Fire `cron` once, now, as a manual tick through the tick path beat uses
+    (crons.dispatch.fire_tick): its run is created as a scheduled tick's
+    would be (as the cron's owner), due at once. A manual tick is keyed apart
+    from the schedule's instants (its instant is this second; two triggers in
+    one second are two ticks) and leaves the schedule as it is. A disabled
+    cron may be triggered. Returns the tick: `fired` with its run_id, or
+    `rejected` with the reason (multitask_strategy reject, the pending cap,
+    the owner's permissions)."""
+    now = now or db_now()
+    tick = dispatch.fire_tick(
+        _for_firing(cron),
+        now.replace(microsecond=0),
+        kind=Tick.Kind.MANUAL,
+        fire_at=now,
+        reason="triggered",
+    )
+    if tick is None:  # pragma: no cover - a manual tick is never recorded already
+        raise RuntimeError(f"cron {cron.pk}: the manual tick was not recorded")
+    return tick
+
+
+@dataclass
+class BackfillReport:
+    instants: int = 0
+    fired: int = 0
+    already_fired: int = 0
+    rejected: int = 0  # refused by the overlap rules, the pending cap or the owner's permissions
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def backfill_instants(cron: Cron, start: datetime, end: datetime, now: datetime) -> list[datetime]:
+    """The instants of `cron` in [start, end) a backfill fires, by the fire-time
+    module beat uses (DST rule included), none past the cron's end_time.
+    Invalid (422) unless start < end <= now, start is within the tick
+    retention (CRONSVC_RETENTION_DAYS) and there are at most
+    MAX_BACKFILL_INSTANTS."""
+    if start >= end:
+        raise Invalid(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+    if end > now:
+        raise Invalid(
+            f"end ({end.isoformat()}) is in the future (now {now.isoformat()}): "
+            "a backfill fires past instants only"
+        )
+    days = settings.CRONSVC_RETENTION_DAYS
+    oldest = now - timedelta(days=days)
+    if start < oldest:
+        raise Invalid(
+            f"start ({start.isoformat()}) is older than the tick retention "
+            f"(CRONSVC_RETENTION_DAYS={days:g}): the earliest start now is {oldest.isoformat()}"
+        )
+    # next_fires is strictly after: every instant >= start (instants are whole seconds).
+    after = start - timedelta(microseconds=1)
+    found = firetime.next_fires(cron.schedule, cron.timezone, after, MAX_BACKFILL_INSTANTS + 1)
+    instants = [t for t in found if t < end and (cron.end_time is None or t <= cron.end_time)]
+    if len(instants) > MAX_BACKFILL_INSTANTS:
+        raise Invalid(
+            f"[start, end) holds more than {MAX_BACKFILL_INSTANTS} instants of "
+            f"'{cron.schedule}': backfill a shorter range (at most "
+            f"{MAX_BACKFILL_INSTANTS} instants a call)"
+        )
+    return instants
+
+
+@transaction.atomic
+def cron_backfill(
+    *, cron: Cron, start: datetime, end: datetime, now: datetime | None = None
+) -> BackfillReport:
+    """Fire every instant of `cron` in [start, end) that has not fired, once,
+    in order, through the tick path (crons.dispatch): an instant without a tick
+    gets a `backfill` tick and its run; one recorded `skipped` or `rejected`
+    becomes `fired` by a conditional update (crons.dispatch.refire_tick); one
+    already fired is left alone, so a repeated backfill fires nothing new.
+    Validated before anything is written (backfill_instants). On a thread
+    cron the runs queue in order, bounded by MAX_BACKFILL_INSTANTS rather than
+    the pending cap. A disabled cron may be backfilled."""
+    now = now or db_now()
+    instants = backfill_instants(cron, start, end, now)
+    report = BackfillReport(instants=len(instants))
+    if not instants:
+        return report
+    cron = _for_firing(cron)
+    recorded = {
+        t.scheduled_at: t
+        for t in Tick.objects.filter(
+            cron=cron, scheduled_at__gte=instants[0], scheduled_at__lte=instants[-1]
+        ).exclude(kind=Tick.Kind.MANUAL)
+    }
+    for instant in instants:
+        tick = recorded.get(instant)
+        if tick is not None and tick.status == Tick.Status.FIRED:
+            report.already_fired += 1
+            continue
+        if tick is not None:
+            result = dispatch.refire_tick(cron, tick)
+        else:
+            result = dispatch.fire_tick(cron, instant, kind=Tick.Kind.BACKFILL, reason="backfilled")
+        if result is None:  # fired meanwhile (beat, another backfill)
+            report.already_fired += 1
+        elif result.status == Tick.Status.FIRED:
+            report.fired += 1
+        else:
+            report.rejected += 1
+    return report
+
+
+def cron_set_enabled(*, cron: Cron, enabled: bool) -> Cron:
+    """Pause or resume a cron (as PATCH {"enabled": ...} does)."""
+    return cron_update(cron=cron, enabled=enabled)
 
 
 class _Imported(NamedTuple):

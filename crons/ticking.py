@@ -10,8 +10,9 @@ Exactly once per (cron, instant) holds by construction:
 
 - the row lock and the compare-and-set on `next_run_date` keep a second beat
   from claiming the same instant;
-- the unique key on Tick (cron, scheduled_at), and on Run (cron, scheduled_at),
-  refuse a second record of it whatever else goes wrong;
+- the unique key on Tick (cron, scheduled_at) among ticks of instants
+  (scheduled or backfilled; manual triggers are keyed apart), and on Run
+  (cron, scheduled_at), refuse a second record of it whatever else goes wrong;
 - every claim happens under the scheduler lease (holder + epoch, checked with
   a row lock in the same transaction: crons.lease), so a beat that lost its
   lease fires nothing (fencing).

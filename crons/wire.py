@@ -10,8 +10,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from crons import selectors
-from crons.models import Cron
+from crons.models import Cron, Tick
 from cronsvc.http.outputs import IsoDateTime, ObjectOut, WireSerializer, iso
+from runs.models import Run
 
 CRON_FIELDS = [
     "cron_id",
@@ -125,3 +126,56 @@ def cron_columns(select: list[str] | None) -> list[str]:
 def cron_out(cron: Cron, select: list[str] | None = None) -> dict:
     """A cron on the wire; with `select`, only those fields, in that order."""
     return {name: _WRITERS[name][0](cron) for name in (select or CRON_FIELDS)}
+
+
+class TickOut(WireSerializer):
+    """One tick of a cron: an instant of its schedule (or a manual trigger)
+    and what became of it."""
+
+    scheduled_at = IsoDateTime(
+        help_text="the instant (the exactly-once key); a manual tick: the second it came"
+    )
+    fire_at = IsoDateTime(help_text="when it fired (or was to fire)")
+    kind = serializers.ChoiceField(choices=Tick.Kind.values)
+    status = serializers.ChoiceField(choices=Tick.Status.values)
+    reason = serializers.CharField(help_text="why skipped or rejected; how it fired")
+    run_id = serializers.UUIDField(allow_null=True)
+    run_status = serializers.ChoiceField(
+        choices=Run.Status.values, allow_null=True, help_text="null: no run, or it was deleted"
+    )
+    attempts = serializers.IntegerField(
+        allow_null=True, help_text="the run's attempts so far; null: no run"
+    )
+    created_at = IsoDateTime()
+
+
+def tick_out(tick: Tick, runs: dict) -> dict:
+    """A tick on the wire; `runs` is run_id -> (status, attempts) (crons.selectors.tick_runs)."""
+    run_status, attempts = runs.get(tick.run_id, (None, None))
+    return {
+        "scheduled_at": iso(tick.scheduled_at),
+        "fire_at": iso(tick.fire_at or tick.scheduled_at),
+        "kind": tick.kind,
+        "status": tick.status,
+        "reason": tick.reason,
+        "run_id": _uuid(tick.run_id),
+        "run_status": run_status,
+        "attempts": attempts,
+        "created_at": iso(tick.created_at),
+    }
+
+
+class ScheduleOut(serializers.Serializer):
+    timezone = serializers.CharField(help_text="the cron's timezone (UTC when it has none)")
+    next = serializers.ListField(
+        child=IsoDateTime(), help_text="the next instants from now, in UTC, ascending"
+    )
+
+
+class BackfillOut(serializers.Serializer):
+    instants = serializers.IntegerField(help_text="instants of the schedule in [start, end)")
+    fired = serializers.IntegerField(help_text="instants fired by this call")
+    already_fired = serializers.IntegerField(help_text="instants that had fired already")
+    rejected = serializers.IntegerField(
+        help_text="instants refused (multitask_strategy reject, the owner's permissions)"
+    )

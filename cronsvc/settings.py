@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "cronsvc.http.middleware.BodySizeLimitMiddleware",
     "cronsvc.http.middleware.AuthUserMiddleware",
     # Django's own, cheap under ASGI (see cronsvc.http.middleware): session,
-    # login, messages and CSRF for the admin only.
+    # login, messages and CSRF only where the admin session is read.
     "cronsvc.http.middleware.SecurityMiddleware",
     "cronsvc.http.middleware.StaticFilesMiddleware",
     "cronsvc.http.middleware.SessionMiddleware",

@@ -281,6 +281,18 @@ async def thread_relay(
             for event_id, run_id, attempts, event, data in events:
                 after = event_id
                 if run_id not in active:
+                    if active:
+                        # A run's first event: the runs before it that have
+                        # finished end here, in order (all their events have
+                        # lower ids), not after this run's events.
+                        earlier = list(active)
+                        current = await offloop.run(_statuses, earlier)
+                        for earlier_id in earlier:
+                            status = current.get(earlier_id)
+                            if status is None or status["status"] in Run.FINISHED:
+                                del active[earlier_id]
+                                for part in _ending(earlier_id, status, names, wanted):
+                                    yield part
                     active[run_id] = None
                     if wanted("metadata"):
                         yield sse("metadata", {"run_id": str(run_id), "attempt": max(attempts, 1)})
@@ -291,24 +303,15 @@ async def thread_relay(
                 # Statuses were read before the events: a run finished then has
                 # all its events among those sent.
                 for run_id in known:
+                    if run_id not in active:
+                        continue  # ended already, when the next run began
                     current = statuses.get(run_id)
                     if current is not None and current["status"] not in Run.FINISHED:
                         continue
                     del active[run_id]
                     ended = True
-                    if current is None:
-                        continue  # deleted
-                    if current["status"] == Run.Status.ERROR and names is None:
-                        output = current["output"] or {}
-                        yield sse(
-                            "error",
-                            {
-                                "error": output.get("error", "Error"),
-                                "message": current["error"] or "",
-                            },
-                        )
-                    if wanted("end"):
-                        yield sse("end", {"run_id": str(run_id), "status": current["status"]})
+                    for part in _ending(run_id, current, names, wanted):
+                        yield part
             now = time.monotonic()
             if events or ended:
                 sent = now
@@ -332,18 +335,37 @@ async def thread_relay(
             slot.release()
 
 
+def _ending(run_id, current: dict | None, names, wanted) -> list[bytes]:
+    """What a thread stream sends when a run ends: `error` (when it failed)
+    and `end`; nothing for a deleted run (`current` None)."""
+    if current is None:
+        return []
+    parts = []
+    if current["status"] == Run.Status.ERROR and names is None:
+        output = current["output"] or {}
+        parts.append(
+            sse(
+                "error",
+                {"error": output.get("error", "Error"), "message": current["error"] or ""},
+            )
+        )
+    if wanted("end"):
+        parts.append(sse("end", {"run_id": str(run_id), "status": current["status"]}))
+    return parts
+
+
+def _statuses(run_ids: list) -> dict:
+    if not run_ids:
+        return {}
+    return {
+        row["run_id"]: row
+        for row in Run.objects.filter(pk__in=run_ids).values("run_id", "status", "output", "error")
+    }
+
+
 def _read_thread(thread_id, after: int, known: list) -> tuple[dict, list]:
     # Statuses first (see thread_relay).
-    statuses = (
-        {
-            row["run_id"]: row
-            for row in Run.objects.filter(pk__in=known).values(
-                "run_id", "status", "output", "error"
-            )
-        }
-        if known
-        else {}
-    )
+    statuses = _statuses(known)
     events = list(
         RunEvent.objects.filter(run__thread_id=thread_id, id__gt=after)
         .order_by("id")

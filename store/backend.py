@@ -11,9 +11,15 @@ when opened). `langgraph.json`'s `"store"` key configures it:
     "store": {"ttl": {"default_ttl": 1440, "refresh_on_read": true,
                       "sweep_interval_minutes": 60}}
 
-`ttl` minutes; expired items are swept by beat (`store_sweep`). A semantic
-`index` needs pgvector (PostgreSQL) or sqlite-vec (SQLite) and an embedding
-function; cronsvc does not support it yet and says so at startup.
+`ttl` minutes; expired items are swept by beat (`store_sweep`).
+
+`"index": {"dims": ..., "embed": ..., "fields": [...]}` turns on semantic
+search (store.index): passed as `index=` to the store, whose own setup creates
+the vector tables, only then. On PostgreSQL `migrate` does it (post_migrate,
+after creating the pgvector extension or saying why it cannot); the store
+checks at open that they are there with the configured `dims`. On SQLite the
+store creates them when opened, after checking that sqlite3 can load
+sqlite-vec. Without "index" nothing of this runs.
 """
 
 from __future__ import annotations
@@ -30,15 +36,19 @@ from django.db import connections
 from langgraph.store.base import BaseStore, TTLConfig
 
 from cronsvc import checkpointer
+from store.index import (
+    StoreConfigError,
+    StoreSetupError,
+    parse_index,
+    pgvector_problem,
+    resolve_embed,
+    sqlite_vec_problem,
+)
 
 _lock = threading.Lock()
 _store: BaseStore | None = None
 
 TTL_KEYS = {"default_ttl", "refresh_on_read", "sweep_interval_minutes"}
-
-
-class StoreConfigError(ValueError):
-    """`langgraph.json`'s "store" cannot be used; the message says why."""
 
 
 @cache
@@ -48,16 +58,22 @@ def store_config() -> dict[str, Any]:
         config = json.load(fh).get("store") or {}
     if not isinstance(config, dict):
         raise StoreConfigError('"store" in langgraph.json must be an object')
-    if config.get("index"):
-        raise StoreConfigError(
-            '"store.index" (semantic search) is not supported by cronsvc yet: it needs the '
-            "pgvector extension (PostgreSQL) or sqlite-vec (SQLite) and an embedding "
-            'function. Remove "index" to use the store without semantic search.'
-        )
     ttl = config.get("ttl") or {}
     if not isinstance(ttl, dict) or set(ttl) - TTL_KEYS:
         raise StoreConfigError(f'"store.ttl" in langgraph.json takes only {sorted(TTL_KEYS)}')
+    if config.get("index") is not None:
+        config = {**config, "index": parse_index(config["index"])}
     return config
+
+
+def index_config() -> dict[str, Any] | None:
+    """`store.index` for LangGraph's stores, `embed` loaded as an Embeddings
+    (None without an index)."""
+    index = store_config().get("index")
+    if index is None:
+        return None
+    base = Path(settings.LANGGRAPH_CONFIG).resolve().parent
+    return {**index, "embed": resolve_embed(index["embed"], base)}
 
 
 def ttl_config() -> TTLConfig | None:
@@ -69,16 +85,67 @@ def _is_postgres() -> bool:
     return connections["default"].vendor == "postgresql"
 
 
-def setup_postgres_tables() -> None:
-    """Create or migrate the PostgresStore's tables (run by a Django migration)."""
+def _postgres_connect() -> Any:
     import psycopg  # noqa: PLC0415 - the PostgreSQL driver, only on PostgreSQL
-    from langgraph.store.postgres import PostgresStore  # noqa: PLC0415 - ditto
     from psycopg.rows import dict_row  # noqa: PLC0415 - ditto
 
-    with psycopg.connect(
-        checkpointer.postgres_conninfo(), autocommit=True, row_factory=dict_row
-    ) as conn:
+    return psycopg.connect(checkpointer.postgres_conninfo(), autocommit=True, row_factory=dict_row)
+
+
+def setup_postgres_tables() -> None:
+    """Create or migrate the PostgresStore's tables (run by a Django migration);
+    the vector tables are setup_index_tables'."""
+    from langgraph.store.postgres import PostgresStore  # noqa: PLC0415 - PostgreSQL only
+
+    with _postgres_connect() as conn:
         PostgresStore(conn).setup()
+
+
+def setup_index_tables(plan: Any = None, **_: Any) -> None:
+    """After `migrate` (post_migrate; not after a test flush, which has no
+    plan): with `store.index`, the extension checked and, on PostgreSQL, the
+    store's vector tables created. Nothing without an index."""
+    if plan is None:
+        return
+    index = index_config()
+    if index is None:
+        return
+    if not _is_postgres():
+        problem = sqlite_vec_problem()
+        if problem:
+            raise StoreSetupError(problem)
+        return  # SqliteStore creates its tables when opened (get_store)
+    from langgraph.store.postgres import PostgresStore  # noqa: PLC0415 - PostgreSQL only
+
+    with _postgres_connect() as conn:
+        problem = pgvector_problem(conn)
+        if problem:
+            raise StoreSetupError(problem)
+        PostgresStore(conn, index=index).setup()  # type: ignore[arg-type]
+
+
+def _check_postgres_index(dims: int) -> None:
+    """The store's vector tables are there, for `dims`-dimension vectors."""
+    with _postgres_connect() as conn:
+        problem = pgvector_problem(conn)
+        if problem:
+            raise StoreConfigError(problem)
+        row = conn.execute(
+            "SELECT format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a"
+            " WHERE a.attrelid = to_regclass('store_vectors') AND a.attname = 'embedding'"
+        ).fetchone()
+    if row is None:
+        raise StoreConfigError(
+            '"store.index" is configured but the store\'s vector tables are not there yet: '
+            "run `python manage.py migrate` (it creates them)."
+        )
+    if row["type"] not in (f"vector({dims})", f"halfvec({dims})"):
+        raise StoreConfigError(
+            f"The store's vectors are {row['type']}, but store.index.dims is {dims}. "
+            "Changing dims needs a new vector table: drop store_vectors and "
+            "vector_migrations, run `python manage.py migrate`, and put the items again "
+            "to re-embed them."
+        )
 
 
 def get_store() -> BaseStore:
@@ -89,12 +156,23 @@ def get_store() -> BaseStore:
     with _lock:
         if _store is not None:
             return _store
+        index = index_config()
         if _is_postgres():
             from langgraph.store.postgres import PostgresStore  # noqa: PLC0415 - PostgreSQL only
 
+            if index is not None:
+                _check_postgres_index(index["dims"])
             # The checkpointer's pool: the store adds no connections to the budget.
-            _store = PostgresStore(checkpointer.get_saver().conn, ttl=ttl_config())
+            _store = PostgresStore(
+                checkpointer.get_saver().conn,
+                index=index,  # type: ignore[arg-type]
+                ttl=ttl_config(),
+            )
         else:
+            if index is not None:
+                problem = sqlite_vec_problem()
+                if problem:
+                    raise StoreConfigError(problem)
             from langgraph.store.sqlite import SqliteStore  # noqa: PLC0415 - SQLite only
 
             conn = sqlite3.connect(
@@ -105,7 +183,7 @@ def get_store() -> BaseStore:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            _store = SqliteStore(conn, ttl=ttl_config())
+            _store = SqliteStore(conn, index=index, ttl=ttl_config())  # type: ignore[arg-type]
             _store.setup()
         return _store
 

@@ -94,10 +94,10 @@ def items_search(
     query: str | None = None,
     refresh_ttl: bool | None = None,
 ) -> list[Item]:
-    if query:
-        raise Invalid(
-            "query (semantic search) needs a store index, which cronsvc does not support yet"
-        )
+    """Items under `namespace_prefix`, most recently updated first; with a
+    `query` and a store index (langgraph.json "store.index"), ranked by
+    similarity instead, each with its `score`. Without an index the query is
+    ignored, as on the LangGraph Server (LangGraph's stores list then)."""
     asked = _authorized(
         "search",
         {
@@ -111,6 +111,7 @@ def items_search(
     return _store_call(
         get_store().search,
         namespace_check(asked["namespace"], what="Namespace prefix"),
+        query=asked.get("query") or None,
         filter=asked.get("filter"),
         limit=limit,
         offset=offset,

@@ -6,9 +6,10 @@
 -- each tick:
 --   - a new busy thread (stateless crons), or the cron's thread stamped busy,
 --     with the spec's graph_id and thread_metadata merged in;
---   - a fired tick pointing at the run;
+--   - a fired scheduled tick pointing at the run (fire_at: its instant);
 --   - a pending run.
--- Raises a unique violation when any (cron, scheduled_at) tick or run exists.
+-- Raises a unique violation when any (cron, scheduled_at) tick (of an instant:
+-- not a manual one) or run exists.
 -- The OTHER_RUN_COLUMNS / OTHER_RUN_VALUES markers of the run insert are
 -- filled in by the loader with every other Run column and its model default.
 WITH spec AS MATERIALIZED (
@@ -41,8 +42,11 @@ WITH spec AS MATERIALIZED (
            updated_at = clock_timestamp()
       FROM spec WHERE t.thread_id = spec.thread_id
 ), new_ticks AS (
-    INSERT INTO crons_tick (cron_id, scheduled_at, status, reason, run_id, created_at)
-    SELECT cron_id, scheduled_at, 'fired', '', run_id, clock_timestamp() FROM spec
+    INSERT INTO crons_tick
+        (cron_id, scheduled_at, fire_at, kind, status, reason, run_id, created_at)
+    SELECT cron_id, scheduled_at, scheduled_at, 'scheduled', 'fired', '', run_id,
+           clock_timestamp()
+    FROM spec
 )
 INSERT INTO runs_run
     (run_id, thread_id, assistant_id, status, metadata, kwargs, multitask_strategy,

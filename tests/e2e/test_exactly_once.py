@@ -11,7 +11,7 @@ from django.db import connection
 
 from crons import ticking
 from crons.models import Cron, SchedulerLease, Tick
-from crons.services import cron_create
+from crons.services import cron_backfill, cron_create, cron_trigger
 from cronsvc.models import BeatHeartbeat
 from cronsvc.selectors import assistant_get_or_404
 from runs import tasks
@@ -76,6 +76,50 @@ def test_two_schedulers_ticking_at_once_fire_each_instant_once(monkeypatch):
         assert sorted(Run.objects.filter(cron=cron).values_list("scheduled_at", flat=True)) == [
             start + dt.timedelta(minutes=m) for m in (1, 2, 3)
         ]
+
+
+def test_beats_backfills_and_triggers_at_once_fire_each_instant_once(monkeypatch):
+    # Two beats find each cron 2 minutes late (instants 1 and 2 recorded
+    # skipped, 3 fired) while two backfills of instants 1-3 and triggers in
+    # instant 3's very second run: one tick of each instant, one run of each
+    # fired one, and the manual ticks apart.
+    monkeypatch.setattr("crons.ticking.wake_workers", lambda count: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    now = start + dt.timedelta(minutes=3)
+    later = now + dt.timedelta(seconds=1)
+    first = start + dt.timedelta(seconds=1)  # the instants after the crons were made: 1, 2, 3
+    agent = assistant_get_or_404("agent")
+    crons = [cron_create(assistant=agent, schedule="* * * * *", now=start) for _ in range(12)]
+
+    def backfill():
+        for cron in crons:
+            cron_backfill(cron=cron, start=first, end=later, now=later)
+
+    def trigger():
+        for cron in crons:
+            cron_trigger(cron=cron, now=now)
+
+    targets = [lambda: ticking.fire_due(now=now, batch=5)] * 2 + [backfill] * 2 + [trigger]
+    it = iter(targets)
+    in_threads(len(targets), lambda: next(it)())
+    ticking.advance()
+    # Whatever a beat recorded skipped after a backfill had looked: one more backfill fires it.
+    reports = [cron_backfill(cron=cron, start=first, end=later, now=later) for cron in crons]
+
+    assert sum(r.instants for r in reports) == 12 * 3
+    assert sum(r.rejected for r in reports) == 0
+    instants = [start + dt.timedelta(minutes=m) for m in (1, 2, 3)]
+    for cron in crons:
+        ticks = Tick.objects.filter(cron=cron).exclude(kind="manual")
+        assert sorted(t.scheduled_at for t in ticks) == instants
+        assert {t.status for t in ticks} == {"fired"}
+        runs = Run.objects.filter(cron=cron, scheduled_at__isnull=False)
+        assert sorted(runs.values_list("scheduled_at", flat=True)) == instants
+        assert {t.run_id for t in ticks} == set(runs.values_list("run_id", flat=True))
+        manual = Tick.objects.get(cron=cron, kind="manual")
+        assert (manual.scheduled_at, manual.status) == (now, "fired")
+        assert Run.objects.filter(cron=cron, scheduled_at__isnull=True).count() == 1
 
 
 @pytest.mark.slow

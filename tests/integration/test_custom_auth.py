@@ -2,15 +2,20 @@
 and crons that fire as their owner.
 
 Two bearer-token users, ada and bob, through langgraph_sdk with headers
-against the live server. The auth object is switched on with the
-CRONSVC_AUTH setting (what langgraph.json's `auth.path` would load); loading
-from langgraph.json itself is tested on its own.
+against the live server. The auth object (tests/auth_recipes.py) is switched
+on with the CRONSVC_AUTH setting (what langgraph.json's `auth.path` would
+load); loading from langgraph.json itself is tested on its own. The owner
+isolation also runs on the embedded SQLite default: `manage.py dev` started
+with a langgraph.json whose auth names the same recipe.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import sys
 import textwrap
 
 import httpx
@@ -30,103 +35,19 @@ from cronsvc import urls as root_urls
 from cronsvc.models import Assistant
 from runs.executor import build_config
 from runs.models import Run
+from tests.auth_recipes import (
+    VARIANTS,
+    authenticate_with_tokens,
+    owner_auth,
+)
+from tests.conftest import ROOT, Proc
+from tests.factories import free_port
 from threads.models import Thread
 from threads.selectors import thread_search
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TOKENS = {"token-ada": "ada", "token-bob": "bob"}
 QUESTION = {"messages": [{"role": "user", "content": "What time is it?"}]}
-
-
-def authenticate_with_tokens(auth: Auth) -> None:
-    @auth.authenticate
-    async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or token not in TOKENS:
-            raise Auth.exceptions.HTTPException(status_code=401, detail="Invalid token")
-        identity = TOKENS[token]
-        return {"identity": identity, "permissions": [f"team:{identity}"], "plan": "pro"}
-
-
-def owner_auth() -> Auth:
-    """The documented owner-only recipe."""
-    auth = Auth()
-    authenticate_with_tokens(auth)
-
-    @auth.on
-    async def add_owner(ctx: Auth.types.AuthContext, value: dict):
-        filters = {"owner": ctx.user.identity}
-        metadata = value.setdefault("metadata", {})
-        if metadata is None:
-            metadata = value["metadata"] = {}
-        metadata.update(filters)
-        return filters
-
-    return auth
-
-
-def contains_auth() -> Auth:
-    """Owners as a list: $contains."""
-    auth = Auth()
-    authenticate_with_tokens(auth)
-
-    @auth.on
-    async def members(ctx: Auth.types.AuthContext, value: dict):
-        if ctx.action == "create":
-            value["metadata"] = {**(value.get("metadata") or {}), "members": [ctx.user.identity]}
-        return {"members": {"$contains": ctx.user.identity}}
-
-    return auth
-
-
-def or_auth() -> Auth:
-    """Own or public: $or."""
-    auth = Auth()
-    authenticate_with_tokens(auth)
-
-    @auth.on
-    async def own_or_public(ctx: Auth.types.AuthContext, value: dict):
-        if ctx.action == "create":
-            value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
-        return {"$or": [{"owner": ctx.user.identity}, {"public": True}]}
-
-    return auth
-
-
-def actions_auth() -> Auth:
-    """Handlers registered with actions=[...], a deny-all global handler behind them."""
-    auth = Auth()
-    authenticate_with_tokens(auth)
-
-    @auth.on
-    async def deny(ctx: Auth.types.AuthContext, value: dict):
-        return False
-
-    @auth.on(resources=["threads", "assistants", "crons"], actions=["create"])
-    async def stamp(ctx: Auth.types.AuthContext, value: dict):
-        value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
-
-    @auth.on(
-        resources=["threads", "assistants", "crons"],
-        actions=["read", "update", "delete", "search"],
-    )
-    async def own(ctx: Auth.types.AuthContext, value: dict):
-        return {"owner": ctx.user.identity}
-
-    @auth.on.threads.create_run
-    async def run_on_own(ctx: Auth.types.AuthContext, value: dict):
-        return {"owner": ctx.user.identity}
-
-    return auth
-
-
-VARIANTS = {
-    "owner": owner_auth,
-    "contains": contains_auth,
-    "or": or_auth,
-    "actions": actions_auth,
-}
 
 
 def client(url: str, token: str | None):
@@ -143,9 +64,10 @@ def users(live_server, settings):
     return use
 
 
-def http(live_server, method: str, path: str, token: str | None = "token-bob", **kw):  # noqa: S107
+def http(server, method: str, path: str, token: str | None = "token-bob", **kw):  # noqa: S107
+    """A request to `server` (the live server, or a base URL) as bob by default."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.request(method, live_server.url + path, headers=headers, timeout=10, **kw)
+    return httpx.request(method, f"{server}{path}", headers=headers, timeout=10, **kw)
 
 
 def status_of(call) -> int:
@@ -156,10 +78,11 @@ def status_of(call) -> int:
     return 200
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_other_users_resources_are_invisible(users, live_server, variant):
-    ada, bob = users(VARIANTS[variant]())
-
+def assert_isolated(ada, bob, server, variant: str) -> dict[str, str]:
+    """ada's assistant, thread, run and crons are hers: bob gets 404 on get,
+    update and delete, finds none of it in search and count, cannot put a run
+    or a cron on her thread, and changes nothing; the default assistants work
+    for both. Through the API only (either database). Returns ada's ids."""
     assistant = ada.assistants.create("agent", name="ada's", metadata={"kind": "mine"})
     thread = ada.threads.create(metadata={"topic": "x"})
     tid, aid = thread["thread_id"], assistant["assistant_id"]
@@ -190,12 +113,15 @@ def test_other_users_resources_are_invisible(users, live_server, variant):
         lambda: bob.runs.delete(tid, run["run_id"]),
         lambda: bob.runs.cancel(tid, run["run_id"]),
         lambda: bob.crons.update(cron["cron_id"], schedule="0 1 * * *"),
+        lambda: bob.crons.update(stateless["cron_id"], schedule="0 1 * * *"),
+        lambda: bob.crons.delete(cron["cron_id"]),
         lambda: bob.crons.delete(stateless["cron_id"]),
     ):
         assert status_of(call) == 404, variant
-    assert http(live_server, "GET", f"/runs/crons/{cron['cron_id']}").status_code == 404
-    assert http(live_server, "GET", f"/runs/{run['run_id']}/stream").status_code == 404
-    assert http(live_server, "GET", f"/threads/{tid}/stream").status_code == 404
+    for cron_id in (cron["cron_id"], stateless["cron_id"]):
+        assert http(server, "GET", f"/runs/crons/{cron_id}").status_code == 404
+    assert http(server, "GET", f"/runs/{run['run_id']}/stream").status_code == 404
+    assert http(server, "GET", f"/threads/{tid}/stream").status_code == 404
 
     # ... a run or a cron on ada's thread is refused.
     assert status_of(lambda: bob.runs.create(tid, "agent", input=QUESTION)) == 404
@@ -211,6 +137,7 @@ def test_other_users_resources_are_invisible(users, live_server, variant):
     assert bob.threads.count() == 0
     assert bob.crons.search() == []
     assert bob.crons.count() == 0
+    assert bob.crons.search(thread_id=tid) == []
 
     # The default assistants work for both.
     own = bob.threads.create()
@@ -222,13 +149,98 @@ def test_other_users_resources_are_invisible(users, live_server, variant):
     assert bob.crons.count() == 1
     assert ada.crons.count() == 2
     assert {t["thread_id"] for t in bob.threads.search()} == {own["thread_id"]}
+    assert status_of(lambda: ada.runs.get(own["thread_id"], bob_run["run_id"])) == 404
 
-    # Nothing of ada's changed.
-    assert Thread.objects.get(pk=tid).metadata.get("owner") != "bob"
-    assert Cron.objects.get(pk=cron["cron_id"]).schedule == "0 9 * * *"
-    assert Cron.objects.filter(pk=stateless["cron_id"]).exists()
-    assert Assistant.objects.filter(pk=aid).exists()
-    assert Run.objects.filter(pk=run["run_id"]).exists()
+    # Nothing of ada's changed, as she sees it.
+    assert ada.threads.get(tid)["metadata"].get("owner") != "bob"
+    assert ada.assistants.get(aid)["metadata"].get("owner") != "bob"
+    schedules = {c["cron_id"]: c["schedule"] for c in ada.crons.search()}
+    assert schedules == {cron["cron_id"]: "0 9 * * *", stateless["cron_id"]: "0 10 * * *"}
+    assert ada.runs.get(tid, run["run_id"])["run_id"] == run["run_id"]
+    return {
+        "thread": tid,
+        "assistant": aid,
+        "run": run["run_id"],
+        "cron": cron["cron_id"],
+        "stateless": stateless["cron_id"],
+    }
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_other_users_resources_are_invisible(users, live_server, variant):
+    ada, bob = users(VARIANTS[variant]())
+    ids = assert_isolated(ada, bob, live_server, variant)
+
+    # Nothing of ada's changed in the database.
+    assert Thread.objects.get(pk=ids["thread"]).metadata.get("owner") != "bob"
+    assert Cron.objects.get(pk=ids["cron"]).schedule == "0 9 * * *"
+    assert Cron.objects.filter(pk=ids["stateless"]).exists()
+    assert Assistant.objects.filter(pk=ids["assistant"]).exists()
+    assert Run.objects.filter(pk=ids["run"]).exists()
+
+
+# ------------------------------------------------------------------ on the embedded SQLite default
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory):
+    """`manage.py dev` on the embedded default (SQLite in a fresh data folder,
+    the filesystem broker; no worker, no beat), its auth loaded from
+    langgraph.json: start(variant) serves with that recipe of
+    tests/auth_recipes.py, one server per variant, and gives its URL."""
+    servers: dict[str, tuple[Proc, str]] = {}
+
+    def start(variant: str) -> str:
+        if variant in servers:
+            return servers[variant][1]
+        folder = tmp_path_factory.mktemp(f"embedded-{variant}")
+        (folder / "auth.py").write_text(
+            f"from tests.auth_recipes import VARIANTS\n\nauth = VARIANTS[{variant!r}]()\n"
+        )
+        (folder / "langgraph.json").write_text(
+            json.dumps(
+                {
+                    "graphs": {"agent": str(ROOT / "examples" / "agent.py") + ":graph"},
+                    "auth": {"path": "./auth.py:auth"},
+                }
+            )
+        )
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_QUEUE")
+        }
+        env.update(
+            {
+                "CRONSVC_DATA_DIR": str(folder / "data"),
+                "LANGGRAPH_CONFIG": str(folder / "langgraph.json"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        argv = [sys.executable, "manage.py", "dev", "--port", str(port), "--no-worker", "--no-beat"]
+        proc = Proc(argv, env, f"manage.py dev ({variant})")
+        url = f"http://127.0.0.1:{port}"
+        servers[variant] = (proc, url)
+        proc.wait_for("cronsvc API on", timeout=90)
+        assert (folder / "data" / "cronsvc.sqlite3").exists()
+        return url
+
+    yield start
+    for proc, _ in servers.values():
+        proc.stop(signal.SIGTERM, timeout=30)
+        assert "Traceback" not in proc.output(), proc.output()[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_other_users_resources_are_invisible_on_sqlite(embedded_server, variant):
+    """The same isolation on the embedded default, where the filters compile to
+    SQLite's JSON functions (cronsvc/filters.py) instead of PostgreSQL's."""
+    url = embedded_server(variant)
+    ada, bob = client(url, "token-ada"), client(url, "token-bob")
+    assert http(url, "POST", "/threads/search", token=None, json={}).status_code == 401
+    assert_isolated(ada, bob, url, variant)
 
 
 def test_without_or_with_an_unknown_token_401_and_ok_is_public(users, live_server):
@@ -315,6 +327,120 @@ def test_mutated_metadata_is_stored_and_a_filtered_update_changes_nothing(users,
     assert updated["metadata"] == {"topic": "x", "owner": "ada", "y": 2}
 
 
+def test_a_thread_cron_is_not_found_where_its_thread_is_not(users, live_server):
+    """A cron on a thread the caller's threads handler filters out is a 404 on
+    get, update and delete (and absent from search), whatever crons allows."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+    asked: list = []
+
+    @auth.on.threads
+    async def own_threads(ctx, value):
+        if ctx.action == "create":
+            value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+        elif ctx.action == "read":
+            asked.append(value.get("thread_id"))
+        return {"owner": ctx.user.identity}
+
+    ada, bob = users(auth)  # no crons handler: crons themselves are open to all
+    thread = ada.threads.create()
+    cron = ada.crons.create_for_thread(thread["thread_id"], "agent", schedule="0 9 * * *")
+    stateless = ada.crons.create("agent", schedule="0 10 * * *")
+    cron_id = cron["cron_id"]
+
+    asked.clear()
+    assert http(live_server, "GET", f"/runs/crons/{cron_id}").status_code == 404
+    assert status_of(lambda: bob.crons.update(cron_id, schedule="0 1 * * *", enabled=False)) == 404
+    assert status_of(lambda: bob.crons.delete(cron_id)) == 404
+    # the handler is asked about the cron's thread, by id
+    assert {str(t) for t in asked} == {thread["thread_id"]}
+    assert [c["cron_id"] for c in bob.crons.search()] == [stateless["cron_id"]]
+    assert bob.crons.count() == 1
+    stored = Cron.objects.get(pk=cron_id)
+    assert (stored.schedule, stored.enabled) == ("0 9 * * *", True)
+
+    # A stateless cron has no thread to hide it; the thread's owner keeps hers.
+    changed = bob.crons.update(stateless["cron_id"], schedule="0 11 * * *")
+    assert changed["schedule"] == "0 11 * * *"
+    assert ada.crons.update(cron_id, schedule="0 1 * * *")["schedule"] == "0 1 * * *"
+    ada.crons.delete(cron_id)
+    assert not Cron.objects.filter(pk=cron_id).exists()
+
+
+def test_a_crons_create_filter_applies_to_the_thread_and_the_assistant(users):
+    """As on the LangGraph Server: a filter from crons.create must match a
+    thread cron's thread and an assistant other than the default ones, else
+    404 and no cron; False is a 403."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on(resources=["threads", "assistants"], actions=["create"])
+    async def stamp(ctx, value):
+        value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+
+    @auth.on.crons.create
+    async def on_own_things(ctx, value):
+        if ctx.user.identity == "bob" and value["payload"].get("schedule") == "1 1 * * *":
+            return False
+        value["metadata"]["owner"] = ctx.user.identity  # value always carries metadata
+        return {"owner": ctx.user.identity}
+
+    ada, bob = users(auth)  # reads are open to all here
+    thread = ada.threads.create()
+    assistant = ada.assistants.create("agent")
+    assert bob.threads.get(thread["thread_id"])["thread_id"] == thread["thread_id"]
+    assert bob.assistants.get(assistant["assistant_id"])["assistant_id"]
+
+    tid, aid = thread["thread_id"], assistant["assistant_id"]
+    assert status_of(lambda: bob.crons.create_for_thread(tid, "agent", schedule="0 9 * * *")) == 404
+    assert status_of(lambda: bob.crons.create(aid, schedule="0 9 * * *")) == 404
+    assert status_of(lambda: bob.crons.create("agent", schedule="1 1 * * *")) == 403
+    assert status_of(lambda: bob.crons.create_for_thread(tid, "agent", schedule="1 1 * * *")) == 403
+    assert Cron.objects.count() == 0
+
+    # The default assistants pass; ada's own thread and assistant do.
+    assert bob.crons.create("agent", schedule="0 9 * * *")["metadata"] == {"owner": "bob"}
+    mine = ada.crons.create_for_thread(tid, aid, schedule="0 9 * * *", metadata={"k": 1})
+    assert Cron.objects.get(pk=mine["cron_id"]).metadata == {"k": 1, "owner": "ada"}
+    assert Cron.objects.count() == 2
+
+
+def test_crons_handlers_changes_to_the_payload_are_stored(users):
+    """What a crons.create or crons.update handler leaves in value["payload"]
+    and value["metadata"], changed in place or replaced, is what is stored."""
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on.crons
+    async def bill(ctx, value):
+        if ctx.action in ("create", "update"):
+            payload = value.get("payload") or {}
+            run_metadata = {**(payload.get("metadata") or {}), "billed_to": ctx.user.identity}
+            value["payload"] = {**payload, "metadata": run_metadata}
+            value["metadata"] = {**(value.get("metadata") or {}), "by": ctx.user.identity}
+
+    ada, bob = users(auth)
+    cron = ada.crons.create("agent", schedule="0 9 * * *", metadata={"team": "ops"}, input=QUESTION)
+    assert cron["metadata"] == {"team": "ops", "by": "ada"}
+    stored = Cron.objects.get(pk=cron["cron_id"])
+    assert stored.payload["metadata"] == {"team": "ops", "billed_to": "ada"}
+    assert stored.payload["input"] == QUESTION
+    assert stored.metadata == {"team": "ops", "by": "ada"}
+
+    updated = bob.crons.update(cron["cron_id"], schedule="0 10 * * *")
+    assert updated["metadata"] == {"team": "ops", "by": "bob"}
+    stored.refresh_from_db()
+    # a PATCH's run options replace the payload's (here: its metadata)
+    assert stored.payload["metadata"] == {"billed_to": "bob"}
+    assert stored.payload["input"] == QUESTION
+    assert (stored.schedule, stored.metadata) == ("0 10 * * *", {"team": "ops", "by": "bob"})
+
+    # The runs of its ticks carry the payload's metadata.
+    _, instant = _due(cron["cron_id"])
+    assert ticking.fire_due(now=instant).fired == 1
+    assert Run.objects.get(cron_id=cron["cron_id"]).metadata["billed_to"] == "bob"
+
+
 def test_runs_carry_their_user_in_configurable(users):
     ada, _ = users(owner_auth())
     thread = ada.threads.create()
@@ -383,6 +509,48 @@ def test_a_denied_owner_makes_the_tick_rejected(users, path):
     assert "bob is over quota" in tick.reason and "threads.create_run" in tick.reason
     assert Run.objects.count() == 0
     assert Thread.objects.count() == 0
+
+
+def test_trigger_and_backfill_need_update_ticks_and_schedule_need_read(
+    users, live_server, parked_runs
+):
+    auth = Auth()
+    authenticate_with_tokens(auth)
+
+    @auth.on(resources=["threads", "crons"], actions=["create"])
+    async def stamp(ctx, value):
+        value["metadata"] = {**(value.get("metadata") or {}), "owner": ctx.user.identity}
+
+    @auth.on(resources=["crons"], actions=["update", "delete"])
+    async def only_owner_changes(ctx, value):
+        return {"owner": ctx.user.identity}
+
+    ada, _ = users(auth)  # crons.read is open here
+    cron = ada.crons.create("agent", schedule="*/10 * * * *", input=QUESTION)
+    base = f"/runs/crons/{cron['cron_id']}"
+    end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    window = {"start": (end - dt.timedelta(hours=1)).isoformat(), "end": end.isoformat()}
+
+    assert http(live_server, "GET", f"{base}/ticks").status_code == 200
+    assert http(live_server, "GET", f"{base}/schedule").status_code == 200
+    assert http(live_server, "POST", f"{base}/trigger", json={}).status_code == 404
+    assert http(live_server, "POST", f"{base}/backfill", json=window).status_code == 404
+    assert (Tick.objects.count(), Run.objects.count()) == (0, 0)
+
+    # The owner may; the tick fires as the owner (threads.create ran as ada).
+    triggered = ada.http.post(f"{base}/trigger", json=None)
+    run = Run.objects.select_related("thread", "assistant").get(pk=triggered["run_id"])
+    assert build_config(run)["configurable"]["langgraph_auth_user_id"] == "ada"
+    assert run.thread.metadata["owner"] == "ada"
+    assert ada.http.post(f"{base}/backfill", json=window)["fired"] == 6
+
+    @auth.on(resources=["crons"], actions=["read"])
+    async def only_owner_reads(ctx, value):
+        return {"owner": ctx.user.identity}
+
+    assert http(live_server, "GET", f"{base}/ticks").status_code == 404
+    assert http(live_server, "GET", f"{base}/schedule").status_code == 404
+    assert len(ada.http.get(f"{base}/ticks", params={"limit": 100})) == 7
 
 
 def test_a_cron_on_a_thread_its_owner_lost_is_rejected(users):

@@ -123,6 +123,8 @@ def test_compose_wiring():
     # Scalable workers: nothing that names or binds one container.
     assert not {"container_name", "ports", "hostname"} & set(services["worker"])
     assert "pgdata:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    # PostgreSQL 17 with pgvector, for the store's semantic index (store.index).
+    assert services["postgres"]["image"] == "pgvector/pgvector:pg17"
     # Health checks: pg_isready, redis ping, the API's /ok, heartbeats.
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"][1]
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]

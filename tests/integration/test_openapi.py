@@ -65,7 +65,8 @@ def test_every_operation_documents_its_body_responses_and_errors(document):
                 assert body.get("schema"), f"{where} {code} {media_type}"
                 if media_type == "text/event-stream":
                     assert body["schema"] == {"type": "string"}, where
-        if method in ("post", "patch") and not path.endswith(("/cancel", "/copy")):
+        # A trigger's body is optional and has no fields yet.
+        if method in ("post", "patch") and not path.endswith(("/cancel", "/copy", "/trigger")):
             body = op.get("requestBody", {}).get("content", {}).get("application/json")
             assert body, where
             schema = body["schema"]

@@ -84,7 +84,6 @@ def test_put_get_search_delete_through_the_sdk(sdk, ns):
             {"json": {"namespace_prefix": ["a"], "limit": -1}},
             "limit",
         ),
-        ("post", "/store/items/search", {"json": {"query": "cats"}}, "index"),
         ("post", "/store/namespaces", {"json": {"max_depth": 0}}, "max_depth"),
         ("post", "/store/namespaces", {"json": {"prefix": "a"}}, "prefix"),
     ],
@@ -153,15 +152,3 @@ def test_items_expire_with_a_ttl_and_beat_sweeps_them(settings, tmp_path, ns):
     finally:
         backend.store_config.cache_clear()
         backend.reset()
-
-
-def test_a_semantic_index_is_refused_with_a_reason(settings, tmp_path):
-    config = tmp_path / "langgraph.json"
-    config.write_text(json.dumps({"graphs": {}, "store": {"index": {"dims": 3, "embed": "x"}}}))
-    settings.LANGGRAPH_CONFIG = config
-    backend.store_config.cache_clear()
-    try:
-        with pytest.raises(backend.StoreConfigError, match="pgvector"):
-            backend.store_config()
-    finally:
-        backend.store_config.cache_clear()

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("crons", "0007_cron_owner"),
+        ("crons", "0008_tick_kind"),
     ]
 
     operations = [

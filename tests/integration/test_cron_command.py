@@ -1,0 +1,87 @@
+"""`python manage.py crons ...`: the scheduler controls from a shell, through
+the same services as the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from crons.models import Cron, Tick
+from cronsvc.dbclock import db_now
+from runs.models import Run
+from tests.factories import make_cron
+
+pytestmark = pytest.mark.django_db
+
+QUESTION = {"input": {"messages": [{"role": "user", "content": "What time is it?"}]}}
+
+
+def crons(*args: str) -> str:
+    out = StringIO()
+    call_command("crons", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_list_describe_trigger_backfill_pause_resume(parked_runs):
+    cron = make_cron("*/10 * * * *", payload=QUESTION)
+    cid = str(cron.cron_id)
+
+    listed = crons("list")
+    assert cid in listed and "*/10 * * * *" in listed and "stateless" in listed
+    assert "1 of 1 crons" in listed
+
+    triggered = crons("trigger", cid)
+    tick = Tick.objects.get(cron=cron)
+    assert tick.kind == "manual"
+    assert triggered.strip() == (
+        f"Triggered cron {cid}: run {tick.run_id} (pending) "
+        f"on thread {Run.objects.get(pk=tick.run_id).thread_id}"
+    )
+
+    end = db_now().replace(microsecond=0)
+    window = ["--start", (end - dt.timedelta(hours=1)).isoformat(), "--end", end.isoformat()]
+    assert crons("backfill", cid, *window).strip() == (
+        f"Backfilled cron {cid}: 6 instants, 6 fired, 0 already fired, 0 rejected"
+    )
+    assert "0 fired, 6 already fired" in crons("backfill", cid, *window)
+    assert Run.objects.filter(cron=cron).count() == 7
+
+    assert crons("pause", cid).startswith(f"Paused cron {cid}")
+    assert Cron.objects.get(pk=cid).enabled is False
+    assert cid in crons("list", "--disabled") and cid not in crons("list", "--enabled")
+    resumed = crons("resume", cid)
+    cron.refresh_from_db()
+    assert cron.enabled is True
+    assert f"next run {cron.next_run_date.isoformat()}" in resumed
+
+    described = crons("describe", cid, "--ticks", "3")
+    assert "schedule:   */10 * * * *" in described
+    assert "enabled:    yes" in described
+    assert "next instants (UTC):" in described
+    assert "ticks: 7 recorded, newest first:" in described
+    lines = [line for line in described.splitlines() if "attempts)" in line]
+    assert len(lines) == 3 and "manual" in lines[0] and "backfill" in lines[1]
+
+
+def test_errors_are_clear_and_write_nothing():
+    cron = make_cron("*/10 * * * *")
+    cid = str(cron.cron_id)
+    now = db_now()
+    with pytest.raises(CommandError, match="Cron 'nope' not found"):
+        crons("trigger", "nope")
+    with pytest.raises(CommandError, match="is in the future"):
+        crons(
+            "backfill",
+            cid,
+            "--start",
+            now.isoformat(),
+            "--end",
+            (now + dt.timedelta(hours=1)).isoformat(),
+        )
+    with pytest.raises(CommandError, match="--start 'soon' is not an ISO 8601"):
+        crons("backfill", cid, "--start", "soon", "--end", now.isoformat())
+    assert (Tick.objects.count(), Run.objects.count()) == (0, 0)
