@@ -287,7 +287,14 @@ class _NoOtherKeys(serializers.Serializer):
 
 
 class CronTriggerIn(_NoOtherKeys):
-    """No fields yet: the body may be omitted or `{}`."""
+    """The body may be omitted or `{}`."""
+
+    overlap_policy = serializers.ChoiceField(
+        choices=OVERLAP_POLICIES,
+        required=False,
+        allow_null=True,
+        help_text="this tick only, instead of the cron's (stateless crons; a thread cron: 422)",
+    )
 
 
 class CronBackfillIn(_NoOtherKeys):
@@ -318,8 +325,8 @@ class CronTriggerApi(APIView):
     )
     def post(self, request, cron_id):
         cron = _cron_to_update(cron_id)
-        validated(CronTriggerIn, request.data)
-        tick = services.cron_trigger(cron=cron)
+        data = validated(CronTriggerIn, request.data)
+        tick = services.cron_trigger(cron=cron, overlap_policy=data.get("overlap_policy"))
         run = selectors.tick_run(tick)
         if tick.status != Tick.Status.FIRED or run is None:
             raise Conflict(f"Cron '{cron.cron_id}' was not fired: {tick.reason}")

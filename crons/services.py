@@ -326,15 +326,21 @@ def _for_firing(cron: Cron) -> Cron:
 
 
 @transaction.atomic
-def cron_trigger(*, cron: Cron, now: datetime | None = None) -> Tick:
+def cron_trigger(
+    *, cron: Cron, now: datetime | None = None, overlap_policy: str | None = None
+) -> Tick:
     """Fire `cron` once, now, as a manual tick through the tick path beat uses
     (crons.dispatch.fire_tick): its run is created as a scheduled tick's
     would be (as the cron's owner), due at once. A manual tick is keyed apart
     from the schedule's instants (its instant is this second; two triggers in
     one second are two ticks) and leaves the schedule as it is. A disabled
-    cron may be triggered. Returns the tick: `fired` with its run_id, or
-    `rejected` with the reason (multitask_strategy reject, the pending cap,
-    the owner's permissions)."""
+    cron may be triggered. Returns the tick: `fired` with its run_id,
+    `skipped` by the overlap policy (the cron's, or `overlap_policy` for this
+    tick only: stateless crons, Invalid on a thread cron), or `rejected` with
+    the reason (multitask_strategy reject, the pending cap, the owner's
+    permissions)."""
+    if overlap_policy is not None and cron.thread_id is not None:
+        raise Invalid(THREAD_OVERLAP)
     now = now or db_now()
     tick = dispatch.fire_tick(
         _for_firing(cron),
@@ -342,6 +348,8 @@ def cron_trigger(*, cron: Cron, now: datetime | None = None) -> Tick:
         kind=Tick.Kind.MANUAL,
         fire_at=now,
         reason="triggered",
+        now=now,
+        overlap_policy=overlap_policy,
     )
     if tick is None:  # pragma: no cover - a manual tick is never recorded already
         raise RuntimeError(f"cron {cron.pk}: the manual tick was not recorded")

@@ -4,12 +4,14 @@ SDK's HTTP client, as users send them), returned on every cron, and refused
 with a 422 that writes nothing."""
 
 import datetime as dt
+from uuid import UUID
 
 import httpx
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from crons.models import Cron
+from crons.models import Cron, Tick
+from runs.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,3 +186,37 @@ def test_reenabling_a_cron_with_no_run_left_needs_a_new_max_runs(sdk, live_serve
     assert (resumed["enabled"], resumed["max_runs"], resumed["remaining_runs"]) == (True, 4, 4)
     assert resumed["paused_reason"] is None
     assert resumed["next_run_date"] is not None
+
+
+def test_trigger_applies_the_overlap_policy_or_a_one_off_override(sdk, live_server, parked_runs):
+    cron = sdk.http.post(
+        "/runs/crons",
+        json={"assistant_id": "agent", "schedule": "0 0 1 1 *", "overlap_policy": "skip"},
+    )
+    path = f"/runs/crons/{cron['cron_id']}/trigger"
+    first = sdk.http.post(path, json={})
+    # Its run is pending (no worker takes it here): the next trigger overlaps it.
+    response = httpx.post(f"{live_server.url}{path}", json={})
+    assert response.status_code == 409
+    assert (
+        f"overlap_policy skip: run {first['run_id']} is still pending" in response.json()["detail"]
+    )
+    skipped = Tick.objects.get(cron_id=cron["cron_id"], status="skipped")
+    assert (skipped.kind, skipped.run_id) == ("manual", None)
+    # Overridden for one tick: allowed beside it, then buffered behind the newest.
+    beside = sdk.http.post(path, json={"overlap_policy": "allow_all"})
+    buffered = sdk.http.post(path, json={"overlap_policy": "buffer_all"})
+    assert Run.objects.get(pk=buffered["run_id"]).after_run_id == UUID(beside["run_id"])
+    assert Cron.objects.get(pk=cron["cron_id"]).overlap_policy == "skip"
+    # A thread cron: 422, nothing written.
+    thread = sdk.threads.create()
+    on_thread = sdk.crons.create_for_thread(thread["thread_id"], "agent", schedule="0 0 1 1 *")
+    before = (Tick.objects.count(), Run.objects.count())
+    detail = refused(
+        live_server,
+        "POST",
+        f"/runs/crons/{on_thread['cron_id']}/trigger",
+        {"overlap_policy": "skip"},
+    )
+    assert "multitask_strategy" in detail
+    assert (Tick.objects.count(), Run.objects.count()) == before
