@@ -432,7 +432,15 @@ def cron_backfill(
         if tick is not None:
             result = dispatch.refire_tick(cron, tick)
         else:
-            result = dispatch.fire_tick(cron, instant, kind=Tick.Kind.BACKFILL, reason="backfilled")
+            # A backfill is not subject to the cron's overlap_policy (as a
+            # refired instant is not): an override is not supported yet.
+            result = dispatch.fire_tick(
+                cron,
+                instant,
+                kind=Tick.Kind.BACKFILL,
+                reason="backfilled",
+                overlap_policy=Cron.OverlapPolicy.ALLOW_ALL,
+            )
         if result is None:  # fired meanwhile (beat, another backfill)
             report.already_fired += 1
         elif result.status == Tick.Status.FIRED:

@@ -318,3 +318,14 @@ def test_a_tick_claimed_twice_is_counted_once():
     cron.refresh_from_db()
     assert cron.remaining_runs == 1 and cron.enabled
     assert Tick.objects.filter(cron=cron).count() == Run.objects.filter(cron=cron).count() == 1
+
+
+def test_a_backfill_fires_every_instant_whatever_the_overlap_policy():
+    from crons.services import cron_backfill
+
+    cron = make_cron("*/10 * * * *", start=START, overlap_policy="skip", max_runs=2)
+    report = cron_backfill(cron=cron, start=START, end=at(60), now=at(61))
+    assert (report.instants, report.fired) == (6, 6)
+    assert not Run.objects.filter(cron=cron, after_run_id__isnull=False).exists()
+    # Backfills do not count against max_runs.
+    assert Cron.objects.get(pk=cron.pk).remaining_runs == 2
