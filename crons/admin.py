@@ -2,26 +2,35 @@
 with each cron's mirrored task made read-only.
 
 Every write goes through the crons services (`cron_create`, `cron_update`,
-`cron_delete`) or the tick path (`cron_run_now`), so the mirrored PeriodicTask
-is kept in step in the same transaction: the cron page is the one way to edit
-a schedule.
+`cron_delete`, and `cron_trigger` / `cron_backfill`, the API's trigger and
+backfill), so the mirrored PeriodicTask is kept in step in the same
+transaction: the cron page is the one way to edit a schedule.
 """
 
 from __future__ import annotations
 
 import django_celery_beat.admin  # noqa: F401 - registers the admin replaced below
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import OuterRef, Subquery
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from crons.dispatch import cron_run_now
-from crons.forms import CronForm, schedule_description, upcoming_fires
-from crons.models import Cron
-from crons.selectors import cron_next_run_date, cron_ticks
-from crons.services import cron_create, cron_delete, cron_update
+from crons.forms import BackfillForm, CronForm, schedule_description, upcoming_fires
+from crons.models import Cron, Tick
+from crons.selectors import cron_next_run_date, cron_ticks, tick_run, tick_runs
+from crons.services import (
+    backfill_instants,
+    cron_backfill,
+    cron_create,
+    cron_delete,
+    cron_trigger,
+    cron_update,
+)
+from cronsvc.dbclock import db_now
 from cronsvc.errors import Invalid
 from runs.admin import admin_link, runs_table_context
 from runs.models import Run
@@ -72,7 +81,7 @@ class CronAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     raw_id_fields = ("thread",)
     # Besides the site's "delete selected", which ends in delete_queryset below.
-    actions = ("enable_crons", "disable_crons", "run_now")
+    actions = ("enable_crons", "disable_crons", "trigger", "backfill")
     list_per_page = 50
 
     # --- pages -------------------------------------------------------------
@@ -183,13 +192,16 @@ class CronAdmin(admin.ModelAdmin):
         if cron is not None:
             ticks = cron_ticks(cron)
             recent = list(ticks[:RECENT_TICKS])
-            run_ids = {t.run_id for t in recent if t.run_id}
+            # The ticks endpoint's reads: the run's status and attempts while it
+            # exists, and fire_at (a tick recorded before it existed: its instant).
+            runs = tick_runs(recent)
+            for tick in recent:
+                tick.run_status, tick.attempts = runs.get(tick.run_id, (None, None))
+                tick.fires_at = tick.fire_at or tick.scheduled_at
             extra_context.update(
                 ticks=recent,
                 ticks_total=ticks.count(),
-                existing_run_ids=set(
-                    Run.objects.filter(pk__in=run_ids).values_list("run_id", flat=True)
-                ),
+                existing_run_ids=set(runs),
                 **runs_table_context(
                     request, Run.objects.filter(cron=cron).order_by("-created_at", "-run_id")
                 ),
@@ -373,17 +385,19 @@ class CronAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Run selected crons now", permissions=["change"])
-    def run_now(self, request, queryset):
-        """Fire each cron once, now, through the tick path (a tick is recorded
-        and the run is created as if the schedule had fired)."""
-        for cron in queryset.select_related("assistant", "thread"):
-            run = cron_run_now(cron=cron)
-            if run is not None:
+    @admin.action(description="Trigger selected crons now (a manual tick)", permissions=["change"])
+    def trigger(self, request, queryset):
+        """Fire each cron once, now, as the API's trigger does (crons.services.
+        cron_trigger): a `manual` tick keyed apart from the schedule's instants,
+        its run due at once; a disabled cron too. The schedule is left alone."""
+        for cron in queryset:
+            tick = cron_trigger(cron=cron)
+            run = tick_run(tick)
+            if tick.status == Tick.Status.FIRED and run is not None:
                 self.message_user(
                     request,
                     format_html(
-                        "Cron {} ({}): run {} created ({}).",
+                        "Cron {} ({}): triggered, run {} created ({}).",
                         admin_link(cron),
                         cron.schedule,
                         admin_link(run),
@@ -391,20 +405,66 @@ class CronAdmin(admin.ModelAdmin):
                     ),
                     messages.SUCCESS,
                 )
-                continue
-            tick = cron_ticks(cron).first()
-            reason = (
-                f"{tick.status}: {tick.reason}"
-                if tick is not None and tick.reason
-                else ("a tick for this second is already recorded; try again")
-            )
-            self.message_user(
-                request,
-                format_html(
-                    "Cron {} ({}): no run created ({}).", admin_link(cron), cron.schedule, reason
-                ),
-                messages.WARNING,
-            )
+            else:
+                self.message_user(
+                    request,
+                    format_html(
+                        "Cron {} ({}): not fired, no run created ({}: {}).",
+                        admin_link(cron),
+                        cron.schedule,
+                        tick.status,
+                        tick.reason,
+                    ),
+                    messages.WARNING,
+                )
+
+    @admin.action(description="Backfill selected crons over a past range…", permissions=["change"])
+    def backfill(self, request, queryset):
+        """An intermediate page asks for [start, end); on "Backfill", each cron's
+        instants in it that have not fired are fired once, as the API's backfill
+        does (crons.services.cron_backfill). The range is checked for every
+        selected cron first (crons.services.backfill_instants): when it is
+        invalid for one, the page says why and nothing is fired."""
+        crons = list(queryset)
+        form = BackfillForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+            now = db_now()
+            for cron in crons:
+                try:
+                    backfill_instants(cron, start, end, now)
+                except Invalid as exc:
+                    form.add_error(None, f"Cron {cron.cron_id} ({cron.schedule}): {exc.detail}")
+            if form.is_valid():
+                for cron in crons:
+                    report = cron_backfill(cron=cron, start=start, end=end, now=now)
+                    self.message_user(
+                        request,
+                        format_html(
+                            "Cron {} ({}): backfilled {} instant(s): {} fired, {} already "
+                            "fired, {} rejected.",
+                            admin_link(cron),
+                            cron.schedule,
+                            report.instants,
+                            report.fired,
+                            report.already_fired,
+                            report.rejected,
+                        ),
+                        messages.SUCCESS if not report.rejected else messages.WARNING,
+                    )
+                return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Backfill crons",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "crons": crons,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/crons/cron/backfill.html", context)
 
 
 # --- django-celery-beat's PeriodicTask: mirrors are read-only ----------------

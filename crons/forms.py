@@ -233,3 +233,19 @@ class CronForm(forms.ModelForm):
                 )
                 self.add_error(field, exc.detail)
         return data
+
+
+class BackfillForm(forms.Form):
+    """The range of the admin's backfill action: [start, end), as the API's
+    `POST /runs/crons/{id}/backfill` takes it (naive times are UTC, the
+    admin's timezone). The range itself is checked by the service
+    (`crons.services.backfill_instants`) for each selected cron."""
+
+    start = forms.DateTimeField(
+        help_text="ISO 8601, e.g. 2026-11-30T08:00:00Z; the first instant considered",
+        widget=forms.DateTimeInput(attrs={"size": 28, "placeholder": "2026-11-30T08:00:00Z"}),
+    )
+    end = forms.DateTimeField(
+        help_text="ISO 8601, at most now; excluded",
+        widget=forms.DateTimeInput(attrs={"size": 28, "placeholder": "2026-11-30T09:00:00Z"}),
+    )

@@ -1,6 +1,8 @@
 """Import rules import-linter cannot state: no import cycle between the
-project's modules (imports inside functions included), and no private name
-(`_x`) imported from another module.
+project's modules (imports inside functions included), no private name
+(`_x`) imported from another module, and none of the packages a server needs
+(Django and its kin) imported by the SDK helper `cronsvc_client`, which runs
+on client machines with only `langgraph-sdk` installed.
 
     .venv/bin/python scripts/import_rules.py      # exit 1 and a list when broken
 
@@ -15,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cronsvc", "crons", "runs", "threads", "store")
+PACKAGES = ("cronsvc", "crons", "runs", "threads", "store", "cronsvc_client")
+# What cronsvc_client may import besides the standard library.
+CLIENT_ALLOWED = ("langgraph_sdk", "httpx")
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -113,11 +117,38 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def client_imports(root: Path = ROOT) -> list[str]:
+    """Imports of cronsvc_client that are neither the standard library nor
+    CLIENT_ALLOWED (Django, the project's packages, anything else)."""
+    found = []
+    for path in sorted((root / "cronsvc_client").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: within the package
+                    continue
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top == "cronsvc_client" or top in CLIENT_ALLOWED:
+                    continue
+                if top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                found.append(f"{path.relative_to(root)}:{node.lineno} imports {name}")
+    return found
+
+
 def main() -> int:
     edges, private = graph()
-    problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles(edges)] + [
-        f"private name across modules: {p}" for p in private
-    ]
+    problems = (
+        [f"import cycle: {' <-> '.join(c)}" for c in cycles(edges)]
+        + [f"private name across modules: {p}" for p in private]
+        + [f"cronsvc_client imports more than the SDK: {p}" for p in client_imports()]
+    )
     for problem in problems:
         print(problem)
     if not problems:

@@ -1,7 +1,7 @@
 """The operator's path through the cron admin in a real browser: Debian's
 headless Chromium driven by Selenium through Debian's chromedriver (nothing is
 downloaded), against the live server, with a real Celery worker executing the
-"run now" run.
+triggered run.
 
 Skipped when /usr/bin/chromium or /usr/bin/chromedriver is missing
 (scripts/browser.sh installs both with apt).
@@ -108,11 +108,11 @@ def test_operator_creates_fixes_disables_and_runs_a_cron(browser, live_server, w
     enabled_cell = browser.find_element(By.CSS_SELECTOR, "#result_list tbody td.field-enabled img")
     assert enabled_cell.get_attribute("alt") == "False"
 
-    # Runs it now and sees the run appear, executed by the worker.
+    # Triggers it and sees the run appear, executed by the worker.
     browser.find_element(
         By.CSS_SELECTOR, f"input[name=_selected_action][value='{cron.pk}']"
     ).click()
-    Select(browser.find_element(By.NAME, "action")).select_by_value("run_now")
+    Select(browser.find_element(By.NAME, "action")).select_by_value("trigger")
     browser.find_element(By.NAME, "index").click()
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "created"))
     run = Run.objects.get()

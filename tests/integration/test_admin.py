@@ -478,28 +478,36 @@ def test_enable_and_disable_actions_go_through_cron_update(admin_client, agent):
 
 
 @pytest.mark.django_db
-def test_run_now_creates_a_run_through_the_tick_path(admin_client, agent):
+def test_trigger_fires_a_manual_tick_through_cron_trigger(admin_client, agent):
     thread = thread_create()
     cron = cron_create(
         assistant=agent, thread=thread, schedule="0 0 1 1 *", payload=QUESTION, enabled=False
     )
+    next_run = cron.next_run_date
 
-    response = act(admin_client, "run_now", [cron])
+    response = act(admin_client, "trigger", [cron])
 
     run = Run.objects.get()
     tick = Tick.objects.get()
     assert (run.cron_id, run.thread_id, run.status) == (cron.cron_id, thread.pk, "pending")
     assert run.kwargs == {**QUESTION, "config": {"configurable": {"cron_id": str(cron.cron_id)}}}
     assert run.metadata == {"cron_id": str(cron.cron_id)}
-    assert run.scheduled_at == tick.scheduled_at
-    assert (tick.status, tick.run_id) == ("fired", run.run_id)
-    assert f"run {run.run_id} created (pending)" in text(response)
+    # A manual tick, as the API's trigger fires: keyed apart, its run due at once.
+    assert (tick.kind, tick.status, tick.reason) == ("manual", "fired", "triggered")
+    assert tick.run_id == run.run_id and run.scheduled_at is None
+    assert f"triggered, run {run.run_id} created (pending)" in text(response)
     cron.refresh_from_db()
-    assert cron.enabled is False  # run now does not change the schedule
+    # Triggering a disabled cron leaves its schedule as it was.
+    assert (cron.enabled, cron.next_run_date) == (False, next_run)
+
+    # Two triggers in one go are two ticks and two runs.
+    act(admin_client, "trigger", [cron])
+    assert Tick.objects.filter(cron=cron, kind="manual").count() == 2
+    assert Run.objects.filter(cron=cron).count() == 2
 
 
 @pytest.mark.django_db
-def test_run_now_reports_a_rejected_tick(admin_client, agent):
+def test_trigger_reports_a_rejected_tick(admin_client, agent):
     thread = thread_create()
     cron = cron_create(
         assistant=agent,
@@ -509,12 +517,132 @@ def test_run_now_reports_a_rejected_tick(admin_client, agent):
     )
     busy = run_create(thread=thread, assistant=agent)
 
-    response = act(admin_client, "run_now", [cron])
+    response = act(admin_client, "trigger", [cron])
 
     assert list(Run.objects.all()) == [busy]
     tick = Tick.objects.get()
-    assert tick.status == "rejected"
-    assert f"no run created (rejected: {tick.reason})" in text(response)
+    assert (tick.kind, tick.status) == ("manual", "rejected")
+    assert f"not fired, no run created (rejected: {tick.reason})" in text(response)
+
+
+def last_ten_minutes() -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) holding the six instants of */10 * * * * of the past hour."""
+    end = djtz.now().replace(second=0, microsecond=0)
+    end -= dt.timedelta(minutes=end.minute % 10)
+    return end - dt.timedelta(hours=1), end
+
+
+@pytest.mark.django_db
+def test_backfill_asks_for_a_range_then_fires_each_instant_once(admin_client, agent):
+    a = cron_create(assistant=agent, schedule="*/10 * * * *", payload=QUESTION)
+    b = cron_create(assistant=agent, schedule="*/30 * * * *", payload=QUESTION, enabled=False)
+    start, end = last_ten_minutes()
+
+    # The action renders a form page for the range; nothing is fired yet.
+    page = act(admin_client, "backfill", [a, b])
+    assert page.status_code == 200
+    assert page.templates[0].name == "admin/crons/cron/backfill.html"
+    assert {c.pk for c in page.context["crons"]} == {a.pk, b.pk}
+    assert "Backfill crons" in text(page) and "*/30 * * * * (UTC)" in text(page)
+    assert Tick.objects.count() == 0
+
+    body = {"start": start.isoformat(), "end": end.isoformat(), "apply": "Backfill"}
+    done = act(admin_client, "backfill", [a, b], **body)
+
+    assert done.redirect_chain[-1][0] == CRONS
+    page = text(done)
+    assert "backfilled 6 instant(s): 6 fired, 0 already fired, 0 rejected." in page
+    assert "backfilled 2 instant(s): 2 fired, 0 already fired, 0 rejected." in page
+    for cron, step in ((a, 10), (b, 30)):
+        ticks = list(Tick.objects.filter(cron=cron).order_by("scheduled_at"))
+        instants = [start + dt.timedelta(minutes=m) for m in range(60)]
+        assert [t.scheduled_at for t in ticks] == [t for t in instants if t.minute % step == 0]
+        assert {(t.kind, t.status, t.reason) for t in ticks} == {
+            ("backfill", "fired", "backfilled")
+        }
+        runs = Run.objects.filter(cron=cron)
+        assert {r.run_id for r in runs} == {t.run_id for t in ticks}
+        assert {r.scheduled_at for r in runs} == {t.scheduled_at for t in ticks}
+    b.refresh_from_db()
+    assert b.enabled is False  # a disabled cron may be backfilled, and stays disabled
+
+    # The same range again fires nothing new.
+    again = act(admin_client, "backfill", [a], **body)
+    assert "backfilled 6 instant(s): 0 fired, 6 already fired, 0 rejected." in text(again)
+    assert Tick.objects.count() == 8 and Run.objects.count() == 8
+
+
+@pytest.mark.django_db
+def test_backfill_with_an_invalid_range_says_why_and_fires_nothing(admin_client, agent):
+    hourly = cron_create(assistant=agent, schedule="0 * * * *")
+    every_second = cron_create(assistant=agent, schedule="* * * * * *")
+    # Before the database's now (the test's transaction began earlier).
+    now = djtz.now() - dt.timedelta(minutes=1)
+
+    def backfill(crons, start, end):
+        return act(
+            admin_client,
+            "backfill",
+            crons,
+            start=start.isoformat() if isinstance(start, dt.datetime) else start,
+            end=end.isoformat() if isinstance(end, dt.datetime) else end,
+            apply="Backfill",
+        )
+
+    future = backfill([hourly], now - dt.timedelta(hours=2), now + dt.timedelta(hours=1))
+    assert future.templates[0].name == "admin/crons/cron/backfill.html"
+    assert "is in the future" in text(future)
+    assert "Enter a valid date/time." in text(backfill([hourly], "not a date", now))
+    # Valid for one cron, too many instants for the other: neither fires.
+    both = backfill([hourly, every_second], now - dt.timedelta(hours=2), now)
+    assert f"Cron {every_second.cron_id} (* * * * * *): " in text(both)
+    assert "more than 1000 instants" in text(both)
+    assert Tick.objects.count() == 0 and Run.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_cron_page_ticks_show_fire_at_run_status_and_attempts(admin_client, agent):
+    cron = cron_create(assistant=agent, schedule="*/10 * * * *", payload=QUESTION)
+    start, end = last_ten_minutes()
+    act(
+        admin_client,
+        "backfill",
+        [cron],
+        start=(end - dt.timedelta(minutes=10)).isoformat(),
+        end=end.isoformat(),
+        apply="Backfill",
+    )
+    act(admin_client, "trigger", [cron])
+    manual = Tick.objects.get(kind="manual")
+    Run.objects.filter(pk=manual.run_id).update(status="success", attempts=2)
+    backfilled = Tick.objects.get(kind="backfill")
+    old = Tick.objects.create(
+        cron=cron, scheduled_at=start, status="skipped", reason="missed", fire_at=None
+    )
+
+    response = admin_client.get(change_url(cron))
+
+    rows = {t.pk: t for t in response.context["ticks"]}
+    assert (rows[manual.pk].run_status, rows[manual.pk].attempts) == ("success", 2)
+    assert rows[manual.pk].fires_at == manual.fire_at
+    assert (rows[backfilled.pk].run_status, rows[backfilled.pk].attempts) == ("pending", 0)
+    assert rows[backfilled.pk].fires_at == backfilled.scheduled_at
+    assert (rows[old.pk].run_status, rows[old.pk].attempts) == (None, None)
+    assert rows[old.pk].fires_at == old.scheduled_at  # recorded before fire_at existed
+    page = response.content.decode()
+    for header in ("fires at", "run status", "attempts"):
+        assert f"<th>{header}</th>" in page
+    cells = re.findall(
+        r'<td class="tick-fire-at">([^<]*)</td>.*?<td class="tick-run-status">([^<]*)</td>\s*'
+        r'<td class="tick-attempts">([^<]*)</td>',
+        page,
+        re.S,
+    )
+    assert cells == [
+        (f"{manual.fire_at:%Y-%m-%d %H:%M:%S} UTC", "success", "2"),
+        (f"{backfilled.scheduled_at:%Y-%m-%d %H:%M:%S} UTC", "pending", "0"),
+        (f"{old.scheduled_at:%Y-%m-%d %H:%M:%S} UTC", "-", "-"),
+    ]
 
 
 @pytest.mark.django_db

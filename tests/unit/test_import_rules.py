@@ -27,3 +27,20 @@ def test_checker_sees_imports_inside_functions_and_private_names(tmp_path):
     edges, private = import_rules.graph(tmp_path)
     assert import_rules.cycles(edges) == [["runs.a", "runs.b"]]
     assert private == ["runs/a.py:2 imports _hidden from runs.b"]
+
+
+def test_the_sdk_helper_imports_only_the_sdk():
+    assert import_rules.client_imports() == []
+
+
+def test_checker_sees_a_server_import_in_the_sdk_helper(tmp_path):
+    (tmp_path / "cronsvc_client").mkdir()
+    (tmp_path / "cronsvc_client" / "__init__.py").write_text(
+        "from __future__ import annotations\nimport json\nimport httpx\n"
+        "from langgraph_sdk.schema import Run\n"
+        "def f():\n    from django.conf import settings\n    import crons.models\n"
+    )
+    assert import_rules.client_imports(tmp_path) == [
+        "cronsvc_client/__init__.py:6 imports django.conf",
+        "cronsvc_client/__init__.py:7 imports crons.models",
+    ]
