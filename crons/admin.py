@@ -9,12 +9,15 @@ transaction: the cron page is the one way to edit a schedule.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import django_celery_beat.admin  # noqa: F401 - registers the admin replaced below
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone as djtz
 from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
@@ -263,7 +266,17 @@ class CronAdmin(admin.ModelAdmin):
 
     @admin.display(description="next five fire times")
     def next_fires(self, cron: Cron):
-        fires = upcoming_fires(cron.schedule, cron.timezone, end_time=cron.end_time)
+        # Not before start_time (an instant exactly at it fires).
+        now = djtz.now()
+        if cron.start_time is not None and cron.start_time > now:
+            now = cron.start_time - timedelta(seconds=1)
+        fires = [
+            fire
+            for fire in upcoming_fires(
+                cron.schedule, cron.timezone, end_time=cron.end_time, now=now
+            )
+            if cron.start_time is None or fire[1] >= cron.start_time
+        ]
         if not fires:
             return "none (the end time has passed)" if cron.end_time else "-"
         zone = cron.timezone or "UTC"

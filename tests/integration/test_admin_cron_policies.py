@@ -44,6 +44,8 @@ def test_add_a_stateless_cron_with_every_policy_field(admin_client, agent):  # n
     page = text(admin_client.get(change_url(cron)))
     assert "Scheduler control" in page, page
     assert "Buffer One" in page
+    # The next fire times shown start at start_time.
+    assert "2031-06-02 07:30:00 UTC" in page and "2031-05" not in page
 
 
 def test_a_thread_cron_refuses_an_overlap_policy(admin_client, agent):  # noqa: F811

@@ -64,6 +64,10 @@ def test_fields_round_trip_through_create_get_search_and_patch(sdk):
     assert cron["start_time"] == LATER.isoformat()
     assert (cron["max_runs"], cron["remaining_runs"], cron["paused_reason"]) == (3, 3, None)
     assert dt.datetime.fromisoformat(cron["next_run_date"]) >= LATER
+    # The schedule answers what beat will fire: from start_time, max_runs of them.
+    schedule = sdk.http.get(f"/runs/crons/{cron['cron_id']}/schedule", params={"limit": 5})
+    assert len(schedule["next"]) == 3
+    assert schedule["next"][0] == cron["next_run_date"]
     # Cron fields, not run options: not in the payload the runs are made from.
     assert not set(POLICY_FIELDS) & set(cron["payload"])
     assert cron["payload"]["input"] == {"messages": []}
