@@ -9,12 +9,15 @@ transaction: the cron page is the one way to edit a schedule.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import django_celery_beat.admin  # noqa: F401 - registers the admin replaced below
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone as djtz
 from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
@@ -111,6 +114,7 @@ class CronAdmin(admin.ModelAdmin):
                         )
                     },
                 ),
+                ("Scheduler control", {"fields": ("overlap_policy", "start_time", "max_runs")}),
                 ("What each tick runs", {"fields": ("payload", "metadata")}),
             )
         return (
@@ -132,6 +136,18 @@ class CronAdmin(admin.ModelAdmin):
             (
                 "When it fires",
                 {"fields": ("description", "next_fires", "next_run", "last_run_status")},
+            ),
+            (
+                "Scheduler control",
+                {
+                    "fields": (
+                        "overlap_policy",
+                        "start_time",
+                        "max_runs",
+                        "remaining_runs",
+                        "paused_reason",
+                    )
+                },
             ),
             ("What each tick runs", {"fields": ("payload", "metadata")}),
             (
@@ -166,9 +182,11 @@ class CronAdmin(admin.ModelAdmin):
             "owner_permissions",
             "created_at",
             "updated_at",
+            "remaining_runs",
+            "paused_reason",
         ]
         if obj.thread_id is not None:
-            fields.append("on_run_completed")
+            fields += ["on_run_completed", "overlap_policy"]  # thread crons: multitask_strategy
         return fields
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -248,7 +266,17 @@ class CronAdmin(admin.ModelAdmin):
 
     @admin.display(description="next five fire times")
     def next_fires(self, cron: Cron):
-        fires = upcoming_fires(cron.schedule, cron.timezone, end_time=cron.end_time)
+        # Not before start_time (an instant exactly at it fires).
+        now = djtz.now()
+        if cron.start_time is not None and cron.start_time > now:
+            now = cron.start_time - timedelta(seconds=1)
+        fires = [
+            fire
+            for fire in upcoming_fires(
+                cron.schedule, cron.timezone, end_time=cron.end_time, now=now
+            )
+            if cron.start_time is None or fire[1] >= cron.start_time
+        ]
         if not fires:
             return "none (the end time has passed)" if cron.end_time else "-"
         zone = cron.timezone or "UTC"
@@ -290,6 +318,11 @@ class CronAdmin(admin.ModelAdmin):
             if obj.thread_id is None:
                 # A blank choice means the default (cron_update's "").
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
+                kwargs["overlap_policy"] = data.get("overlap_policy") or None
+            # Only what changed: a new max_runs starts a new count.
+            for name in ("max_runs", "start_time"):
+                if name in form.changed_data:
+                    kwargs[name] = data.get(name)
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -313,6 +346,9 @@ class CronAdmin(admin.ModelAdmin):
                 enabled=data["enabled"],
                 # cron_create decides the default (and None on a thread cron).
                 on_run_completed=data.get("on_run_completed"),
+                overlap_policy=(data.get("overlap_policy") or None) if thread is None else None,
+                start_time=data.get("start_time"),
+                max_runs=data.get("max_runs"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.
@@ -341,15 +377,24 @@ class CronAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, False)
 
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
-        changed = 0
+        changed = refused = 0
         for cron in queryset:
             if cron.enabled != enabled:
-                cron_update(cron=cron, enabled=enabled)
+                try:
+                    cron_update(cron=cron, enabled=enabled)
+                except Invalid as exc:  # no run left of its max_runs
+                    self.message_user(
+                        request,
+                        format_html("Cron {}: {}", admin_link(cron), exc.detail),
+                        messages.WARNING,
+                    )
+                    refused += 1
+                    continue
                 changed += 1
         word = "enabled" if enabled else "disabled"
         self.message_user(
             request,
-            f"{changed} cron(s) {word}; {queryset.count() - changed} already {word}.",
+            f"{changed} cron(s) {word}; {queryset.count() - changed - refused} already {word}.",
             messages.SUCCESS,
         )
 

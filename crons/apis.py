@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from crons import selectors, services
-from crons.dispatch import CRON_KEYS
+from crons.dispatch import CRON_KEYS, POLICY_KEYS
 from crons.models import Cron, Tick
 from crons.wire import (
     CRON_FIELDS,
@@ -38,8 +38,36 @@ from cronsvc.services import assistant_resolve
 from runs.wire import RunOut, run_out
 from threads.selectors import thread_get_or_404
 
+OVERLAP_POLICIES = [choice.value for choice in Cron.OverlapPolicy]
 
-class CronCreateIn(RunOptionsIn):
+
+class PolicyIn(serializers.Serializer):
+    """cronsvc's scheduler control: none of these is LangGraph's; not sent,
+    each keeps the LangGraph behaviour."""
+
+    overlap_policy = serializers.ChoiceField(
+        choices=OVERLAP_POLICIES,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "stateless crons only (a thread cron: 422, it uses multitask_strategy): what a "
+            "tick does while an earlier run of the cron is pending or running; "
+            "default allow_all"
+        ),
+    )
+    start_time = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="no instant before it fires"
+    )
+    max_runs = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_INT,
+        help_text="scheduled ticks that may fire, then the cron disables itself; null: no limit",
+    )
+
+
+class CronCreateIn(RunOptionsIn, PolicyIn):
     """A cron: its schedule, and the run each tick starts (the run options)."""
 
     assistant_id = StrictCharField()
@@ -57,7 +85,7 @@ class CronCreateIn(RunOptionsIn):
     )
 
 
-class CronPatchIn(RunOptionsIn):
+class CronPatchIn(RunOptionsIn, PolicyIn):
     """What changes on a cron; run options given replace those in its payload."""
 
     schedule = StrictCharField(required=False, max_length=column_length(Cron, "schedule"))
@@ -102,7 +130,7 @@ def _create(request, thread_id=None) -> Response:
         thread = thread_get_or_404(thread_id)
     assistant = assistant_resolve(data["assistant_id"])
     # The run payload is the request as sent (as the LangGraph Server keeps it).
-    payload = {k: v for k, v in request.data.items() if v is not None}
+    payload = {k: v for k, v in request.data.items() if v is not None and k not in POLICY_KEYS}
     if thread is not None:
         payload.pop("on_run_completed", None)
     cron = services.cron_create(
@@ -115,6 +143,9 @@ def _create(request, thread_id=None) -> Response:
         end_time=data.get("end_time"),
         enabled=data.get("enabled") if data.get("enabled") is not None else True,
         on_run_completed=data.get("on_run_completed"),  # the service decides the default
+        overlap_policy=data.get("overlap_policy"),
+        start_time=data.get("start_time"),
+        max_runs=data.get("max_runs"),
     )
     return Response(cron_out(cron))
 
@@ -163,10 +194,13 @@ class CronApi(APIView):
             raise ServiceError("Request body cannot be empty")
         data = validated(CronPatchIn, request.data)
         cron = selectors.cron_get_or_404(cron_id, action=None)  # the update authorizes
-        run_fields = {k: v for k, v in request.data.items() if k not in CRON_KEYS}
+        run_fields = {
+            k: v for k, v in request.data.items() if k not in CRON_KEYS and k not in POLICY_KEYS
+        }
         kwargs = {}
-        if "end_time" in data:
-            kwargs["end_time"] = data["end_time"]
+        for name in ("end_time", "start_time", "max_runs"):  # null: cleared
+            if name in data:
+                kwargs[name] = data[name]
         cron = services.cron_update(
             cron=cron,
             schedule=data.get("schedule"),
@@ -175,6 +209,7 @@ class CronApi(APIView):
             on_run_completed=data.get("on_run_completed") if cron.thread_id is None else None,
             payload=run_fields,
             metadata=data.get("metadata"),
+            overlap_policy=data.get("overlap_policy"),
             **kwargs,
         )
         return Response(cron_out(cron))
@@ -252,7 +287,14 @@ class _NoOtherKeys(serializers.Serializer):
 
 
 class CronTriggerIn(_NoOtherKeys):
-    """No fields yet: the body may be omitted or `{}`."""
+    """The body may be omitted or `{}`."""
+
+    overlap_policy = serializers.ChoiceField(
+        choices=OVERLAP_POLICIES,
+        required=False,
+        allow_null=True,
+        help_text="this tick only, instead of the cron's (stateless crons; a thread cron: 422)",
+    )
 
 
 class CronBackfillIn(_NoOtherKeys):
@@ -283,8 +325,8 @@ class CronTriggerApi(APIView):
     )
     def post(self, request, cron_id):
         cron = _cron_to_update(cron_id)
-        validated(CronTriggerIn, request.data)
-        tick = services.cron_trigger(cron=cron)
+        data = validated(CronTriggerIn, request.data)
+        tick = services.cron_trigger(cron=cron, overlap_policy=data.get("overlap_policy"))
         run = selectors.tick_run(tick)
         if tick.status != Tick.Status.FIRED or run is None:
             raise Conflict(f"Cron '{cron.cron_id}' was not fired: {tick.reason}")

@@ -52,8 +52,18 @@ The rules, decided here once:
   recorded `rejected` with the reason, and nothing runs. Crons without an
   owner (made before auth was configured, or by the operator) fire as before.
 
-Growing the spec (the next issues): a per-policy batch rule a change to `batchable`/`BATCHABLE`. None of these touches the SQL,
-which stores the spec's values as given. A jitter is `not_before` (today the
+- A stateless cron's `overlap_policy` (other than `allow_all`) is applied by
+  `fire_tick` under the cron's row lock, against the cron's runs running or
+  pending at or past their instant: `skip` records the tick `skipped`;
+  `buffer_one`/`buffer_all` fire it with `after_run_id` (no worker claims
+  the run while that run is pending or running; buffer_one skips a tick
+  while one waits); `cancel_other` cancels them in the tick's savepoint,
+  then fires, its run waiting for a cancelled running run to stop. Such crons, and crons with `max_runs` (counted by
+  crons.ticking), are not batchable: nothing is prepared ahead for them.
+
+Growing the spec (the next issues): a per-policy batch rule is a change to
+`batchable`/`BATCHABLE`. None of these touches the SQL, which stores the
+spec's values as given. A jitter is `not_before` (today the
 instant itself): the scheduler already wakes workers for a prepared run at
 its `not_before`; storing it for the claim is one more column in the
 statement's record definition and its run insert.
@@ -80,6 +90,7 @@ from cronsvc.dbclock import db_now
 from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_auth_q
+from runs.lifecycle import run_cancel
 from runs.models import Run
 from runs.services import ThreadBusy, TooManyPending, run_create
 from threads.models import Thread
@@ -87,9 +98,15 @@ from threads.models import Thread
 # A cron's payload is its create request as sent (as the LangGraph Server
 # keeps it). Keys of it that describe the cron itself:
 CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_completed"})
+# cronsvc's own cron fields (scheduler control): stored in columns of their own,
+# never in the payload (crons.apis leaves them out of it); the read-only ones
+# sent back (a cron echoed into a PATCH) are ignored.
+POLICY_KEYS = frozenset(
+    {"overlap_policy", "start_time", "max_runs", "remaining_runs", "paused_reason"}
+)
 # Payload keys that are not run kwargs: the cron's own, and those the run has
 # a column or rule of its own for.
-NOT_RUN_KWARGS = CRON_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
+NOT_RUN_KWARGS = CRON_KEYS | POLICY_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -290,12 +307,16 @@ def run_specs_or_denied(crons: list[Cron]) -> tuple[list[RunSpec], list[tuple[Cr
 def batchable(cron: Cron) -> bool:
     """Whether a tick of `cron` needs no decision when its run is written, so a
     batch may write it, ahead of its instant too: a stateless cron (a new
-    thread each tick), or a thread cron that enqueues. Agrees with BATCHABLE."""
+    thread each tick), or a thread cron that enqueues — in either case without
+    an overlap policy to apply (`allow_all`) and without a run budget
+    (`max_runs`) to count down. Agrees with BATCHABLE."""
+    if cron.overlap_policy != Cron.OverlapPolicy.ALLOW_ALL or cron.max_runs is not None:
+        return False
     return cron.thread_id is None or _strategy(cron.payload or {}) == Run.MultitaskStrategy.ENQUEUE
 
 
 # `batchable` as a query, for reading crons that may be prepared ahead.
-BATCHABLE = (
+BATCHABLE = Q(overlap_policy=Cron.OverlapPolicy.ALLOW_ALL, max_runs__isnull=True) & (
     Q(thread__isnull=True)
     | Q(payload__multitask_strategy__isnull=True)
     | Q(payload__multitask_strategy=Run.MultitaskStrategy.ENQUEUE)
@@ -331,7 +352,68 @@ def record_tick(
         return None
 
 
-def _create_run(cron: Cron, spec: RunSpec, *, kind: str) -> Run:
+class _Overlap:
+    """What an overlap policy decided for a tick: refuse it (`skip`, the
+    reason), or fire it, after `after_run_id` ends (buffered) or once the
+    `cancel` runs are cancelled."""
+
+    def __init__(
+        self,
+        skip: str = "",
+        after_run_id: uuid.UUID | None = None,
+        cancel: tuple[Run, ...] = (),
+        reason: str = "",
+    ) -> None:
+        self.skip, self.after_run_id, self.cancel, self.reason = skip, after_run_id, cancel, reason
+
+
+def _overlap(cron: Cron, policy: str, now: datetime) -> _Overlap:
+    """Apply a stateless cron's overlap policy (Temporal's). The runs it
+    overlaps are the cron's runs running, or pending at or past their instant
+    (a run prepared ahead for an instant to come is not one). Called with the
+    cron's row locked, so two ticks of a cron decide one after the other."""
+    earlier = list(
+        # status IN (...) as the partial index run_cron_active says it.
+        Run.objects.filter(cron_id=cron.pk, status__in=[Run.Status.PENDING, Run.Status.RUNNING])
+        .filter(
+            Q(status=Run.Status.RUNNING)
+            # A run without an instant (a manual one) is due at once.
+            | Q(status=Run.Status.PENDING, scheduled_at__isnull=True)
+            | Q(status=Run.Status.PENDING, scheduled_at__lte=now)
+        )
+        .order_by("created_at", "run_id")
+    )
+    if not earlier:
+        return _Overlap()
+    latest = earlier[-1]
+    if policy == Cron.OverlapPolicy.SKIP:
+        return _Overlap(skip=f"overlap_policy skip: run {latest.run_id} is still {latest.status}")
+    if policy == Cron.OverlapPolicy.CANCEL_OTHER:
+        # A pending run ends when cancelled; a running one stops between graph
+        # steps: the new run starts once it has (Temporal's CANCEL_OTHER).
+        running = [r for r in earlier if r.status == Run.Status.RUNNING]
+        ids = ", ".join(str(r.run_id) for r in earlier)
+        return _Overlap(
+            cancel=tuple(earlier),
+            after_run_id=running[-1].run_id if running else None,
+            reason=f"overlap_policy cancel_other: cancelled {ids}",
+        )
+    active = {r.run_id for r in earlier}
+    waiting = [r for r in earlier if r.status == Run.Status.PENDING and r.after_run_id in active]
+    if policy == Cron.OverlapPolicy.BUFFER_ONE and waiting:
+        return _Overlap(
+            skip=f"overlap_policy buffer_one: run {waiting[0].run_id} is already buffered"
+        )
+    # buffer_one with none buffered, buffer_all: after the newest (a chain).
+    return _Overlap(
+        after_run_id=latest.run_id,
+        reason=f"overlap_policy {policy}: buffered until run {latest.run_id} ends",
+    )
+
+
+def _create_run(
+    cron: Cron, spec: RunSpec, *, kind: str, after_run_id: uuid.UUID | None = None
+) -> Run:
     """The run of a tick through run_create (which makes the overlap
     decisions). A manual tick's run has no `scheduled_at`: it is not the run
     of a scheduled instant (the key Run shares with Tick), and is due now. A
@@ -350,6 +432,7 @@ def _create_run(cron: Cron, spec: RunSpec, *, kind: str) -> Run:
         max_pending=(
             None if kind == Tick.Kind.BACKFILL else settings.CRONSVC_MAX_PENDING_RUNS_PER_THREAD
         ),
+        after_run_id=after_run_id,
         **fields,
     )
 
@@ -361,13 +444,18 @@ def fire_tick(
     kind: str = Tick.Kind.SCHEDULED,
     fire_at: datetime | None = None,
     reason: str = "",
+    now: datetime | None = None,
+    overlap_policy: str | None = None,
 ) -> Tick | None:
     """Record the tick of `cron` at `instant` and create its run through
     run_create (caller's transaction). Returns the tick: fired (with its
-    run_id), or rejected by the overlap policy or the pending cap (with the
-    reason); None when the tick was recorded already (a redelivery, another
-    beat, a run-now in the same second, a backfill). A manual tick (`kind`)
-    is never recorded already: it is keyed apart from the instants."""
+    run_id), skipped by a stateless cron's overlap policy (the cron's, or
+    `overlap_policy` given for this tick), or rejected by the thread's
+    multitask strategy or the pending cap (with the reason); None when the
+    tick was recorded already (a redelivery, another beat, a run-now in the
+    same second, a backfill). A manual tick (`kind`) is never recorded
+    already: it is keyed apart from the instants. `now` (default: the
+    database's clock) says which earlier runs are at or past their instant."""
     manual = kind == Tick.Kind.MANUAL
     if (
         not manual
@@ -383,16 +471,32 @@ def fire_tick(
         return record_tick(
             cron, instant, Tick.Status.REJECTED, exc.reason, kind=kind, fire_at=fire_at
         )
+    policy = overlap_policy or cron.overlap_policy
+    decision = _Overlap()
+    if spec.stateless and policy != Cron.OverlapPolicy.ALLOW_ALL:
+        # The cron's row lock (beat holds it already) orders its ticks' decisions.
+        list(Cron.objects.select_for_update().filter(pk=cron.pk).values_list("pk"))
+        decision = _overlap(cron, policy, now or db_now())
+        if decision.skip:
+            return record_tick(
+                cron, instant, Tick.Status.SKIPPED, decision.skip[:255], kind=kind, fire_at=fire_at
+            )
     try:
         with transaction.atomic():
-            run = _create_run(cron, spec, kind=kind)
+            # In the tick's savepoint: a tick recorded meanwhile undoes the cancels too.
+            for other in decision.cancel:
+                try:
+                    run_cancel(run=other, action=Run.MultitaskStrategy.INTERRUPT)
+                except Run.DoesNotExist:
+                    continue  # deleted meanwhile (with its thread)
+            run = _create_run(cron, spec, kind=kind, after_run_id=decision.after_run_id)
             return Tick.objects.create(
                 cron=cron,
                 scheduled_at=instant,
                 fire_at=fire_at,
                 kind=kind,
                 status=Tick.Status.FIRED,
-                reason=reason,
+                reason="; ".join(r for r in (reason, decision.reason) if r)[:255],
                 run_id=run.run_id,
             )
     except (ThreadBusy, TooManyPending) as exc:

@@ -19,7 +19,7 @@ from django.utils import timezone as djtz
 
 from crons import firetime
 from crons.models import Cron
-from crons.services import validate_schedule
+from crons.services import THREAD_OVERLAP, validate_schedule
 from cronsvc.errors import Invalid
 from cronsvc.http.inputs import RunOptionsIn
 from cronsvc.selectors import assistant_search
@@ -118,6 +118,15 @@ class CronForm(forms.ModelForm):
         required=False, widget=_json_area(), help_text="The cron's own metadata (search filters)."
     )
 
+    max_runs = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=(
+            "Scheduled ticks that may fire, then the cron disables itself. Empty: no limit. "
+            "Changing it starts a new count (remaining runs)."
+        ),
+    )
+
     class Meta:
         model = Cron
         fields = [
@@ -128,6 +137,9 @@ class CronForm(forms.ModelForm):
             "enabled",
             "end_time",
             "on_run_completed",
+            "overlap_policy",
+            "start_time",
+            "max_runs",
             "payload",
             "metadata",
         ]
@@ -138,6 +150,12 @@ class CronForm(forms.ModelForm):
             ),
             "end_time": "No tick after this instant (UTC). Empty: no end.",
             "on_run_completed": "Stateless crons: delete (default) or keep each run's thread.",
+            "overlap_policy": (
+                "Stateless crons: what a tick does while an earlier run of the cron is pending "
+                "or running — skip it, buffer one (or all) until that run ends, cancel the "
+                "other, or allow all (default). Thread crons use multitask_strategy."
+            ),
+            "start_time": "No tick before this instant (UTC). Empty: from now.",
         }
 
     def __init__(self, *args, **kwargs):
@@ -147,6 +165,8 @@ class CronForm(forms.ModelForm):
             self.fields["assistant"].queryset = assistant_search(
                 sort_by="graph_id", sort_order="asc"
             )
+        if "overlap_policy" in self.fields:
+            self.fields["overlap_policy"].required = False  # empty: the default (allow_all)
         if "on_run_completed" in self.fields:
             self.fields["on_run_completed"].help_text = self._meta.help_texts["on_run_completed"]
 
@@ -186,6 +206,21 @@ class CronForm(forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        thread = data.get("thread") if self.instance._state.adding else self.instance.thread
+        policy = data.get("overlap_policy")
+        if thread is not None and policy and policy != Cron.OverlapPolicy.ALLOW_ALL:
+            self.add_error("overlap_policy", THREAD_OVERLAP)
+        if (
+            not self.instance._state.adding
+            and data.get("enabled")
+            and self.instance.remaining_runs == 0
+            and "max_runs" not in self.changed_data
+        ):
+            self.add_error(
+                "max_runs",
+                "This cron has fired all its max_runs: set a new max_runs (or empty it for no "
+                "limit) to enable it again.",
+            )
         schedule = data.get("schedule")
         if schedule is not None and "timezone" in data:
             try:

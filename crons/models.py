@@ -12,6 +12,16 @@ class Cron(models.Model):
         DELETE = "delete"
         KEEP = "keep"
 
+    class OverlapPolicy(models.TextChoices):
+        """What a stateless cron's tick does while an earlier run of the cron
+        is pending (at or past its instant) or running (crons.dispatch)."""
+
+        SKIP = "skip"
+        BUFFER_ONE = "buffer_one"
+        BUFFER_ALL = "buffer_all"
+        CANCEL_OTHER = "cancel_other"
+        ALLOW_ALL = "allow_all"
+
     cron_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Indexed with the default sort (Meta.indexes), not on their own.
     assistant = models.ForeignKey(
@@ -31,7 +41,23 @@ class Cron(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
+    # No instant before it fires (set on the first next_run_date).
+    start_time = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
+    # Stateless crons only (thread crons keep the payload's multitask_strategy).
+    # db_default too: imports COPY rows without naming the column.
+    overlap_policy = models.CharField(
+        max_length=16,
+        choices=OverlapPolicy.choices,
+        default=OverlapPolicy.ALLOW_ALL,
+        db_default=OverlapPolicy.ALLOW_ALL,
+    )
+    # max_runs: how many scheduled ticks may fire (null: no limit); each fired
+    # one counts remaining_runs down, and at 0 the cron disables itself with
+    # paused_reason (which re-enabling clears).
+    max_runs = models.PositiveIntegerField(null=True, blank=True)
+    remaining_runs = models.PositiveIntegerField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=255, null=True, blank=True)
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )

@@ -1,6 +1,6 @@
 """Reads of crons."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
 
@@ -121,9 +121,19 @@ def tick_runs(ticks: list[Tick]) -> dict:
 
 def cron_next_fires(cron: Cron, *, after: datetime, limit: int) -> list[datetime]:
     """The cron's next `limit` instants after `after`, by the fire-time module
-    beat uses (DST rule included); none past its end_time."""
-    instants = firetime.next_fires(cron.schedule, cron.timezone, after, limit)
-    return [t for t in instants if cron.end_time is None or t <= cron.end_time]
+    beat uses (DST rule included); none before its start_time or past its
+    end_time, and no more than its remaining_runs (max_runs)."""
+    start = cron.start_time
+    if start is not None and start > after:
+        after = start - timedelta(seconds=1)
+    if cron.remaining_runs is not None:
+        limit = min(limit, cron.remaining_runs)
+    instants = firetime.next_fires(cron.schedule, cron.timezone, after, limit + 1)
+    return [
+        t
+        for t in instants
+        if (start is None or t >= start) and (cron.end_time is None or t <= cron.end_time)
+    ][:limit]
 
 
 def cron_next_run_date(cron: Cron):

@@ -43,6 +43,40 @@ def validate_schedule(schedule: str, timezone: str | None) -> None:
         raise Invalid(str(exc)) from exc
 
 
+THREAD_OVERLAP = (
+    "overlap_policy applies to stateless crons only: a cron on a thread uses "
+    "multitask_strategy (reject ~ skip, enqueue ~ buffer_all, interrupt or rollback ~ "
+    "cancel_other)"
+)
+
+
+def first_run(
+    schedule: str,
+    timezone: str | None,
+    now: datetime,
+    *,
+    start_time: datetime | None = None,
+    end_time: datetime | None = None,
+) -> datetime | None:
+    """A cron's next_run_date from `now`: the first instant after now, and not
+    before start_time (an instant at start_time fires); None when end_time
+    comes first."""
+    if start_time is None or start_time <= now:
+        return firetime.next_run(schedule, timezone, now, end_time=end_time)
+    try:
+        nxt = firetime.next_fire(schedule, timezone, start_time - timedelta(seconds=1))
+        while nxt < start_time:  # start_time within a second
+            nxt = firetime.next_fire(schedule, timezone, nxt)
+    except (firetime.InvalidSchedule, OverflowError) as exc:  # near datetime.max
+        raise Invalid(f"no fire time at or after start_time {start_time.isoformat()}") from exc
+    return None if end_time is not None and nxt > end_time else nxt
+
+
+def _max_runs_valid(max_runs: int | None) -> None:
+    if max_runs is not None and (isinstance(max_runs, bool) or max_runs < 1):
+        raise Invalid(f"max_runs must be a positive integer or null, not {max_runs!r}")
+
+
 def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     """The stored on_run_completed: None on a thread cron, the stateless
     default when not given."""
@@ -95,12 +129,19 @@ def cron_create(
     enabled: bool = True,
     on_run_completed: str | None = None,
     user_id: str | None = None,
+    overlap_policy: str | None = None,
+    start_time: datetime | None = None,
+    max_runs: int | None = None,
     now: datetime | None = None,
 ) -> Cron:
     """Create a cron. With custom auth, as crons.create allows: the cron's
     owner is the current user (`user_id` its identity, `owner` the user, which
     its ticks run as), and its metadata what the handler leaves in
-    value["metadata"] (the payload's own metadata stays the runs')."""
+    value["metadata"] (the payload's own metadata stays the runs').
+
+    Scheduler control (None: the LangGraph behaviour): `overlap_policy`
+    (stateless crons only), `start_time` (no instant before it fires),
+    `max_runs` (scheduled ticks that may fire; `remaining_runs` counts down)."""
     user = custom_auth.current_user()
     value = {
         "payload": payload or {},
@@ -122,12 +163,20 @@ def cron_create(
         user_id = user.identity
     validate_schedule(schedule, timezone)
     webhook_require_valid(payload)
+    if thread is not None and overlap_policy is not None:
+        raise Invalid(THREAD_OVERLAP)
+    _max_runs_valid(max_runs)
     now = now or djtz.now()
     if enabled and end_time is not None and end_time <= now:
         # It would be an enabled cron that never fires. (A PATCH may set a past
         # end_time: that ends a cron and withdraws what was prepared for it.)
         raise Invalid(
             f"end_time {end_time.isoformat()} has already passed: the cron would never fire"
+        )
+    if enabled and start_time is not None and end_time is not None and start_time > end_time:
+        raise Invalid(
+            f"start_time {start_time.isoformat()} is after end_time {end_time.isoformat()}: "
+            "the cron would never fire"
         )
     cron = Cron(
         assistant=assistant,
@@ -141,7 +190,11 @@ def cron_create(
         on_run_completed=_on_run_completed(thread, on_run_completed),
         user_id=user_id,
         owner=user.to_dict() if user is not None else None,
-        next_run_date=firetime.next_run(schedule, timezone, now, end_time=end_time),
+        overlap_policy=overlap_policy or Cron.OverlapPolicy.ALLOW_ALL,
+        start_time=start_time,
+        max_runs=max_runs,
+        remaining_runs=max_runs,
+        next_run_date=first_run(schedule, timezone, now, start_time=start_time, end_time=end_time),
     )
     mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
     cron.save(force_insert=True)
@@ -159,11 +212,20 @@ def cron_update(
     on_run_completed: str | None = None,
     payload: dict | None = None,
     metadata: dict | None = None,
+    overlap_policy: str | None = None,
+    start_time: datetime | None = NOT_SET,
+    max_runs: int | None = NOT_SET,
     now: datetime | None = None,
 ) -> Cron:
-    """Change a cron; a new schedule, timezone, end_time or re-enabling takes
-    effect from now (the next tick is recomputed). `on_run_completed` only
-    applies to a stateless cron: None leaves it, "" sets the default."""
+    """Change a cron; a new schedule, timezone, end_time, start_time,
+    overlap_policy, max_runs or re-enabling takes effect from now (the next
+    tick is recomputed, runs prepared ahead are withdrawn). `on_run_completed`
+    only applies to a stateless cron: None leaves it, "" sets the default.
+
+    `max_runs` (a number, or None for no limit) starts a new count:
+    `remaining_runs` becomes it. A cron that disabled itself with no run left
+    is re-enabled only with a new `max_runs` in the same call (Invalid
+    otherwise, and nothing is written); re-enabling clears `paused_reason`."""
     # Custom auth: crons.update decides (a cron its filter hides, or on a thread
     # the caller may not read, is not found), and the payload and metadata its
     # handler leaves (changed in place or replaced) are what is merged in.
@@ -187,6 +249,15 @@ def cron_update(
     if found is None or not cron_thread_visible(found):
         raise CronNotFound(f"Cron '{value['cron_id']}' not found")
     cron = found
+    if overlap_policy is not None and cron.thread_id is not None:
+        raise Invalid(THREAD_OVERLAP)
+    if max_runs is not NOT_SET:
+        _max_runs_valid(max_runs)
+    elif enabled and cron.remaining_runs == 0:
+        raise Invalid(
+            f"cron {cron.cron_id} has fired all its max_runs ({cron.max_runs}): send a new "
+            "max_runs (or null for no limit) with enabled: true to enable it again"
+        )
     reschedule = False
     if schedule is not None and schedule != cron.schedule:
         cron.schedule, reschedule = schedule, True
@@ -194,10 +265,21 @@ def cron_update(
         cron.timezone, reschedule = timezone or None, True
     if end_time is not NOT_SET and end_time != cron.end_time:
         cron.end_time, reschedule = end_time, True
+    if start_time is not NOT_SET and start_time != cron.start_time:
+        cron.start_time, reschedule = start_time, True
+    if overlap_policy is not None and overlap_policy != cron.overlap_policy:
+        # The cron may leave (or join) the batch path: what it prepared goes.
+        cron.overlap_policy, reschedule = overlap_policy, True
+    if max_runs is not NOT_SET:
+        # A new count; runs prepared ahead (not counted) go.
+        reschedule = reschedule or max_runs != cron.max_runs
+        cron.max_runs = cron.remaining_runs = max_runs
     enabled_changed = enabled is not None and enabled != cron.enabled
     if enabled_changed:
         cron.enabled = bool(enabled)
         reschedule = reschedule or cron.enabled
+        if cron.enabled:
+            cron.paused_reason = None
     if on_run_completed is not None and cron.thread_id is None:
         cron.on_run_completed = _on_run_completed(None, on_run_completed)
     if payload:
@@ -209,8 +291,12 @@ def cron_update(
         withdraw_prepared(cron, now=now)
     if reschedule:
         cron.needs_advance = False
-        cron.next_run_date = firetime.next_run(
-            cron.schedule, cron.timezone, now or djtz.now(), end_time=cron.end_time
+        cron.next_run_date = first_run(
+            cron.schedule,
+            cron.timezone,
+            now or djtz.now(),
+            start_time=cron.start_time,
+            end_time=cron.end_time,
         )
     cron.save()
     if reschedule or enabled_changed:  # what the mirror shows (schedule, state) changed
@@ -240,15 +326,21 @@ def _for_firing(cron: Cron) -> Cron:
 
 
 @transaction.atomic
-def cron_trigger(*, cron: Cron, now: datetime | None = None) -> Tick:
+def cron_trigger(
+    *, cron: Cron, now: datetime | None = None, overlap_policy: str | None = None
+) -> Tick:
     """Fire `cron` once, now, as a manual tick through the tick path beat uses
     (crons.dispatch.fire_tick): its run is created as a scheduled tick's
     would be (as the cron's owner), due at once. A manual tick is keyed apart
     from the schedule's instants (its instant is this second; two triggers in
     one second are two ticks) and leaves the schedule as it is. A disabled
-    cron may be triggered. Returns the tick: `fired` with its run_id, or
-    `rejected` with the reason (multitask_strategy reject, the pending cap,
-    the owner's permissions)."""
+    cron may be triggered. Returns the tick: `fired` with its run_id,
+    `skipped` by the overlap policy (the cron's, or `overlap_policy` for this
+    tick only: stateless crons, Invalid on a thread cron), or `rejected` with
+    the reason (multitask_strategy reject, the pending cap, the owner's
+    permissions)."""
+    if overlap_policy is not None and cron.thread_id is not None:
+        raise Invalid(THREAD_OVERLAP)
     now = now or db_now()
     tick = dispatch.fire_tick(
         _for_firing(cron),
@@ -256,6 +348,8 @@ def cron_trigger(*, cron: Cron, now: datetime | None = None) -> Tick:
         kind=Tick.Kind.MANUAL,
         fire_at=now,
         reason="triggered",
+        now=now,
+        overlap_policy=overlap_policy,
     )
     if tick is None:  # pragma: no cover - a manual tick is never recorded already
         raise RuntimeError(f"cron {cron.pk}: the manual tick was not recorded")
@@ -338,7 +432,15 @@ def cron_backfill(
         if tick is not None:
             result = dispatch.refire_tick(cron, tick)
         else:
-            result = dispatch.fire_tick(cron, instant, kind=Tick.Kind.BACKFILL, reason="backfilled")
+            # A backfill is not subject to the cron's overlap_policy (as a
+            # refired instant is not): an override is not supported yet.
+            result = dispatch.fire_tick(
+                cron,
+                instant,
+                kind=Tick.Kind.BACKFILL,
+                reason="backfilled",
+                overlap_policy=Cron.OverlapPolicy.ALLOW_ALL,
+            )
         if result is None:  # fired meanwhile (beat, another backfill)
             report.already_fired += 1
         elif result.status == Tick.Status.FIRED:

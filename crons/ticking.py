@@ -17,6 +17,9 @@ Exactly once per (cron, instant) holds by construction:
   a row lock in the same transaction: crons.lease), so a beat that lost its
   lease fires nothing (fencing).
 
+A cron with `max_runs` counts each scheduled tick it fires (`_count_down`, in
+the tick's transaction, under the claim's row lock) and disables itself at 0.
+
 Missed ticks (beat or database down): when the latest due instant is within
 CRONSVC_MISSED_TICK_GRACE seconds of now it fires once; every older instant
 is recorded as skipped (at most MAX_SKIPPED_RECORDED per cron and pass, the
@@ -32,8 +35,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
+from django.utils import timezone as djtz
 
 from crons import dispatch, firetime, lease
+from crons.mirror import mirror_sync
 from crons.models import Cron, Tick
 from cronsvc.dbclock import db_now
 from runs.models import Run
@@ -99,10 +104,32 @@ def _process(cron: Cron, now: datetime, report: FireReport) -> None:
         reason = f"missed by {missed_by} s (grace {int(grace.total_seconds())} s)"
         _count(report, dispatch.record_tick(cron, latest, Tick.Status.SKIPPED, reason))
     else:
-        _count(report, dispatch.fire_tick(cron, latest))
+        tick = dispatch.fire_tick(cron, latest, now=now)
+        _count(report, tick)
+        if tick is not None and tick.status == Tick.Status.FIRED:
+            _count_down(cron)
     cron.next_run_date = firetime.next_run(
         cron.schedule, cron.timezone, latest, end_time=cron.end_time
     )
+
+
+def _count_down(cron: Cron) -> None:
+    """One scheduled tick of `cron` fired: count it against its max_runs. At 0
+    the cron disables itself, saying why (the ticks fired stay). In the tick's
+    transaction, with the cron's row locked by the claim, so every fired tick
+    is counted once; manual runs (run-now) do not come here."""
+    if cron.remaining_runs is None:
+        return
+    cron.remaining_runs = max(cron.remaining_runs - 1, 0)
+    if cron.remaining_runs:
+        Cron.objects.filter(pk=cron.pk).update(remaining_runs=cron.remaining_runs)
+        return
+    cron.enabled = False
+    cron.paused_reason = f"max_runs reached: {cron.max_runs} scheduled run(s) fired"
+    Cron.objects.filter(pk=cron.pk).update(
+        remaining_runs=0, enabled=False, paused_reason=cron.paused_reason, updated_at=djtz.now()
+    )
+    mirror_sync(cron)  # the mirror shows the cron disabled
 
 
 def _fast(cron: Cron, now: datetime) -> bool:

@@ -29,6 +29,12 @@ CRON_FIELDS = [
     "next_run_date",
     "metadata",
     "enabled",
+    # cronsvc's scheduler control (not LangGraph's)
+    "overlap_policy",
+    "start_time",
+    "max_runs",
+    "remaining_runs",
+    "paused_reason",
 ]
 
 
@@ -49,11 +55,33 @@ class CronOut(WireSerializer):
     next_run_date = serializers.SerializerMethodField()
     metadata = ObjectOut()
     enabled = serializers.BooleanField()
+    overlap_policy = serializers.SerializerMethodField(
+        help_text="stateless crons (null on a thread cron, which uses multitask_strategy)"
+    )
+    start_time = IsoDateTime(allow_null=True, help_text="no instant before it fires")
+    max_runs = serializers.IntegerField(allow_null=True, help_text="null: no limit")
+    remaining_runs = serializers.IntegerField(
+        allow_null=True,
+        help_text="scheduled ticks left to fire of max_runs; at 0 the cron disables itself",
+    )
+    paused_reason = serializers.CharField(
+        allow_null=True, help_text="why the cron disabled itself; null otherwise"
+    )
 
     @extend_schema_field(IsoDateTime(allow_null=True))
     def get_next_run_date(self, cron: Cron) -> str | None:
         next_run: datetime | None = selectors.cron_next_run_date(cron)
         return iso(next_run)
+
+    @extend_schema_field(
+        serializers.ChoiceField(choices=[c.value for c in Cron.OverlapPolicy], allow_null=True)
+    )
+    def get_overlap_policy(self, cron: Cron) -> str | None:
+        return _overlap_policy(cron)
+
+
+def _overlap_policy(cron: Cron) -> str | None:
+    return cron.overlap_policy if cron.thread_id is None else None
 
 
 def _uuid(value) -> str | None:
@@ -81,6 +109,11 @@ _WRITERS: dict[str, tuple[Callable[[Cron], Any], tuple[str, ...]]] = {
     ),
     "metadata": (lambda c: c.metadata, ("metadata",)),
     "enabled": (lambda c: bool(c.enabled), ("enabled",)),
+    "overlap_policy": (_overlap_policy, ("overlap_policy", "thread_id")),
+    "start_time": (lambda c: iso(c.start_time), ("start_time",)),
+    "max_runs": (lambda c: c.max_runs, ("max_runs",)),
+    "remaining_runs": (lambda c: c.remaining_runs, ("remaining_runs",)),
+    "paused_reason": (lambda c: c.paused_reason, ("paused_reason",)),
 }
 
 

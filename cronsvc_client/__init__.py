@@ -45,6 +45,7 @@ __all__ = [
     "AsyncCronControl",
     "BackfillReport",
     "CronControl",
+    "OverlapPolicy",
     "Schedule",
     "Tick",
     "TickKind",
@@ -54,6 +55,7 @@ __all__ = [
 
 TickKind = Literal["scheduled", "manual", "backfill"]
 TickStatus = Literal["fired", "skipped", "rejected"]
+OverlapPolicy = Literal["skip", "buffer_one", "buffer_all", "cancel_other", "allow_all"]
 
 
 class Tick(TypedDict):
@@ -118,6 +120,10 @@ def _path(cron_id: str, endpoint: str) -> str:
     return f"/runs/crons/{cron_id}/{endpoint}"
 
 
+def _trigger_body(overlap_policy: str | None) -> dict[str, Any]:
+    return {} if overlap_policy is None else {"overlap_policy": overlap_policy}
+
+
 def _backfill_body(start: datetime | str, end: datetime | str) -> dict[str, Any]:
     return {"start": _iso(start), "end": _iso(end)}
 
@@ -148,10 +154,13 @@ class CronControl:
             client.http if isinstance(client, SyncLangGraphClient) else client
         )
 
-    def trigger(self, cron_id: str) -> Run:
-        """Fire the cron once, now (a manual tick; also a disabled cron).
+    def trigger(self, cron_id: str, *, overlap_policy: OverlapPolicy | None = None) -> Run:
+        """Fire the cron once, now (a manual tick; also a disabled cron), with
+        the cron's overlap_policy or `overlap_policy` for this tick only.
         Returns its run; 409 when the tick is refused."""
-        return cast(Run, self.http.post(_path(cron_id, "trigger"), json={}))
+        return cast(
+            Run, self.http.post(_path(cron_id, "trigger"), json=_trigger_body(overlap_policy))
+        )
 
     def backfill(self, cron_id: str, start: datetime | str, end: datetime | str) -> BackfillReport:
         """Fire each instant of [start, end) that has not fired, once
@@ -191,10 +200,14 @@ class AsyncCronControl:
     def __init__(self, client: LangGraphClient | HttpClient) -> None:
         self.http: HttpClient = client.http if isinstance(client, LangGraphClient) else client
 
-    async def trigger(self, cron_id: str) -> Run:
-        """Fire the cron once, now (a manual tick; also a disabled cron).
+    async def trigger(self, cron_id: str, *, overlap_policy: OverlapPolicy | None = None) -> Run:
+        """Fire the cron once, now (a manual tick; also a disabled cron), with
+        the cron's overlap_policy or `overlap_policy` for this tick only.
         Returns its run; 409 when the tick is refused."""
-        return cast(Run, await self.http.post(_path(cron_id, "trigger"), json={}))
+        return cast(
+            Run,
+            await self.http.post(_path(cron_id, "trigger"), json=_trigger_body(overlap_policy)),
+        )
 
     async def backfill(
         self, cron_id: str, start: datetime | str, end: datetime | str

@@ -45,6 +45,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     IntegerField,
+    OuterRef,
     Q,
     Value,
     When,
@@ -60,8 +61,13 @@ from threads.services import thread_delete, thread_delete_if_idle_postgres
 ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
 
 # A run prepared ahead of its cron's instant is not ready before it (the
-# database's clock decides, as it does for beat).
-READY = Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())
+# database's clock decides, as it does for beat). A buffered cron tick's run is not ready while the run it waits for
+# (`after_run_id`) is pending or running; once that run ended (or is gone) it
+# is, for good: a finished run never becomes active again.
+READY = (Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())) & (
+    Q(after_run_id__isnull=True)
+    | ~Exists(Run.objects.filter(pk=OuterRef("after_run_id"), status__in=ACTIVE))
+)
 
 KEEP_VALUES = object()
 
@@ -180,27 +186,35 @@ def run_claim_ready() -> Run | None:
 # ORM's query building and without reading rows it does not use (a worker's
 # CPU per run is mostly these statements; bench/worker_cpu.py).
 
+# READY's second half in SQL, for the run whose row is `{r}`.
+_NOT_WAITING_SQL = (
+    "({r}after_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs_run w "
+    "WHERE w.run_id = {r}after_run_id AND w.status IN ('pending', 'running')))"
+)
+
 _CANDIDATES_SQL = """
 SELECT run_id, thread_id FROM runs_run
 WHERE status = 'pending' AND (scheduled_at IS NULL OR scheduled_at <= STATEMENT_TIMESTAMP())
+  AND {not_waiting}
   AND NOT (thread_id = ANY(%(skipped)s::uuid[]))
 ORDER BY created_at, run_id
 LIMIT %(scan)s
 FOR UPDATE SKIP LOCKED
-"""
+""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="runs_run."))
 
 # The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
 # locks.lock_thread and _thread_head do: no row when the thread is gone, is
 # held by another claimer (skip_locked) or has nothing active.
 _THREAD_HEAD_SQL = """
 SELECT r.run_id, r.status,
-       (r.scheduled_at IS NULL OR r.scheduled_at <= STATEMENT_TIMESTAMP()) AS ready
+       (r.scheduled_at IS NULL OR r.scheduled_at <= STATEMENT_TIMESTAMP())
+       AND {not_waiting} AS ready
 FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s FOR UPDATE{skip}) t
 JOIN runs_run r ON r.thread_id = t.thread_id
 WHERE r.status IN ('pending', 'running')
 ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
 LIMIT 1
-"""
+""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r."))
 
 # _claim in one statement: the compare-and-set and the row it claimed.
 _CLAIM_SQL = """
@@ -390,7 +404,9 @@ SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = %
     updated_at = %(now)s, lease_expires_at = NULL,
     webhook_status = CASE WHEN COALESCE(kwargs ->> 'webhook', '') <> '' THEN 'pending' END
 WHERE run_id = %(run_id)s AND status = 'running' AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s::int)
-RETURNING thread_id, on_completion, webhook_status IS NOT NULL
+RETURNING thread_id, on_completion, webhook_status IS NOT NULL,
+    (SELECT w.thread_id FROM runs_run w
+     WHERE w.after_run_id = runs_run.run_id AND w.status = 'pending' LIMIT 1)
 """
 
 
@@ -412,8 +428,10 @@ def _run_finish_postgres(
             row = cursor.fetchone()
         if row is None:
             return False
-        thread_id, on_completion, webhook = row
+        thread_id, on_completion, webhook, waiter = row
         thread_settle(thread_id, values=values)
+        if waiter is not None:  # a buffered cron tick's run waited for this one
+            wakeups.wake_thread_after_commit(waiter)
         if webhook:
             wakeups.deliver_webhook_after_commit(str(run_id))
         if on_completion == "delete":
@@ -443,6 +461,20 @@ def run_finish_locked(
         wakeups.deliver_webhook_after_commit(run.pk)
     if run.on_completion == "delete":
         wakeups.delete_thread_after_commit(run.thread_id)
+    _wake_waiter(run.pk)
+
+
+def _wake_waiter(run_id: Id) -> None:
+    """After commit, wake a worker for the run waiting for `run_id` to end
+    (a buffered cron tick's: `after_run_id`), if there is one. A lost wake-up
+    is the reconciler's, as for any ready run."""
+    waiter = (
+        Run.objects.filter(after_run_id=run_id, status=Run.Status.PENDING)
+        .values_list("thread_id", flat=True)
+        .first()
+    )
+    if waiter is not None:
+        wakeups.wake_thread_after_commit(waiter)
 
 
 def run_rolled_back(*, run_id: Id, values: Any, attempt: int) -> bool:
@@ -457,6 +489,7 @@ def run_rolled_back(*, run_id: Id, values: Any, attempt: int) -> bool:
         thread_settle(run.thread_id, values=values)
         if run.on_completion == "delete":
             wakeups.delete_thread_after_commit(run.thread_id)
+        _wake_waiter(run_id)
     return True
 
 

@@ -47,6 +47,10 @@ class Run(models.Model):
         "crons.Cron", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # A buffered cron tick's run (overlap_policy buffer_one/buffer_all): no
+    # worker claims it while this run is pending or running (runs.lifecycle).
+    # Not a foreign key: that run may be deleted (then nothing is waited for).
+    after_run_id = models.UUIDField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     # Created through a stream endpoint (or with stream_resumable), or started
@@ -89,6 +93,18 @@ class Run(models.Model):
                 fields=["finished_at"],
                 condition=models.Q(finished_at__isnull=False),
                 name="run_finished_at",
+            ),
+            # A cron's active runs: what its overlap policy looks at (crons.dispatch).
+            models.Index(
+                fields=["cron"],
+                condition=models.Q(status__in=["pending", "running"], cron__isnull=False),
+                name="run_cron_active",
+            ),
+            # The runs waiting for a given run (woken when it finishes).
+            models.Index(
+                fields=["after_run_id"],
+                condition=models.Q(after_run_id__isnull=False),
+                name="run_after_run",
             ),
             # The reconciler's scan for stateless threads left behind: only
             # stateless runs whose thread still exists are in it (normally few).

@@ -52,11 +52,14 @@ def run_create(
     scheduled_at: datetime | None = None,
     max_pending: int | None = None,
     streamed: bool = False,
+    after_run_id: uuid.UUID | None = None,
 ) -> Run:
     """Create a pending run on `thread` and wake a worker after commit.
 
     Raises ThreadBusy for `reject` on a thread with an active run, and
-    TooManyPending when `max_pending` runs already wait on the thread."""
+    TooManyPending when `max_pending` runs already wait on the thread. With
+    `after_run_id` (a buffered cron tick) no worker claims the run while that
+    run is pending or running (runs.lifecycle)."""
     strategy = multitask_strategy or Run.MultitaskStrategy.ENQUEUE
     thread = locks.lock_existing_thread(thread.pk)
     active = Run.objects.filter(thread=thread, status__in=ACTIVE)
@@ -83,6 +86,7 @@ def run_create(
         cron_id=cron_id,
         scheduled_at=scheduled_at,
         streamed=streamed,
+        after_run_id=after_run_id,
     )
     thread.graph_id = assistant.graph_id
     thread.metadata = {

@@ -815,6 +815,11 @@ def test_a_cron_made_in_the_admin_is_what_the_sdk_returns(admin_client, sdk):
         "next_run_date": cron.next_run_date.isoformat(),
         "metadata": {"team": "ops", "n": 1},
         "enabled": False,
+        "overlap_policy": None,  # a thread cron
+        "start_time": None,
+        "max_runs": None,
+        "remaining_runs": None,
+        "paused_reason": None,
     }
     assert cron.next_run_date == firetime.next_fire(
         "0 9 * * 1-5", "America/New_York", cron.created_at

@@ -85,3 +85,19 @@ def test_errors_are_clear_and_write_nothing():
     with pytest.raises(CommandError, match="--start 'soon' is not an ISO 8601"):
         crons("backfill", cid, "--start", "soon", "--end", now.isoformat())
     assert (Tick.objects.count(), Run.objects.count()) == (0, 0)
+
+
+def test_describe_shows_the_policies_and_resume_keeps_the_max_runs_rule():
+    start = db_now() + dt.timedelta(days=2)
+    cron = make_cron("0 * * * *", overlap_policy="skip", max_runs=3, start_time=start)
+    described = crons("describe", str(cron.cron_id))
+    assert "overlap:    skip" in described
+    assert "max runs:   3 (3 remaining)" in described
+    assert f"start time: {start.isoformat()}" in described
+    Cron.objects.filter(pk=cron.pk).update(
+        remaining_runs=0, enabled=False, paused_reason="max_runs reached: 3 scheduled run(s) fired"
+    )
+    assert "paused:     max_runs reached" in crons("describe", str(cron.cron_id))
+    with pytest.raises(CommandError, match="max_runs"):
+        crons("resume", str(cron.cron_id))
+    assert Cron.objects.get(pk=cron.pk).enabled is False

@@ -106,9 +106,9 @@ def test_trigger_errors_write_nothing(sdk, live_server, parked_runs):
         (f"{url}/not-a-uuid/trigger", {}, 422, "Invalid cron ID: must be a UUID"),
         (
             f"{url}/{cron['cron_id']}/trigger",
-            {"overlap_policy": "skip"},
+            {"overlap_policy": "sometimes"},
             422,
-            "overlap_policy is not supported yet",
+            "overlap_policy",
         ),
         (f"{url}/{cron['cron_id']}/trigger", {"when": "now"}, 422, "Unknown fields: when"),
         (f"{url}/{cron['cron_id']}/trigger", [1], 422, "must be a JSON object"),

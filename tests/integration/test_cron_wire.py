@@ -33,11 +33,20 @@ def crons() -> list[Cron]:
         user_id="someone",
         now=START,
     )
+    controlled = cron_create(
+        assistant=agent,
+        schedule="15 * * * *",
+        overlap_policy="buffer_all",
+        start_time=START + dt.timedelta(days=2),
+        max_runs=7,
+        now=START,
+    )
+    Cron.objects.filter(pk=controlled.pk).update(remaining_runs=0, paused_reason="why")
     advancing = cron_create(assistant=agent, schedule="30 * * * *", now=START)
     Cron.objects.filter(pk=advancing.pk).update(
         next_run_date=None, needs_advance=True, last_tick_at=START
     )
-    return [Cron.objects.get(pk=c.pk) for c in (plain, rich, advancing)]
+    return [Cron.objects.get(pk=c.pk) for c in (plain, rich, controlled, advancing)]
 
 
 def test_cron_out_is_cron_serializer_output():
@@ -49,7 +58,8 @@ def test_cron_out_is_cron_serializer_output():
 
 
 @pytest.mark.parametrize(
-    "select", [["cron_id"], ["next_run_date"], ["payload", "enabled"], CRON_FIELDS]
+    "select",
+    [["cron_id"], ["next_run_date"], ["payload", "enabled"], ["overlap_policy"], CRON_FIELDS],
 )
 def test_selected_fields_read_no_other_column(select):
     pks = [c.pk for c in crons()]

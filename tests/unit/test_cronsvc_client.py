@@ -136,3 +136,25 @@ def test_async_calls_send_what_the_endpoints_take():
 
     asyncio.run(main())
     assert [sent(r) for r in stub.requests][:5] == EXPECTED
+
+
+def test_trigger_sends_a_one_off_overlap_policy():
+    stub = Stub()
+    sdk = get_sync_client(url="http://cronsvc.test", api_key=None)
+    sdk.http.client = httpx.Client(
+        base_url="http://cronsvc.test", transport=httpx.MockTransport(stub)
+    )
+    CronControl(sdk).trigger(CRON, overlap_policy="buffer_one")
+
+    async def main():
+        asdk = get_client(url="http://cronsvc.test", api_key=None)
+        asdk.http.client = httpx.AsyncClient(
+            base_url="http://cronsvc.test", transport=httpx.MockTransport(stub)
+        )
+        await AsyncCronControl(asdk).trigger(CRON, overlap_policy="skip")
+
+    asyncio.run(main())
+    assert [sent(r)[3] for r in stub.requests] == [
+        {"overlap_policy": "buffer_one"},
+        {"overlap_policy": "skip"},
+    ]

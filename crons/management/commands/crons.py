@@ -102,6 +102,18 @@ class Command(BaseCommand):
             ),
             ("owner", cron.user_id or "-"),
             ("end time", _when(cron.end_time)),
+            ("start time", _when(cron.start_time)),
+            (
+                "overlap",
+                cron.overlap_policy if cron.thread_id is None else "multitask_strategy (thread)",
+            ),
+            (
+                "max runs",
+                "-"
+                if cron.max_runs is None
+                else f"{cron.max_runs} ({cron.remaining_runs} remaining)",
+            ),
+            ("paused", cron.paused_reason or "-"),
             ("next run", _when(selectors.cron_next_run_date(cron))),
             ("created", _when(cron.created_at)),
         ]
