@@ -52,6 +52,7 @@ from django.db.models import (
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from cronsvc import metrics
 from runs import locks, wakeups
 from runs.models import Run
 from threads.models import Thread
@@ -94,6 +95,7 @@ def _claim(run: Run) -> Run | None:
     if not claimed:
         return None
     run.refresh_from_db()
+    metrics.run_started(run)
     return run
 
 
@@ -229,7 +231,10 @@ def _claim_postgres(run_id: Any) -> Run | None:
         "now": timezone.now(),
         "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
     }
-    return next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    run = next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    if run is not None:
+        metrics.run_started(run)
+    return run
 
 
 def run_claim_ready_postgres() -> Run | None:
@@ -413,6 +418,7 @@ def _run_finish_postgres(
         if row is None:
             return False
         thread_id, on_completion, webhook = row
+        metrics.runs_finished(status)
         thread_settle(thread_id, values=values)
         if webhook:
             wakeups.deliver_webhook_after_commit(str(run_id))
@@ -438,6 +444,7 @@ def run_finish_locked(
         lease_expires_at=None,
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )
+    metrics.runs_finished(status)
     thread_settle(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
     if webhook:
         wakeups.deliver_webhook_after_commit(run.pk)
