@@ -282,3 +282,19 @@ def test_a_rolled_back_tick_is_not_counted():
         fire_then_fail()
     assert not Tick.objects.exists()
     assert metrics.counter_totals().get((metrics.TICKS, "kind=scheduled,outcome=fired"), 0) == 0
+
+
+def test_custom_auth_needs_an_authenticated_user_unless_public(client, settings):
+    from langgraph_sdk import Auth
+
+    from tests.auth_recipes import authenticate_with_tokens
+
+    auth = Auth()
+    authenticate_with_tokens(auth)
+    settings.CRONSVC_AUTH = auth
+    assert client.get("/metrics").status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer token-ada"})
+    assert ok.status_code == 200
+    assert b"cronsvc_ticks_total" in ok.content
+    settings.CRONSVC_METRICS_PUBLIC = True
+    assert client.get("/metrics").status_code == 200
