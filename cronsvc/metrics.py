@@ -23,14 +23,20 @@ the ticks and runs it counted. Each series is spread over SHARDS rows: on
 PostgreSQL the shard is the connection's backend pid modulo SHARDS, so
 concurrent transactions (on different connections) seldom share a row; one
 upsert (`ON CONFLICT ... DO UPDATE SET value = value + n`, on SQLite too)
-per call, its rows in key order.
+per call, its rows in key order, made last in its transaction where the
+writer allows (a counter row is then the last lock a short transaction takes).
+A transaction that counts and then waits on other locks (beat's batch) can
+still meet a short one on the same shard row in a deadlock PostgreSQL breaks;
+that needs two connections on one shard and the same thread, and is rare.
 
 The crons gauge (`cronsvc_crons{enabled}`) is kept the same way by triggers
 on crons_cron on PostgreSQL (every writer, COPY and cascades included;
 cronsvc/migrations/0008_metrics.py); SQLite counts at scrape. The other
 gauges are read at scrape with indexed queries. A scrape reads only the
 counter rows (a few hundred at most), two index counts of active runs and
-the lease row: a few milliseconds at a million crons (bench/metrics_scrape.py).
+the lease row: 3.5 ms (median; p95 4.3 ms) through `GET /metrics` at a
+million crons and 20,000 pending runs, where a COUNT(*) of the enabled crons
+alone takes 90 ms (bench/metrics_scrape.py).
 """
 
 from __future__ import annotations

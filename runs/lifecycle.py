@@ -418,8 +418,8 @@ def _run_finish_postgres(
         if row is None:
             return False
         thread_id, on_completion, webhook = row
-        metrics.runs_finished(status)
         thread_settle(thread_id, values=values)
+        metrics.runs_finished(status)  # last: a counter row is the last lock taken
         if webhook:
             wakeups.deliver_webhook_after_commit(str(run_id))
         if on_completion == "delete":
@@ -444,8 +444,8 @@ def run_finish_locked(
         lease_expires_at=None,
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )
-    metrics.runs_finished(status)
     thread_settle(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
+    metrics.runs_finished(status)  # last: a counter row is the last lock taken
     if webhook:
         wakeups.deliver_webhook_after_commit(run.pk)
     if run.on_completion == "delete":
