@@ -247,7 +247,11 @@ class _Scrape(Collector):
             .values_list("holder", "epoch", "expires_at")
             .first()
         )
-        yield GaugeMetricFamily("cronsvc_runs_pending", "Runs waiting to start.", value=pending)
+        yield GaugeMetricFamily(
+            "cronsvc_runs_pending",
+            "Runs waiting to start (runs prepared ahead of their instant included).",
+            value=pending,
+        )
         yield GaugeMetricFamily("cronsvc_runs_running", "Runs executing.", value=running)
 
         epoch, held, age = 0, 0, float("nan")
