@@ -85,7 +85,7 @@ from django.db.models import Q
 from django.utils import timezone as djtz
 
 from crons.models import Cron, Tick
-from cronsvc import custom_auth
+from cronsvc import custom_auth, metrics
 from cronsvc.dbclock import db_now
 from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.models import Assistant
@@ -339,7 +339,7 @@ def record_tick(
     """Record a tick in a savepoint; None when it is recorded already."""
     try:
         with transaction.atomic():
-            return Tick.objects.create(
+            tick = Tick.objects.create(
                 cron=cron,
                 scheduled_at=instant,
                 fire_at=fire_at or instant,
@@ -348,6 +348,8 @@ def record_tick(
                 reason=reason,
                 run_id=run_id,
             )
+            metrics.ticks_counted(status, kind)
+            return tick
     except IntegrityError:
         return None
 
@@ -490,7 +492,7 @@ def fire_tick(
                 except Run.DoesNotExist:
                     continue  # deleted meanwhile (with its thread)
             run = _create_run(cron, spec, kind=kind, after_run_id=decision.after_run_id)
-            return Tick.objects.create(
+            tick = Tick.objects.create(
                 cron=cron,
                 scheduled_at=instant,
                 fire_at=fire_at,
@@ -499,6 +501,8 @@ def fire_tick(
                 reason="; ".join(r for r in (reason, decision.reason) if r)[:255],
                 run_id=run.run_id,
             )
+            metrics.ticks_counted(Tick.Status.FIRED, kind)
+            return tick
     except (ThreadBusy, TooManyPending) as exc:
         return record_tick(
             cron, instant, Tick.Status.REJECTED, str(exc)[:255], kind=kind, fire_at=fire_at
@@ -560,6 +564,8 @@ def refire_tick(cron: Cron, tick: Tick, *, reason: str = "backfilled") -> Tick |
 
 
 def _updated(tick: Tick, fields: dict[str, Any]) -> Tick:
+    """`tick` as its conditional update (refire_tick) left it; counted as such."""
+    metrics.ticks_counted(fields["status"], fields["kind"])
     for name, value in fields.items():
         setattr(tick, name, value)
     return tick
@@ -585,8 +591,11 @@ def fire_batch(specs: list[RunSpec]) -> list[uuid.UUID]:
     run ids. Raises IntegrityError when any of those ticks exists already.
     Only for batchable crons, at most one spec per existing thread."""
     if connection.vendor == "postgresql":
-        return fire_batch_postgres(specs)
-    return fire_batch_orm(specs)
+        run_ids = fire_batch_postgres(specs)
+    else:
+        run_ids = fire_batch_orm(specs)
+    metrics.ticks_counted(Tick.Status.FIRED, Tick.Kind.SCHEDULED, len(run_ids))
+    return run_ids
 
 
 def fire_batch_orm(specs: list[RunSpec]) -> list[uuid.UUID]:
@@ -706,7 +715,10 @@ def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
     # Every tick of an instant still to come (no worker claims a run before its
     # instant, so each such run is among `rows` and goes too).
-    Tick.objects.filter(cron=cron, scheduled_at__gt=now).exclude(kind=Tick.Kind.MANUAL).delete()
+    withdrawn, _ = (
+        Tick.objects.filter(cron=cron, scheduled_at__gt=now).exclude(kind=Tick.Kind.MANUAL).delete()
+    )
+    metrics.ticks_withdrawn(withdrawn)
     if not rows:
         return 0
     runs.filter(pk__in=[r[0] for r in rows]).delete()

@@ -1,19 +1,25 @@
-"""The assistants endpoints of the LangGraph Server API, and the health check."""
+"""The assistants endpoints of the LangGraph Server API, and the system ones
+(`/ok`, `/info`, `/metrics`)."""
 
 import warnings
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import TypeAdapter, create_model
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cronsvc import graphs, services
+from cronsvc import graphs, metrics, services
 from cronsvc.errors import Invalid
+from cronsvc.http.auth import HasApiKey
 from cronsvc.http.inputs import (
     MAX_INT,
     JSONObject,
@@ -375,3 +381,54 @@ class OkApi(APIView):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return Response({"ok": True})
+
+
+class _FormatIsOurs(BaseContentNegotiation):
+    """`?format=` picks the exposition, not a DRF renderer."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+METRICS_FORMATS = ("prometheus", "json")
+
+
+class MetricsApi(APIView):
+    """GET /metrics: counters of ticks, runs and webhook deliveries, the fire
+    lag histogram and gauges (cronsvc.metrics), as the Prometheus text
+    exposition (default) or JSON. Needs an API key or an authenticated user,
+    like the rest of the API, unless CRONSVC_METRICS_PUBLIC is set."""
+
+    content_negotiation_class = _FormatIsOurs
+
+    def get_authenticators(self):
+        return [] if settings.CRONSVC_METRICS_PUBLIC else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if settings.CRONSVC_METRICS_PUBLIC else [HasApiKey()]
+
+    @extend_schema(
+        operation_id="metrics",
+        summary="Scheduler metrics (Prometheus text or JSON)",
+        tags=["system"],
+        parameters=[
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, enum=list(METRICS_FORMATS), default="prometheus"
+            )
+        ],
+        responses={
+            (200, "text/plain"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            **errors(422),
+        },
+    )
+    def get(self, request):
+        fmt = request.query_params.get("format", "prometheus")
+        if fmt == "json":
+            return Response(metrics.as_json())
+        if fmt != "prometheus":
+            raise Invalid(f"format must be one of {', '.join(METRICS_FORMATS)}, not {fmt!r}")
+        return HttpResponse(metrics.prometheus_text(), content_type=CONTENT_TYPE_LATEST)

@@ -97,3 +97,27 @@ class BeatHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"beat {self.name}"
+
+
+class MetricCounter(models.Model):
+    """One shard of one series of a counter `GET /metrics` reports (cronsvc.metrics).
+
+    Incremented in the same transaction as what it counts (a tick written, a
+    run finished), so it is right across processes and hosts and never goes
+    down when retention deletes the rows it counted. A series is spread over a
+    few shards (one per database connection, roughly) so that concurrent
+    writers rarely wait on one row; a scrape sums them. `labels` is the
+    series' labels as `k=v` pairs joined by commas, in key order."""
+
+    name = models.CharField(max_length=64)
+    labels = models.CharField(max_length=255, blank=True, default="")
+    shard = models.PositiveSmallIntegerField(default=0)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "labels", "shard"], name="metric_counter_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}{{{self.labels}}}[{self.shard}] = {self.value}"

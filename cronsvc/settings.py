@@ -216,6 +216,8 @@ CRONSVC_API_KEYS = env.list("CRONSVC_API_KEYS", default=[])
 CRONSVC_MAX_JSON_DEPTH = env.int("CRONSVC_MAX_JSON_DEPTH", default=64)
 # A production server refuses to start without keys unless this is set.
 CRONSVC_ALLOW_ANONYMOUS = env.bool("CRONSVC_ALLOW_ANONYMOUS", default=False)
+# GET /metrics without an API key or custom auth (for a Prometheus on a private network).
+CRONSVC_METRICS_PUBLIC = env.bool("CRONSVC_METRICS_PUBLIC", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -9,6 +9,7 @@ urlpatterns = [
     path("ok", apis.OkApi.as_view()),
     path("info", apis.InfoApi.as_view()),
     path("health", health.HealthApi.as_view()),
+    path("metrics", apis.MetricsApi.as_view()),
     path("assistants", apis.AssistantsApi.as_view()),
     path("assistants/search", apis.AssistantSearchApi.as_view()),
     path("assistants/count", apis.AssistantCountApi.as_view()),

@@ -53,6 +53,7 @@ from django.db.models import (
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from cronsvc import metrics
 from runs import locks, wakeups
 from runs.models import Run, ThreadStream
 from threads.models import Thread
@@ -100,6 +101,7 @@ def _claim(run: Run) -> Run | None:
     if not claimed:
         return None
     run.refresh_from_db()
+    metrics.run_started(run)
     return run
 
 
@@ -243,7 +245,10 @@ def _claim_postgres(run_id: Any) -> Run | None:
         "now": timezone.now(),
         "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
     }
-    return next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    run = next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    if run is not None:
+        metrics.run_started(run)
+    return run
 
 
 def run_claim_ready_postgres() -> Run | None:
@@ -432,6 +437,7 @@ def _run_finish_postgres(
         thread_settle(thread_id, values=values)
         if waiter is not None:  # a buffered cron tick's run waited for this one
             wakeups.wake_thread_after_commit(waiter)
+        metrics.runs_finished(status)  # last: a counter row is the last lock taken
         if webhook:
             wakeups.deliver_webhook_after_commit(str(run_id))
         if on_completion == "delete":
@@ -457,6 +463,7 @@ def run_finish_locked(
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )
     thread_settle(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
+    metrics.runs_finished(status)  # last: a counter row is the last lock taken
     if webhook:
         wakeups.deliver_webhook_after_commit(run.pk)
     if run.on_completion == "delete":

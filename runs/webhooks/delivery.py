@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from cronsvc import metrics
 from runs.models import Run
 from runs.webhooks import transport
 from runs.webhooks.guard import Refused, ResolutionFailed
@@ -109,10 +111,12 @@ def deliver(run_id, *, final: bool) -> Outcome | None:
                 error=f"HTTP {response.status_code}",
                 retry=retryable and not final,
             )
-    Run.objects.filter(pk=run.pk).update(
-        webhook_status=outcome.status,
-        webhook_status_code=outcome.status_code,
-        webhook_error=outcome.error,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(
+            webhook_status=outcome.status,
+            webhook_status_code=outcome.status_code,
+            webhook_error=outcome.error,
+            updated_at=timezone.now(),
+        )
+        metrics.webhook_delivered("retry" if outcome.retry else outcome.status)
     return outcome
