@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import textwrap
+import uuid
 
 import httpx
 import pytest
@@ -716,6 +717,29 @@ def test_store_handlers_scope_the_namespace(users, live_server):
     assert bob.store.search_items(["notes"])["items"] == []
     assert [i["key"] for i in ada.store.search_items(["notes"])["items"]] == ["today"]
     assert http(live_server, "GET", "/info", token=None).status_code == 200
+
+
+def test_store_handlers_keep_two_users_writes_and_deletes_apart(users):
+    auth = owner_auth()
+
+    @auth.on.store
+    async def scope(ctx, value):
+        namespace = tuple(value.get("namespace") or ())
+        if not namespace or namespace[0] != ctx.user.identity:
+            value["namespace"] = (ctx.user.identity, *namespace)
+
+    ada, bob = users(auth)
+    ns = ["memo", uuid.uuid4().hex]
+    ada.store.put_item(ns, "k", {"who": "ada"})
+    bob.store.put_item(ns, "k", {"who": "bob"})  # bob's own item, not ada's overwritten
+    assert ada.store.get_item(ns, "k")["value"] == {"who": "ada"}
+    assert bob.store.get_item(ns, "k")["value"] == {"who": "bob"}
+    assert bob.store.get_item(ns, "k")["namespace"] == ["bob", *ns]
+    bob.store.delete_item(ns, "k")  # deletes bob's only
+    assert bob.store.get_item(ns, "k") is None
+    assert ada.store.get_item(ns, "k")["value"] == {"who": "ada"}
+    # Naming the other user's namespace outright is rescoped to one's own.
+    assert bob.store.get_item(["ada", *ns], "k") is None
 
 
 def test_versions_copy_and_prune_follow_the_owner(users):
