@@ -50,6 +50,7 @@ from langgraph_sdk.auth.types import AuthContext
 
 from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.filters import InvalidFilter, json_filter
+from cronsvc.pyfiles import import_file
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +104,10 @@ def _import_target(base: Path, spec: str) -> Any:
         path = (base / target).resolve()
         if not path.is_file():
             raise ImproperlyConfigured(f"auth.path {spec!r}: {path} does not exist")
-        name = f"cronsvc_auth_{path.stem}_{abs(hash(str(path)))}"
-        module = sys.modules.get(name)
-        if module is None:
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImproperlyConfigured(f"auth.path {spec!r}: cannot import {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
+        try:
+            module = import_file(path, "cronsvc_auth")
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"auth.path {spec!r}: {exc}") from exc
     else:
         # A module path, importable from the config file's directory (as the
         # LangGraph Server installs the "." dependency).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import sys
 import threading
 import uuid
 from functools import cache
@@ -22,6 +21,7 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from cronsvc.errors import GraphNotFound
+from cronsvc.pyfiles import import_file
 
 # The LangGraph Server's namespace for default assistant ids, so an assistant
 # created for graph "agent" has the same id here as there.
@@ -53,13 +53,7 @@ def _load_object(spec: str) -> Any:
     base = Path(settings.LANGGRAPH_CONFIG).resolve().parent
     if target.endswith(".py"):
         path = (base / target).resolve()
-        name = f"cronsvc_graph_{path.stem}_{abs(hash(str(path)))}"
-        module = sys.modules.get(name)
-        if module is None:
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            module_spec.loader.exec_module(module)
+        module = import_file(path, "cronsvc_graph")
     else:
         module = importlib.import_module(target)
     return getattr(module, attr)

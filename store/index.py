@@ -34,6 +34,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 from langchain_core.embeddings import Embeddings
 
+from cronsvc.pyfiles import import_file
+
 INDEX_KEYS = ("dims", "embed", "fields")
 
 PGVECTOR_HELP = (
@@ -128,20 +130,10 @@ class AsyncEmbeddings(Embeddings):
 
 
 def _import_file(path: Path) -> Any:
-    name = f"cronsvc_embed_{path.stem}_{abs(hash(str(path)))}"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise StoreConfigError(f'"store.index.embed": cannot import {path}')
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-    return module
+    try:
+        return import_file(path, "cronsvc_embed")
+    except ImportError as exc:
+        raise StoreConfigError(f'"store.index.embed": {exc}') from exc
 
 
 def _init_embeddings(spec: str) -> Embeddings:
