@@ -31,10 +31,8 @@ def cron_auth_q(action: str, value: dict) -> Q:
     thread_id, if any)."""
     allowed = custom_auth.filter_q(custom_auth.authorize("crons", action, value))
     if custom_auth.current_user() is not None:
-        thread_q = thread_auth_q("read", {"thread_id": value.get("thread_id")})
-        if thread_q:
-            readable = Thread.objects.filter(thread_q).values("pk")
-            allowed &= Q(thread__isnull=True) | Q(thread__in=readable)
+        readable = custom_auth.authorize("threads", "read", {"thread_id": value.get("thread_id")})
+        allowed &= custom_auth.null_or_related_filter_q("thread_id", Thread, readable)
     return allowed
 
 

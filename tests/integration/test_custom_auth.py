@@ -776,3 +776,42 @@ def test_bulk_cancel_and_batch_runs_follow_the_owner(users):
     assert Thread.objects.get(pk=batch[0]["thread_id"]).metadata["owner"] == "bob"
     ada.runs.cancel_many(status="all")
     assert Run.objects.get(pk=run["run_id"]).status != "pending"
+
+
+def test_a_handler_that_never_awaits_runs_on_the_callers_thread():
+    """No hand-over to the auth loop for a handler that cannot suspend: its
+    result and its exceptions are the same, on the request's thread."""
+    import threading
+
+    threads = []
+
+    async def lookup(identity):
+        threads.append(threading.current_thread())
+        if identity == "nobody":
+            raise Auth.exceptions.HTTPException(status_code=401, detail="who?")
+        return {"owner": identity}
+
+    assert custom_auth.run_async(lookup("ada")) == {"owner": "ada"}
+    with pytest.raises(Auth.exceptions.HTTPException, match="who"):
+        custom_auth.run_async(lookup("nobody"))
+    assert threads == [threading.current_thread()] * 2
+
+
+def test_a_handler_that_awaits_or_touches_the_loop_runs_on_the_auth_loop():
+    import asyncio
+    import threading
+
+    threads = []
+
+    async def awaits():
+        await asyncio.sleep(0)
+        threads.append(threading.current_thread())
+
+    async def spawns():
+        threads.append(threading.current_thread())
+        asyncio.get_running_loop()
+
+    custom_auth.run_async(awaits())
+    custom_auth.run_async(spawns())
+    assert len(threads) == 2
+    assert threading.current_thread() not in threads
