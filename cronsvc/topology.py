@@ -62,6 +62,13 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 # dev`'s in-process uvicorn, the tests' live server).
 ASGI_APP = "cronsvc.asgi:application"
 
+# How long every server keeps an idle keep-alive connection open. It must
+# outlast the clients' own idle expiry (httpx, under the Python SDK: 5 s;
+# Node's fetch: 4 s; load balancers: often 60 s), or a client sends its next
+# request on a connection the server is closing and gets a reset (gunicorn's
+# default was 2 s, uvicorn's 5 s: both raced the SDK).
+KEEP_ALIVE_SECONDS = 75
+
 
 def api_server_argv(*, bind: str, workers: int, graceful_timeout: float) -> list[str]:
     """`manage.py serve`'s server: gunicorn managing `workers` uvicorn worker
@@ -85,6 +92,8 @@ def api_server_argv(*, bind: str, workers: int, graceful_timeout: float) -> list
         "60",
         "--graceful-timeout",
         str(int(graceful_timeout)),
+        "--keep-alive",
+        str(KEEP_ALIVE_SECONDS),
         "--access-logfile",
         "-",
     ]

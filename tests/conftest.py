@@ -200,6 +200,8 @@ class UvicornLiveServer:
         import uvicorn
         from django.test.utils import modify_settings
 
+        from cronsvc import topology
+
         from cronsvc.asgi import application
 
         self.host = host
@@ -216,6 +218,7 @@ class UvicornLiveServer:
                 log_level="warning",
                 backlog=2048,
                 timeout_graceful_shutdown=2,
+                timeout_keep_alive=topology.KEEP_ALIVE_SECONDS,
             )
         )
         self.thread = threading.Thread(

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -238,6 +239,23 @@ def test_serve_execs_gunicorn_with_uvicorn_workers_on_the_asgi_entry(monkeypatch
     assert worker_class == "uvicorn_worker.UvicornWorker"
     assert load_class(worker_class).__name__ == "UvicornWorker"
     assert callable(import_app("cronsvc.asgi:application"))
+
+
+def test_servers_keep_idle_connections_longer_than_the_sdks_pool_does(live_server):
+    """An idle keep-alive connection outlives httpx's 5 s pool expiry, so the
+    SDK's next request never lands on a connection the server is closing
+    (gunicorn's 2 s default reset it). The live server is configured as
+    `manage.py dev` is; gunicorn gets the same value on its command line."""
+    argv = topology.api_server_argv(bind="127.0.0.1:9", workers=2, graceful_timeout=30)
+    assert int(argv[argv.index("--keep-alive") + 1]) == topology.KEEP_ALIVE_SECONDS > 5
+    host, port = live_server.url.removeprefix("http://").split(":")
+    request = f"GET /ok HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # idle past the SDK's pool expiry
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 def test_runserver_is_not_a_server_and_points_to_dev():

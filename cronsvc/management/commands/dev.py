@@ -165,6 +165,7 @@ class Command(BaseCommand):
                 log_level="warning",
                 # Open waits and streams get this long to end on Ctrl-C.
                 timeout_graceful_shutdown=5,
+                timeout_keep_alive=topology.KEEP_ALIVE_SECONDS,
             ),
         )
         try:
