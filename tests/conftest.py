@@ -201,7 +201,6 @@ class UvicornLiveServer:
         from django.test.utils import modify_settings
 
         from cronsvc import topology
-
         from cronsvc.asgi import application
 
         self.host = host
