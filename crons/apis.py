@@ -303,6 +303,15 @@ class CronBackfillIn(_NoOtherKeys):
 
     start = serializers.DateTimeField(help_text="ISO 8601; the first instant considered")
     end = serializers.DateTimeField(help_text="ISO 8601, at most now; excluded")
+    overlap_policy = serializers.ChoiceField(
+        choices=OVERLAP_POLICIES,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "how the backfill's runs overlap each other and the cron's runs going on "
+            "(stateless crons; a thread cron: 422); default allow_all"
+        ),
+    )
 
 
 def _cron_to_update(cron_id) -> Cron:
@@ -348,7 +357,12 @@ class CronBackfillApi(APIView):
     def post(self, request, cron_id):
         cron = _cron_to_update(cron_id)
         data = validated(CronBackfillIn, request.data)
-        report = services.cron_backfill(cron=cron, start=data["start"], end=data["end"])
+        report = services.cron_backfill(
+            cron=cron,
+            start=data["start"],
+            end=data["end"],
+            overlap_policy=data.get("overlap_policy"),
+        )
         return Response(report.as_dict())
 
 

@@ -473,24 +473,15 @@ def fire_tick(
         return record_tick(
             cron, instant, Tick.Status.REJECTED, exc.reason, kind=kind, fire_at=fire_at
         )
-    policy = overlap_policy or cron.overlap_policy
-    decision = _Overlap()
-    if spec.stateless and policy != Cron.OverlapPolicy.ALLOW_ALL:
-        # The cron's row lock (beat holds it already) orders its ticks' decisions.
-        list(Cron.objects.select_for_update().filter(pk=cron.pk).values_list("pk"))
-        decision = _overlap(cron, policy, now or db_now())
-        if decision.skip:
-            return record_tick(
-                cron, instant, Tick.Status.SKIPPED, decision.skip[:255], kind=kind, fire_at=fire_at
-            )
+    decision = _decide(cron, spec, overlap_policy or cron.overlap_policy, now)
+    if decision.skip:
+        return record_tick(
+            cron, instant, Tick.Status.SKIPPED, decision.skip[:255], kind=kind, fire_at=fire_at
+        )
     try:
         with transaction.atomic():
             # In the tick's savepoint: a tick recorded meanwhile undoes the cancels too.
-            for other in decision.cancel:
-                try:
-                    run_cancel(run=other, action=Run.MultitaskStrategy.INTERRUPT)
-                except Run.DoesNotExist:
-                    continue  # deleted meanwhile (with its thread)
+            _cancel(decision)
             run = _create_run(cron, spec, kind=kind, after_run_id=decision.after_run_id)
             tick = Tick.objects.create(
                 cron=cron,
@@ -511,6 +502,26 @@ def fire_tick(
         return None  # the tick exists: someone else fired it
 
 
+def _decide(cron: Cron, spec: RunSpec, policy: str, now: datetime | None) -> _Overlap:
+    """The overlap decision for a tick of `cron` under `policy`: none for a
+    thread cron (its multitask_strategy decides) or allow_all; otherwise
+    taken under the cron's row lock (beat holds it already), which orders
+    its ticks' decisions."""
+    if not spec.stateless or policy == Cron.OverlapPolicy.ALLOW_ALL:
+        return _Overlap()
+    list(Cron.objects.select_for_update().filter(pk=cron.pk).values_list("pk"))
+    return _overlap(cron, policy, now or db_now())
+
+
+def _cancel(decision: _Overlap) -> None:
+    """Cancel the runs a cancel_other decision names (caller's savepoint)."""
+    for other in decision.cancel:
+        try:
+            run_cancel(run=other, action=Run.MultitaskStrategy.INTERRUPT)
+        except Run.DoesNotExist:
+            continue  # deleted meanwhile (with its thread)
+
+
 class _FiredMeanwhile(Exception):
     pass
 
@@ -519,12 +530,20 @@ class _FiredMeanwhile(Exception):
 NOT_FIRED = (Tick.Status.SKIPPED, Tick.Status.REJECTED)
 
 
-def refire_tick(cron: Cron, tick: Tick, *, reason: str = "backfilled") -> Tick | None:
+def refire_tick(
+    cron: Cron,
+    tick: Tick,
+    *,
+    reason: str = "backfilled",
+    overlap_policy: str = Cron.OverlapPolicy.ALLOW_ALL,
+) -> Tick | None:
     """Fire the instant of `tick`, recorded skipped or rejected, as a backfill
     (caller's transaction): its run is created and the tick becomes `fired`
     (kind `backfill`) by a conditional update, so of two backfills only one
-    fires it. Returns the tick as it is now (fired, or rejected again with
-    the reason); None when it was fired meanwhile."""
+    fires it. `overlap_policy` decides against the cron's earlier runs as for
+    any tick (a skip leaves it skipped, with the new reason). Returns the
+    tick as it is now (fired, or rejected or skipped again with the reason);
+    None when it was fired meanwhile."""
     unfired = Tick.objects.filter(pk=tick.pk, status__in=NOT_FIRED)
     try:
         spec = run_spec(cron, tick.scheduled_at)
@@ -537,12 +556,21 @@ def refire_tick(cron: Cron, tick: Tick, *, reason: str = "backfilled") -> Tick |
         if not unfired.update(**fields):
             return None
         return _updated(tick, fields)
+    decision = _decide(cron, spec, overlap_policy, None)
+    if decision.skip:
+        fields = {"status": Tick.Status.SKIPPED, "reason": decision.skip[:255]}
+        if not unfired.update(**fields, kind=Tick.Kind.BACKFILL):
+            return None
+        return _updated(tick, {**fields, "kind": Tick.Kind.BACKFILL})
     try:
         with transaction.atomic():
-            run = _create_run(cron, spec, kind=Tick.Kind.BACKFILL)
+            _cancel(decision)
+            run = _create_run(
+                cron, spec, kind=Tick.Kind.BACKFILL, after_run_id=decision.after_run_id
+            )
             fields = {
                 "status": Tick.Status.FIRED,
-                "reason": reason,
+                "reason": "; ".join(r for r in (reason, decision.reason) if r)[:255],
                 "kind": Tick.Kind.BACKFILL,
                 "run_id": run.run_id,
                 "fire_at": tick.scheduled_at,

@@ -361,7 +361,8 @@ class BackfillReport:
     instants: int = 0
     fired: int = 0
     already_fired: int = 0
-    rejected: int = 0  # refused by the overlap rules, the pending cap or the owner's permissions
+    rejected: int = 0  # refused by the multitask rules, the pending cap or the owner's permissions
+    skipped: int = 0  # skipped by the backfill's overlap_policy
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -402,7 +403,12 @@ def backfill_instants(cron: Cron, start: datetime, end: datetime, now: datetime)
 
 @transaction.atomic
 def cron_backfill(
-    *, cron: Cron, start: datetime, end: datetime, now: datetime | None = None
+    *,
+    cron: Cron,
+    start: datetime,
+    end: datetime,
+    now: datetime | None = None,
+    overlap_policy: str | None = None,
 ) -> BackfillReport:
     """Fire every instant of `cron` in [start, end) that has not fired, once,
     in order, through the tick path (crons.dispatch): an instant without a tick
@@ -411,7 +417,17 @@ def cron_backfill(
     already fired is left alone, so a repeated backfill fires nothing new.
     Validated before anything is written (backfill_instants). On a thread
     cron the runs queue in order, bounded by MAX_BACKFILL_INSTANTS rather than
-    the pending cap. A disabled cron may be backfilled."""
+    the pending cap. A disabled cron may be backfilled.
+
+    A backfill's runs overlap as `overlap_policy` says (stateless crons;
+    Invalid on a thread cron), each instant deciding against the runs of the
+    cron still pending or running, the backfill's earlier ones included:
+    `allow_all` (the default, not the cron's own policy) fires them all at
+    once, `buffer_all` one after the other, `skip` only while nothing else
+    of the cron is going (Temporal's backfill overlap policy)."""
+    if overlap_policy is not None and cron.thread_id is not None:
+        raise Invalid(THREAD_OVERLAP)
+    policy = overlap_policy or Cron.OverlapPolicy.ALLOW_ALL
     now = now or db_now()
     instants = backfill_instants(cron, start, end, now)
     report = BackfillReport(instants=len(instants))
@@ -430,21 +446,22 @@ def cron_backfill(
             report.already_fired += 1
             continue
         if tick is not None:
-            result = dispatch.refire_tick(cron, tick)
+            result = dispatch.refire_tick(cron, tick, overlap_policy=policy)
         else:
-            # A backfill is not subject to the cron's overlap_policy (as a
-            # refired instant is not): an override is not supported yet.
             result = dispatch.fire_tick(
                 cron,
                 instant,
                 kind=Tick.Kind.BACKFILL,
                 reason="backfilled",
-                overlap_policy=Cron.OverlapPolicy.ALLOW_ALL,
+                now=now,
+                overlap_policy=policy,
             )
         if result is None:  # fired meanwhile (beat, another backfill)
             report.already_fired += 1
         elif result.status == Tick.Status.FIRED:
             report.fired += 1
+        elif result.status == Tick.Status.SKIPPED:
+            report.skipped += 1
         else:
             report.rejected += 1
     return report

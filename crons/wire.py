@@ -179,3 +179,4 @@ class BackfillOut(serializers.Serializer):
     rejected = serializers.IntegerField(
         help_text="instants refused (multitask_strategy reject, the owner's permissions)"
     )
+    skipped = serializers.IntegerField(help_text="instants the backfill's overlap_policy skipped")

@@ -96,6 +96,8 @@ class BackfillReport(TypedDict):
     """Instants that had fired already (left alone)."""
     rejected: int
     """Instants refused (multitask_strategy reject, the owner's permissions)."""
+    skipped: int
+    """Instants the backfill's overlap_policy skipped."""
 
 
 class Schedule(TypedDict):
@@ -124,8 +126,13 @@ def _trigger_body(overlap_policy: str | None) -> dict[str, Any]:
     return {} if overlap_policy is None else {"overlap_policy": overlap_policy}
 
 
-def _backfill_body(start: datetime | str, end: datetime | str) -> dict[str, Any]:
-    return {"start": _iso(start), "end": _iso(end)}
+def _backfill_body(
+    start: datetime | str, end: datetime | str, overlap_policy: OverlapPolicy | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"start": _iso(start), "end": _iso(end)}
+    if overlap_policy is not None:
+        body["overlap_policy"] = overlap_policy
+    return body
 
 
 def _ticks_params(limit: int, offset: int, status: TickStatus | None) -> dict[str, Any]:
@@ -162,13 +169,19 @@ class CronControl:
             Run, self.http.post(_path(cron_id, "trigger"), json=_trigger_body(overlap_policy))
         )
 
-    def backfill(self, cron_id: str, start: datetime | str, end: datetime | str) -> BackfillReport:
+    def backfill(
+        self,
+        cron_id: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        overlap_policy: OverlapPolicy | None = None,
+    ) -> BackfillReport:
         """Fire each instant of [start, end) that has not fired, once
-        (end at most now; at most 1,000 instants)."""
-        return cast(
-            BackfillReport,
-            self.http.post(_path(cron_id, "backfill"), json=_backfill_body(start, end)),
-        )
+        (end at most now; at most 1,000 instants), overlapping as
+        `overlap_policy` says (default allow_all)."""
+        body = _backfill_body(start, end, overlap_policy)
+        return cast(BackfillReport, self.http.post(_path(cron_id, "backfill"), json=body))
 
     def ticks(
         self, cron_id: str, *, limit: int = 10, offset: int = 0, status: TickStatus | None = None
@@ -210,14 +223,18 @@ class AsyncCronControl:
         )
 
     async def backfill(
-        self, cron_id: str, start: datetime | str, end: datetime | str
+        self,
+        cron_id: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        overlap_policy: OverlapPolicy | None = None,
     ) -> BackfillReport:
         """Fire each instant of [start, end) that has not fired, once
-        (end at most now; at most 1,000 instants)."""
-        return cast(
-            BackfillReport,
-            await self.http.post(_path(cron_id, "backfill"), json=_backfill_body(start, end)),
-        )
+        (end at most now; at most 1,000 instants), overlapping as
+        `overlap_policy` says (default allow_all)."""
+        body = _backfill_body(start, end, overlap_policy)
+        return cast(BackfillReport, await self.http.post(_path(cron_id, "backfill"), json=body))
 
     async def ticks(
         self, cron_id: str, *, limit: int = 10, offset: int = 0, status: TickStatus | None = None

@@ -53,7 +53,7 @@ def test_trigger_backfill_ticks_and_schedule_with_a_worker_and_beat(sdk, worker,
         # Backfill the past hour: 6 instants, each fired once.
         body = {"start": start.isoformat(), "end": end.isoformat()}
         first = sdk.http.post(f"/runs/crons/{cid}/backfill", json=body)
-        assert first == {"instants": 6, "fired": 6, "already_fired": 0, "rejected": 0}
+        assert first == {"instants": 6, "fired": 6, "already_fired": 0, "rejected": 0, "skipped": 0}
 
         def backfilled() -> list[dict]:
             ticks = sdk.http.get(f"/runs/crons/{cid}/ticks", params={"limit": 100})
@@ -82,7 +82,13 @@ def test_trigger_backfill_ticks_and_schedule_with_a_worker_and_beat(sdk, worker,
 
         # The same backfill again fires none.
         second = sdk.http.post(f"/runs/crons/{cid}/backfill", json=body)
-        assert second == {"instants": 6, "fired": 0, "already_fired": 6, "rejected": 0}
+        assert second == {
+            "instants": 6,
+            "fired": 0,
+            "already_fired": 6,
+            "rejected": 0,
+            "skipped": 0,
+        }
 
         # The ticks answer: the manual tick and the 6 backfilled, newest first, with
         # their kind and run status; beat's own (should a */10 boundary have passed)

@@ -152,7 +152,7 @@ def test_backfill_fires_each_instant_once(sdk, parked_runs):
 
     first = sdk.http.post(f"/runs/crons/{cid}/backfill", json=body)
 
-    assert first == {"instants": 6, "fired": 6, "already_fired": 0, "rejected": 0}
+    assert first == {"instants": 6, "fired": 6, "already_fired": 0, "rejected": 0, "skipped": 0}
     expected = firetime.next_fires("*/10 * * * *", None, start - dt.timedelta(microseconds=1), 6)
     ticks = Tick.objects.filter(cron_id=cid).order_by("scheduled_at")
     assert [t.scheduled_at for t in ticks] == expected
@@ -163,7 +163,7 @@ def test_backfill_fires_each_instant_once(sdk, parked_runs):
 
     second = sdk.http.post(f"/runs/crons/{cid}/backfill", json=body)
 
-    assert second == {"instants": 6, "fired": 0, "already_fired": 6, "rejected": 0}
+    assert second == {"instants": 6, "fired": 0, "already_fired": 6, "rejected": 0, "skipped": 0}
     assert Tick.objects.filter(cron_id=cid).count() == 6
     assert Run.objects.filter(cron_id=cid).count() == 6
 
@@ -182,7 +182,7 @@ def test_backfill_fires_skipped_instants_and_leaves_fired_ones(sdk, parked_runs)
         f"/runs/crons/{cron['cron_id']}/backfill", json={"start": iso(start), "end": iso(end)}
     )
 
-    assert report == {"instants": 6, "fired": 5, "already_fired": 1, "rejected": 0}
+    assert report == {"instants": 6, "fired": 5, "already_fired": 1, "rejected": 0, "skipped": 0}
     skipped.refresh_from_db()
     assert (skipped.kind, skipped.status, skipped.reason) == ("backfill", "fired", "backfilled")
     assert Run.objects.get(pk=skipped.run_id).scheduled_at == instants[0]
@@ -276,9 +276,9 @@ def test_backfill_errors_write_nothing(sdk, live_server, settings):
         ),
         (
             url,
-            {"start": iso(hour_ago), "end": iso(now), "overlap_policy": "buffer_all"},
+            {"start": iso(hour_ago), "end": iso(now), "overlap_policy": "sometimes"},
             422,
-            "overlap_policy is not supported yet",
+            "not a valid choice",
         ),
         (
             f"{live_server.url}/runs/crons/{MISSING}/backfill",

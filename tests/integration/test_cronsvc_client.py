@@ -43,10 +43,15 @@ def test_sync_helper_against_the_server(sdk, parked_runs):
         "fired": 6,
         "already_fired": 0,
         "rejected": 0,
+        "skipped": 0,
     }
     # Naive times are UTC; a second identical backfill fires nothing.
     naive = (start.replace(tzinfo=None), end.replace(tzinfo=None))
     assert control.backfill(cid, *naive)["already_fired"] == 6
+    # With an overlap policy for the backfill: skip fires the first instant only.
+    other = sdk.crons.create("agent", schedule="*/10 * * * *")["cron_id"]
+    report = control.backfill(other, start, end, overlap_policy="skip")
+    assert (report["fired"], report["skipped"]) == (1, 5)
 
     ticks = control.ticks(cid, limit=3)
     assert [(t["kind"], t["status"], t["run_status"], t["attempts"]) for t in ticks] == [

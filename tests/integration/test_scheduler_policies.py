@@ -329,3 +329,52 @@ def test_a_backfill_fires_every_instant_whatever_the_overlap_policy():
     assert not Run.objects.filter(cron=cron, after_run_id__isnull=False).exists()
     # Backfills do not count against max_runs.
     assert Cron.objects.get(pk=cron.pk).remaining_runs == 2
+
+
+def test_a_backfill_buffer_all_queues_its_instants_one_after_the_other():
+    from crons.services import cron_backfill
+
+    cron = make_cron("*/10 * * * *", start=START)
+    report = cron_backfill(
+        cron=cron, start=START, end=at(30), now=at(31), overlap_policy="buffer_all"
+    )
+    assert (report.instants, report.fired, report.skipped) == (3, 3, 0)
+    first, second, third = (run_of(cron, m) for m in (0, 10, 20))
+    assert (first.after_run_id, second.after_run_id, third.after_run_id) == (
+        None,
+        first.run_id,
+        second.run_id,
+    )
+    assert claimable(first) and not claimable(second)
+    finish(start(first))
+    assert claimable(second) and not claimable(third)
+
+
+def test_a_backfill_skip_fires_only_while_nothing_else_of_the_cron_goes():
+    from crons.services import cron_backfill
+
+    cron = make_cron("*/10 * * * *", start=START)
+    # The instant at :10 was missed (recorded skipped): it is refired under the policy too.
+    Tick.objects.create(cron=cron, scheduled_at=at(10), status="skipped", reason="missed")
+    report = cron_backfill(cron=cron, start=START, end=at(30), now=at(31), overlap_policy="skip")
+    assert (report.instants, report.fired, report.skipped) == (3, 1, 2)
+    assert tick_of(cron, 0).status == "fired"
+    skipped = tick_of(cron, 10)
+    assert (skipped.status, skipped.kind) == ("skipped", "backfill")
+    assert "overlap_policy skip" in skipped.reason
+    assert tick_of(cron, 20).status == "skipped"
+    # Once the first run ended, the same backfill fires what it skipped, once.
+    run = start(run_of(cron, 0))
+    finish(run)
+    again = cron_backfill(cron=cron, start=START, end=at(30), now=at(31), overlap_policy="skip")
+    assert (again.fired, again.already_fired, again.skipped) == (1, 1, 1)
+
+
+def test_a_backfill_on_a_thread_cron_takes_no_overlap_policy():
+    from crons.services import cron_backfill
+
+    thread = thread_create()
+    cron = make_cron("*/10 * * * *", start=START, thread=thread)
+    with pytest.raises(Invalid, match="multitask_strategy"):
+        cron_backfill(cron=cron, start=START, end=at(30), now=at(31), overlap_policy="skip")
+    assert not Tick.objects.filter(cron=cron).exists()
