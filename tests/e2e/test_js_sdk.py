@@ -4,6 +4,7 @@
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,48 @@ def test_js_sdk_streams_a_run_and_replays_it(live_server, worker):
     assert [m["type"] for m in final["messages"]] == ["human", "ai"]
     assert result["replayed"] == streamed
     assert result["status"] == "success"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_js_sdk_store_and_assistant_versions(live_server):
+    tag = uuid.uuid4().hex
+    out = subprocess.run(
+        ["node", str(JS / "store_versions_flow.mjs"), live_server.url, tag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    ns = ["js", tag]
+
+    got = result["got"]
+    assert (got["namespace"], got["key"], got["value"]) == (ns, "k1", {"topic": "cats", "n": 3})
+    assert got["createdAt"] == got["created_at"] and got["updatedAt"] == got["updated_at"]
+    assert got["updated_at"] >= got["created_at"]
+    assert {(i["key"], tuple(i["namespace"])) for i in result["searched"]} == {
+        ("k1", tuple(ns)),
+        ("k2", (*ns, "deeper")),
+    }
+    assert result["dogs"] == ["k2"]
+    assert sorted(result["spaces"]) == [ns, [*ns, "deeper"]]
+    assert result["shallow"] == [ns]
+    assert result["after_delete"] is None
+
+    assistant_id = result["assistant"]["assistant_id"]
+    assert result["assistant"]["version"] == 1
+    assert (result["updated"]["version"], result["updated"]["name"]) == (2, f"v2-{tag}")
+    versions = result["versions"]
+    assert [(v["version"], v["name"]) for v in versions] == [(2, f"v2-{tag}"), (1, f"v1-{tag}")]
+    assert {v["assistant_id"] for v in versions} == {assistant_id}
+    assert [v["config"]["configurable"]["answer"] for v in versions] == [2, 1]
+    assert [v["version"] for v in result["only_first"]] == [2]
+    latest = result["latest"]
+    assert (latest["assistant_id"], latest["version"], latest["name"]) == (
+        assistant_id,
+        1,
+        f"v1-{tag}",
+    )
+    assert latest["config"]["configurable"]["answer"] == 1
+    assert latest["metadata"] == {"tag": tag}
+    assert (result["fetched"]["version"], result["fetched"]["name"]) == (1, f"v1-{tag}")
