@@ -77,8 +77,12 @@ def index_config() -> dict[str, Any] | None:
 
 
 def ttl_config() -> TTLConfig | None:
+    """langgraph.json's `store.ttl`, with `refresh_on_read` true unless it says
+    otherwise: LangGraph documents that default, and PostgresStore applies it,
+    but SqliteStore reads a missing key as false (so a read asking
+    `refresh_ttl` would refresh on PostgreSQL and not on the embedded default)."""
     ttl = store_config().get("ttl")
-    return TTLConfig(**ttl) if ttl else None
+    return TTLConfig(**{"refresh_on_read": True, **ttl}) if ttl else None
 
 
 def _is_postgres() -> bool:

@@ -92,14 +92,15 @@ def _aware(value) -> dt.datetime | None:
 
 @pytest.fixture(params=["postgres", "sqlite"])
 def ttl_store(request, settings, tmp_path, monkeypatch):
-    """cronsvc's store with `"store": {"ttl": {...}}` in langgraph.json,
-    refresh_on_read on, on the backend the test is parametrized with."""
+    """cronsvc's store with `"store": {"ttl": {"default_ttl": 60}}` in
+    langgraph.json (refresh_on_read left to its default, on, which SqliteStore
+    alone would read as off), on the backend the test is parametrized with."""
     config = tmp_path / "langgraph.json"
     config.write_text(
         json.dumps(
             {
                 "graphs": {"agent": "./examples/agent.py:graph"},
-                "store": {"ttl": {"default_ttl": 60, "refresh_on_read": True}},
+                "store": {"ttl": {"default_ttl": 60}},
             }
         )
     )
