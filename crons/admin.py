@@ -335,12 +335,12 @@ class CronAdmin(admin.ModelAdmin):
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
                 kwargs["overlap_policy"] = data.get("overlap_policy") or None
             # Only what changed: a new max_runs starts a new count.
-            for name in ("max_runs", "start_time", "jitter"):
+            for name in ("max_runs", "start_time", "catchup_window", "jitter"):
                 if name in form.changed_data:
                     kwargs[name] = data.get(name)
+            if "catchup" in form.changed_data:
+                kwargs["catchup"] = data.get("catchup") or Cron.Catchup.LATEST  # blank: the default
             cron = cron_update(
-                catchup_window=data.get("catchup_window"),
-                catchup=data.get("catchup") or Cron.Catchup.LATEST,
                 cron=obj,
                 schedule=data["schedule"],
                 timezone=data["timezone"],  # "" = UTC
