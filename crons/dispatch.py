@@ -72,8 +72,8 @@ The rules, decided here once:
   the run, which no worker claims before it (runs.lifecycle.READY), and as
   the tick's `fire_at`; `scheduled_at` stays the instant (the exactly-once
   key). A batch wakes workers at `not_before` (crons.ticking's
-  `report.prepared`), ahead of it or not. A manual trigger or a backfill is
-  not jittered (due at once). A cron without jitter stores `not_before`
+  `report.prepared`), ahead of it or not. A manual trigger, a backfill and
+  run-now (`cron_run_now`) are not jittered (due at once). A cron without jitter stores `not_before`
   null: its runs are as before.
 
 Growing the spec (the next issues): a per-policy batch rule is a change to
