@@ -114,7 +114,19 @@ class CronAdmin(admin.ModelAdmin):
                         )
                     },
                 ),
-                ("Scheduler control", {"fields": ("overlap_policy", "start_time", "max_runs")}),
+                (
+                    "Scheduler control",
+                    {
+                        "fields": (
+                            "overlap_policy",
+                            "start_time",
+                            "max_runs",
+                            "catchup_window",
+                            "catchup",
+                            "jitter",
+                        )
+                    },
+                ),
                 ("What each tick runs", {"fields": ("payload", "metadata")}),
             )
         return (
@@ -146,6 +158,9 @@ class CronAdmin(admin.ModelAdmin):
                         "max_runs",
                         "remaining_runs",
                         "paused_reason",
+                        "catchup_window",
+                        "catchup",
+                        "jitter",
                     )
                 },
             ),
@@ -320,9 +335,11 @@ class CronAdmin(admin.ModelAdmin):
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
                 kwargs["overlap_policy"] = data.get("overlap_policy") or None
             # Only what changed: a new max_runs starts a new count.
-            for name in ("max_runs", "start_time"):
+            for name in ("max_runs", "start_time", "catchup_window", "jitter"):
                 if name in form.changed_data:
                     kwargs[name] = data.get(name)
+            if "catchup" in form.changed_data:
+                kwargs["catchup"] = data.get("catchup") or Cron.Catchup.LATEST  # blank: the default
             cron = cron_update(
                 cron=obj,
                 schedule=data["schedule"],
@@ -349,6 +366,9 @@ class CronAdmin(admin.ModelAdmin):
                 overlap_policy=(data.get("overlap_policy") or None) if thread is None else None,
                 start_time=data.get("start_time"),
                 max_runs=data.get("max_runs"),
+                catchup_window=data.get("catchup_window"),
+                catchup=data.get("catchup") or None,
+                jitter=data.get("jitter"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.

@@ -25,6 +25,7 @@ from cronsvc.http.inputs import (
     MAX_INT,
     RunOptionsIn,
     StrictCharField,
+    StrictIntegerField,
     StrictUUID,
     column_length,
     query_int,
@@ -39,6 +40,7 @@ from runs.wire import RunOut, run_out
 from threads.selectors import thread_get_or_404
 
 OVERLAP_POLICIES = [choice.value for choice in Cron.OverlapPolicy]
+CATCHUP = [choice.value for choice in Cron.Catchup]
 
 
 class PolicyIn(serializers.Serializer):
@@ -64,6 +66,36 @@ class PolicyIn(serializers.Serializer):
         min_value=1,
         max_value=MAX_INT,
         help_text="scheduled ticks that may fire, then the cron disables itself; null: no limit",
+    )
+    catchup_window = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_INT,
+        help_text=(
+            "seconds a missed instant (beat or database down) may still fire, older ones are "
+            "recorded skipped; null: the server's CRONSVC_MISSED_TICK_GRACE (default 300)"
+        ),
+    )
+    catchup = serializers.ChoiceField(
+        choices=CATCHUP,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "which missed instants within catchup_window fire: latest (the default: the "
+            "newest only) or all (every one, in order, subject to overlap_policy, at most "
+            "100 per scheduler pass)"
+        ),
+    )
+    jitter = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_INT,
+        help_text=(
+            "each instant's run starts up to this many seconds late, by an offset stable for "
+            "(cron, instant) and always before the next instant; null or 0: on time"
+        ),
     )
 
 
@@ -146,6 +178,9 @@ def _create(request, thread_id=None) -> Response:
         overlap_policy=data.get("overlap_policy"),
         start_time=data.get("start_time"),
         max_runs=data.get("max_runs"),
+        catchup_window=data.get("catchup_window"),
+        catchup=data.get("catchup"),
+        jitter=data.get("jitter"),
     )
     return Response(cron_out(cron))
 
@@ -198,7 +233,8 @@ class CronApi(APIView):
             k: v for k, v in request.data.items() if k not in CRON_KEYS and k not in POLICY_KEYS
         }
         kwargs = {}
-        for name in ("end_time", "start_time", "max_runs"):  # null: cleared
+        # null: cleared
+        for name in ("end_time", "start_time", "max_runs", "catchup_window", "jitter"):
             if name in data:
                 kwargs[name] = data[name]
         cron = services.cron_update(
@@ -210,6 +246,7 @@ class CronApi(APIView):
             payload=run_fields,
             metadata=data.get("metadata"),
             overlap_policy=data.get("overlap_policy"),
+            catchup=data.get("catchup"),
             **kwargs,
         )
         return Response(cron_out(cron))

@@ -61,12 +61,24 @@ The rules, decided here once:
   then fires, its run waiting for a cancelled running run to stop. Such crons, and crons with `max_runs` (counted by
   crons.ticking), are not batchable: nothing is prepared ahead for them.
 
+- Catch-up and jitter (scheduler control) stay on the batch path, which
+  implements them: a cron's `catchup_window` (crons.ticking: a batch only
+  takes a cron late by less than its window and by less than one period, so
+  one instant is due and `catchup` has nothing to choose; later ones go one by
+  one through crons.ticking's catch-up) and its `jitter`: `tick_jitter(cron,
+  instant)` (crons.firetime.jitter_offset: a hash of (cron, instant), in
+  [0, jitter) and before the next instant) is decided here once, in the spec
+  (`RunSpec.jitter`). Every writer stores `not_before` (instant + offset) on
+  the run, which no worker claims before it (runs.lifecycle.READY), and as
+  the tick's `fire_at`; `scheduled_at` stays the instant (the exactly-once
+  key). A batch wakes workers at `not_before` (crons.ticking's
+  `report.prepared`), ahead of it or not. A manual trigger, a backfill and
+  run-now (`cron_run_now`) are not jittered (due at once). A cron without jitter stores `not_before`
+  null: its runs are as before.
+
 Growing the spec (the next issues): a per-policy batch rule is a change to
 `batchable`/`BATCHABLE`. None of these touches the SQL, which stores the
-spec's values as given. A jitter is `not_before` (today the
-instant itself): the scheduler already wakes workers for a prepared run at
-its `not_before`; storing it for the claim is one more column in the
-statement's record definition and its run insert.
+spec's values as given.
 """
 
 from __future__ import annotations
@@ -74,7 +86,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,6 +96,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone as djtz
 
+from crons import firetime
 from crons.models import Cron, Tick
 from cronsvc import custom_auth, metrics
 from cronsvc.dbclock import db_now
@@ -102,8 +115,18 @@ CRON_KEYS = frozenset({"schedule", "timezone", "end_time", "enabled", "on_run_co
 # never in the payload (crons.apis leaves them out of it); the read-only ones
 # sent back (a cron echoed into a PATCH) are ignored.
 POLICY_KEYS = frozenset(
-    {"overlap_policy", "start_time", "max_runs", "remaining_runs", "paused_reason"}
+    {
+        "overlap_policy",
+        "start_time",
+        "max_runs",
+        "remaining_runs",
+        "paused_reason",
+        "catchup_window",
+        "catchup",
+        "jitter",
+    }
 )
+NO_JITTER = timedelta(0)
 # Payload keys that are not run kwargs: the cron's own, and those the run has
 # a column or rule of its own for.
 NOT_RUN_KWARGS = CRON_KEYS | POLICY_KEYS | {"assistant_id", "metadata", "multitask_strategy"}
@@ -127,12 +150,13 @@ class RunSpec:
     metadata: dict[str, Any]
     multitask_strategy: str
     on_completion: str | None
+    jitter: timedelta = NO_JITTER  # the tick's offset from its instant (tick_jitter)
 
     @property
     def not_before(self) -> datetime:
         """Not before this instant may a worker take the run: the tick's
-        instant (a jitter will make this a field of its own)."""
-        return self.scheduled_at
+        instant plus its jitter offset (the tick's fire_at)."""
+        return self.scheduled_at + self.jitter
 
     @property
     def stateless(self) -> bool:
@@ -148,6 +172,8 @@ class RunSpec:
             "on_completion": self.on_completion,
             "cron_id": self.cron_id,
             "scheduled_at": self.scheduled_at,
+            # Null without a jitter: the run is due at its instant, as before.
+            "not_before": self.not_before if self.jitter else None,
         }
 
 
@@ -238,8 +264,21 @@ def _as_owner(
     return thread_metadata, custom_auth.with_user_configurable(kwargs, user), metadata
 
 
-def run_spec(cron: Cron, instant: datetime) -> RunSpec:
-    """What the tick of `cron` at `instant` creates (see the module's rules).
+def tick_jitter(cron: Cron, instant: datetime) -> timedelta:
+    """How late the scheduled tick of `cron` at `instant` fires: its offset in
+    [0, jitter), before the schedule's next instant (crons.firetime)."""
+    if not cron.jitter:
+        return NO_JITTER
+    try:
+        nxt: datetime | None = firetime.next_fire(cron.schedule, cron.timezone, instant)
+    except firetime.InvalidSchedule:  # no next instant (near datetime.max)
+        nxt = None
+    return firetime.jitter_offset(str(cron.cron_id), instant, cron.jitter, nxt)
+
+
+def run_spec(cron: Cron, instant: datetime, *, jitter: timedelta | None = None) -> RunSpec:
+    """What the tick of `cron` at `instant` creates (see the module's rules),
+    `jitter` after its instant (None: the scheduled tick's, `tick_jitter`).
     OwnerDenied when the cron's owner may not run it."""
     payload = cron.payload or {}
     assistant = cron.assistant
@@ -274,6 +313,7 @@ def run_spec(cron: Cron, instant: datetime) -> RunSpec:
         metadata=metadata,
         multitask_strategy=strategy,
         on_completion=cron.on_run_completed if stateless else None,
+        jitter=tick_jitter(cron, instant) if jitter is None else jitter,
     )
 
 
@@ -422,7 +462,7 @@ def _create_run(
     backfill's runs are bounded by the backfill's own cap, not the pending cap."""
     fields = spec.run_fields()
     if kind == Tick.Kind.MANUAL:
-        fields["scheduled_at"] = None
+        fields["scheduled_at"] = fields["not_before"] = None
     thread = (
         Thread.objects.create(metadata=dict(spec.thread_metadata))
         if spec.stateless or cron.thread is None
@@ -448,6 +488,7 @@ def fire_tick(
     reason: str = "",
     now: datetime | None = None,
     overlap_policy: str | None = None,
+    jitter: timedelta | None = None,
 ) -> Tick | None:
     """Record the tick of `cron` at `instant` and create its run through
     run_create (caller's transaction). Returns the tick: fired (with its
@@ -457,7 +498,10 @@ def fire_tick(
     tick was recorded already (a redelivery, another beat, a run-now in the
     same second, a backfill). A manual tick (`kind`) is never recorded
     already: it is keyed apart from the instants. `now` (default: the
-    database's clock) says which earlier runs are at or past their instant."""
+    database's clock) says which earlier runs are at or past their instant.
+    `jitter`: how late after its instant the run may start (None: the cron's
+    offset for a scheduled tick, `tick_jitter`; none for a manual or backfill
+    tick); the tick's `fire_at` (unless given) is the instant plus it."""
     manual = kind == Tick.Kind.MANUAL
     if (
         not manual
@@ -466,9 +510,12 @@ def fire_tick(
         .exists()
     ):
         return None
-    fire_at = fire_at or instant
+    if jitter is None:
+        # Only the schedule's ticks are jittered: a trigger or a backfill is due at once.
+        jitter = tick_jitter(cron, instant) if kind == Tick.Kind.SCHEDULED else NO_JITTER
+    fire_at = fire_at or instant + jitter
     try:
-        spec = run_spec(cron, instant)
+        spec = run_spec(cron, instant, jitter=jitter)
     except OwnerDenied as exc:
         return record_tick(
             cron, instant, Tick.Status.REJECTED, exc.reason, kind=kind, fire_at=fire_at
@@ -546,7 +593,7 @@ def refire_tick(
     None when it was fired meanwhile."""
     unfired = Tick.objects.filter(pk=tick.pk, status__in=NOT_FIRED)
     try:
-        spec = run_spec(cron, tick.scheduled_at)
+        spec = run_spec(cron, tick.scheduled_at, jitter=NO_JITTER)
     except OwnerDenied as exc:
         fields: dict[str, Any] = {
             "status": Tick.Status.REJECTED,
@@ -602,9 +649,13 @@ def _updated(tick: Tick, fields: dict[str, Any]) -> Tick:
 @transaction.atomic
 def cron_run_now(*, cron: Cron, now: datetime | None = None) -> Run | None:
     """Fire a cron immediately through the tick path (the admin's "run now"),
-    as its tick at `now` (default: this second)."""
+    as its tick at `now` (default: this second), without the cron's jitter."""
     instant = (now or djtz.now()).replace(microsecond=0)
-    tick = fire_tick(Cron.objects.select_related("assistant", "thread").get(pk=cron.pk), instant)
+    tick = fire_tick(
+        Cron.objects.select_related("assistant", "thread").get(pk=cron.pk),
+        instant,
+        jitter=NO_JITTER,
+    )
     if tick is None or tick.run_id is None:
         return None
     return Run.objects.filter(pk=tick.run_id).first()
@@ -678,6 +729,7 @@ def fire_batch_postgres(specs: list[RunSpec]) -> list[uuid.UUID]:
             "metadata": s.metadata,
             "multitask_strategy": s.multitask_strategy,
             "on_completion": s.on_completion,
+            "not_before": s.not_before.isoformat() if s.jitter else None,
         }
         for s in specs
     ]
@@ -737,14 +789,20 @@ def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     does not fire them, and no tick of an instant to come stays recorded —
     fired, or rejected ahead of time. Returns how many runs were withdrawn."""
     now = now or db_now()
+    # Not yet due: its instant, or its jittered start (not_before), to come.
     runs = Run.objects.filter(
-        cron=cron, status=Run.Status.PENDING, scheduled_at__gt=now, attempts=0
+        Q(scheduled_at__gt=now) | Q(not_before__gt=now),
+        cron=cron,
+        status=Run.Status.PENDING,
+        attempts=0,
     )
     rows = list(runs.values_list("run_id", "thread_id", "scheduled_at"))
-    # Every tick of an instant still to come (no worker claims a run before its
-    # instant, so each such run is among `rows` and goes too).
+    # Every tick that has still to fire (no worker claims a run before its
+    # instant and its not_before, so each such run is among `rows` and goes too).
     withdrawn, _ = (
-        Tick.objects.filter(cron=cron, scheduled_at__gt=now).exclude(kind=Tick.Kind.MANUAL).delete()
+        Tick.objects.filter(Q(scheduled_at__gt=now) | Q(fire_at__gt=now), cron=cron)
+        .exclude(kind=Tick.Kind.MANUAL)
+        .delete()
     )
     metrics.ticks_withdrawn(withdrawn)
     if not rows:

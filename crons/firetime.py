@@ -67,7 +67,9 @@ All public functions return aware UTC datetimes
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -529,3 +531,25 @@ def min_period(schedule: str) -> timedelta:
     second with the seconds field (6 fields), a minute otherwise (5 fields and
     aliases)."""
     return timedelta(seconds=1) if _parse(schedule).has_seconds else timedelta(minutes=1)
+
+
+def jitter_offset(
+    key: str, instant: datetime, jitter: int | None, next_instant: datetime | None
+) -> timedelta:
+    """How late the instant `instant` of a cron with `jitter` seconds fires: a
+    whole number of seconds in [0, jitter), and strictly before `next_instant`
+    (the schedule's next instant; None: no bound), so a cron's fires never
+    change order or overlap their next tick (the span is clamped to the gap).
+
+    Derived from `key` (the cron's id) and the instant by a hash, not drawn:
+    every process (a redelivery, a second beat, the API answering) computes the
+    same offset. No jitter (None or 0): no offset."""
+    if not jitter:
+        return timedelta(0)
+    span = jitter
+    if next_instant is not None:
+        span = min(span, math.ceil((next_instant - instant).total_seconds()))
+    if span <= 1:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{key}@{instant.astimezone(UTC).isoformat()}".encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % span)

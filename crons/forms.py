@@ -127,6 +127,23 @@ class CronForm(forms.ModelForm):
         ),
     )
 
+    catchup_window = forms.IntegerField(
+        required=False,
+        min_value=0,
+        help_text=(
+            "Seconds a missed instant (beat or database down) may still fire; older ones are "
+            "recorded skipped. Empty: the server's CRONSVC_MISSED_TICK_GRACE."
+        ),
+    )
+    jitter = forms.IntegerField(
+        required=False,
+        min_value=0,
+        help_text=(
+            "Each instant's run starts up to this many seconds late (a stable offset per "
+            "instant, always before the next one). Empty or 0: on time."
+        ),
+    )
+
     class Meta:
         model = Cron
         fields = [
@@ -140,6 +157,9 @@ class CronForm(forms.ModelForm):
             "overlap_policy",
             "start_time",
             "max_runs",
+            "catchup_window",
+            "catchup",
+            "jitter",
             "payload",
             "metadata",
         ]
@@ -156,6 +176,10 @@ class CronForm(forms.ModelForm):
                 "other, or allow all (default). Thread crons use multitask_strategy."
             ),
             "start_time": "No tick before this instant (UTC). Empty: from now.",
+            "catchup": (
+                "Which missed instants within the catch-up window fire: the latest only "
+                "(default) or all, in order (subject to the overlap policy)."
+            ),
         }
 
     def __init__(self, *args, **kwargs):
@@ -167,6 +191,8 @@ class CronForm(forms.ModelForm):
             )
         if "overlap_policy" in self.fields:
             self.fields["overlap_policy"].required = False  # empty: the default (allow_all)
+        if "catchup" in self.fields:
+            self.fields["catchup"].required = False  # empty: the default (latest)
         if "on_run_completed" in self.fields:
             self.fields["on_run_completed"].help_text = self._meta.help_texts["on_run_completed"]
 

@@ -22,6 +22,12 @@ class Cron(models.Model):
         CANCEL_OTHER = "cancel_other"
         ALLOW_ALL = "allow_all"
 
+    class Catchup(models.TextChoices):
+        """Which missed instants within the catch-up window fire (crons.ticking)."""
+
+        LATEST = "latest"  # the newest only (LangGraph's, and Kubernetes')
+        ALL = "all"  # every one, in order
+
     cron_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Indexed with the default sort (Meta.indexes), not on their own.
     assistant = models.ForeignKey(
@@ -58,6 +64,18 @@ class Cron(models.Model):
     max_runs = models.PositiveIntegerField(null=True, blank=True)
     remaining_runs = models.PositiveIntegerField(null=True, blank=True)
     paused_reason = models.CharField(max_length=255, null=True, blank=True)
+    # Missed instants (beat or database down) within catchup_window seconds of
+    # now may still fire (null: CRONSVC_MISSED_TICK_GRACE); `catchup` says
+    # which: the newest (latest) or every one in order (all). Older ones are
+    # recorded skipped (crons.ticking).
+    catchup_window = models.PositiveIntegerField(null=True, blank=True)
+    catchup = models.CharField(
+        max_length=8, choices=Catchup.choices, default=Catchup.LATEST, db_default=Catchup.LATEST
+    )
+    # Each instant fires up to `jitter` seconds late (null or 0: on time), by
+    # an offset derived from (cron, instant), always before the next instant
+    # (crons.firetime.jitter_offset); the run waits in `not_before`.
+    jitter = models.PositiveIntegerField(null=True, blank=True)
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )
@@ -141,8 +159,9 @@ class Tick(models.Model):
     # The instant: of the schedule (scheduled, backfill), or the second a
     # manual trigger came.
     scheduled_at = models.DateTimeField()
-    # When the tick fires: its instant (a jitter will move it); a manual
-    # tick's exact moment. Null on ticks recorded before it existed.
+    # When the tick fires: its instant plus the cron's jitter offset (the
+    # run's not_before); a manual tick's exact moment. Null on ticks recorded
+    # before it existed.
     fire_at = models.DateTimeField(null=True, blank=True)
     # db_default too: the batch statement (crons/sql/fire_batch.sql) names no kind.
     kind = models.CharField(

@@ -77,6 +77,27 @@ def _max_runs_valid(max_runs: int | None) -> None:
         raise Invalid(f"max_runs must be a positive integer or null, not {max_runs!r}")
 
 
+# The largest number of seconds a cron stores (its columns' range).
+MAX_SECONDS = 2**31 - 1
+
+
+def _seconds_valid(name: str, value: object) -> None:
+    """catchup_window and jitter: a whole number of seconds, >= 0, or null."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
+        raise Invalid(
+            f"{name} must be a non-negative integer of seconds (at most {MAX_SECONDS}) or null, "
+            f"not {value!r}"
+        )
+
+
+def _catchup_valid(catchup: object) -> None:
+    if catchup is not None and catchup not in Cron.Catchup.values:
+        choices = ", ".join(repr(c) for c in Cron.Catchup.values)
+        raise Invalid(f"catchup must be one of {choices}, not {catchup!r}")
+
+
 def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     """The stored on_run_completed: None on a thread cron, the stateless
     default when not given."""
@@ -132,6 +153,9 @@ def cron_create(
     overlap_policy: str | None = None,
     start_time: datetime | None = None,
     max_runs: int | None = None,
+    catchup_window: int | None = None,
+    catchup: str | None = None,
+    jitter: int | None = None,
     now: datetime | None = None,
 ) -> Cron:
     """Create a cron. With custom auth, as crons.create allows: the cron's
@@ -141,7 +165,11 @@ def cron_create(
 
     Scheduler control (None: the LangGraph behaviour): `overlap_policy`
     (stateless crons only), `start_time` (no instant before it fires),
-    `max_runs` (scheduled ticks that may fire; `remaining_runs` counts down)."""
+    `max_runs` (scheduled ticks that may fire; `remaining_runs` counts down),
+    `catchup_window` (seconds a missed instant may still fire; None:
+    CRONSVC_MISSED_TICK_GRACE), `catchup` (which missed instants within it
+    fire: "latest", the default, or "all"), `jitter` (seconds each instant's
+    run may start late; None or 0: none) (crons.ticking, crons.dispatch)."""
     user = custom_auth.current_user()
     value = {
         "payload": payload or {},
@@ -166,6 +194,9 @@ def cron_create(
     if thread is not None and overlap_policy is not None:
         raise Invalid(THREAD_OVERLAP)
     _max_runs_valid(max_runs)
+    _seconds_valid("catchup_window", catchup_window)
+    _seconds_valid("jitter", jitter)
+    _catchup_valid(catchup)
     now = now or djtz.now()
     if enabled and end_time is not None and end_time <= now:
         # It would be an enabled cron that never fires. (A PATCH may set a past
@@ -194,6 +225,9 @@ def cron_create(
         start_time=start_time,
         max_runs=max_runs,
         remaining_runs=max_runs,
+        catchup_window=catchup_window,
+        catchup=catchup or Cron.Catchup.LATEST,
+        jitter=jitter,
         next_run_date=first_run(schedule, timezone, now, start_time=start_time, end_time=end_time),
     )
     mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
@@ -215,11 +249,16 @@ def cron_update(
     overlap_policy: str | None = None,
     start_time: datetime | None = NOT_SET,
     max_runs: int | None = NOT_SET,
+    catchup_window: int | None = NOT_SET,
+    catchup: str | None = None,
+    jitter: int | None = NOT_SET,
     now: datetime | None = None,
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time, start_time,
-    overlap_policy, max_runs or re-enabling takes effect from now (the next
-    tick is recomputed, runs prepared ahead are withdrawn). `on_run_completed`
+    overlap_policy, max_runs, jitter or re-enabling takes effect from now (the
+    next tick is recomputed, runs prepared ahead or waiting for their
+    jittered start are withdrawn). `catchup_window` and `jitter` (None:
+    cleared) and `catchup` (None: left) are validated as cron_create does. `on_run_completed`
     only applies to a stateless cron: None leaves it, "" sets the default.
 
     `max_runs` (a number, or None for no limit) starts a new count:
@@ -251,6 +290,11 @@ def cron_update(
     cron = found
     if overlap_policy is not None and cron.thread_id is not None:
         raise Invalid(THREAD_OVERLAP)
+    if catchup_window is not NOT_SET:
+        _seconds_valid("catchup_window", catchup_window)
+    if jitter is not NOT_SET:
+        _seconds_valid("jitter", jitter)
+    _catchup_valid(catchup)
     if max_runs is not NOT_SET:
         _max_runs_valid(max_runs)
     elif enabled and cron.remaining_runs == 0:
@@ -270,6 +314,13 @@ def cron_update(
     if overlap_policy is not None and overlap_policy != cron.overlap_policy:
         # The cron may leave (or join) the batch path: what it prepared goes.
         cron.overlap_policy, reschedule = overlap_policy, True
+    if catchup_window is not NOT_SET:
+        cron.catchup_window = catchup_window  # read at the next late tick
+    if catchup is not None:
+        cron.catchup = catchup
+    if jitter is not NOT_SET and jitter != cron.jitter:
+        # Runs prepared (or waiting) with the old offsets go.
+        cron.jitter, reschedule = jitter, True
     if max_runs is not NOT_SET:
         # A new count; runs prepared ahead (not counted) go.
         reschedule = reschedule or max_runs != cron.max_runs

@@ -20,21 +20,37 @@ Exactly once per (cron, instant) holds by construction:
 A cron with `max_runs` counts each scheduled tick it fires (`_count_down`, in
 the tick's transaction, under the claim's row lock) and disables itself at 0.
 
-Missed ticks (beat or database down): when the latest due instant is within
-CRONSVC_MISSED_TICK_GRACE seconds of now it fires once; every older instant
-is recorded as skipped (at most MAX_SKIPPED_RECORDED per cron and pass, the
-newest ones), like Kubernetes' startingDeadlineSeconds.
+Missed ticks (beat or database down) are caught up within the cron's
+catch-up window (`catchup_window` seconds, default CRONSVC_MISSED_TICK_GRACE;
+Kubernetes' startingDeadlineSeconds, Temporal's catchupWindow):
+
+- `catchup` "latest" (the default): when the latest due instant is within
+  the window it fires once; every older instant is recorded as skipped;
+- `catchup` "all": every due instant within the window fires, oldest first,
+  each through the overlap policy (so `skip` skips those behind a run still
+  going), at most MAX_CATCHUP_FIRED per cron and pass (the next pass, at once,
+  goes on from there); the instants older than the window are recorded
+  skipped with how late they were.
+
+Skipped instants are recorded at most MAX_SKIPPED_RECORDED per cron and pass,
+the newest ones.
+
+A cron's `jitter` moves when each instant's run may start, not the instant:
+crons.dispatch decides the offset; a run whose `not_before` is still to come
+is reported in `prepared`, so beat wakes workers then.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone as djtz
 
 from crons import dispatch, firetime, lease
@@ -47,6 +63,8 @@ from runs.wakeups import wake_fanout, wake_workers
 log = logging.getLogger(__name__)
 
 MAX_SKIPPED_RECORDED = 100
+# The most missed instants one pass fires for a cron with catchup "all".
+MAX_CATCHUP_FIRED = 100
 BATCH = 2000
 
 
@@ -58,6 +76,20 @@ class FireReport:
     run_ids: list = field(default_factory=list)
     # Runs created ahead of their instant: instant -> count, to wake at the instant.
     prepared: dict = field(default_factory=dict)
+
+
+def catchup_window(cron: Cron) -> timedelta:
+    """How late an instant of `cron` may still fire: its catchup_window, or
+    CRONSVC_MISSED_TICK_GRACE when it has none."""
+    seconds = cron.catchup_window
+    if seconds is None:
+        seconds = settings.CRONSVC_MISSED_TICK_GRACE
+    return timedelta(seconds=seconds)
+
+
+def _window_label(cron: Cron) -> str:
+    """The window as a skipped tick's reason names it."""
+    return "grace" if cron.catchup_window is None else "catchup_window"
 
 
 def _due_instants(cron: Cron, now: datetime) -> list[datetime]:
@@ -76,6 +108,40 @@ def _due_instants(cron: Cron, now: datetime) -> list[datetime]:
     return instants
 
 
+@dataclass
+class _Missed:
+    """The due instants of a catchup "all" cron, oldest first: those older than
+    its window (the newest MAX_SKIPPED_RECORDED of them), those within it (the
+    first MAX_CATCHUP_FIRED), and the last one walked."""
+
+    older: list[datetime]
+    within: list[datetime]
+    last: datetime
+
+
+def _due_instants_all(cron: Cron, now: datetime, window: timedelta) -> _Missed:
+    older: deque[datetime] = deque(maxlen=MAX_SKIPPED_RECORDED)
+    within: list[datetime] = []
+    instant = cron.next_run_date
+    for _ in range(100_000):
+        if now - instant > window:
+            older.append(instant)
+        else:
+            within.append(instant)
+            if len(within) == MAX_CATCHUP_FIRED:
+                break
+        nxt = firetime.next_fire(cron.schedule, cron.timezone, instant)
+        if nxt > now or (cron.end_time is not None and nxt > cron.end_time):
+            break
+        instant = nxt
+    return _Missed(list(older), within, instant)
+
+
+def _missed_reason(cron: Cron, instant: datetime, now: datetime, window: timedelta) -> str:
+    missed_by = int((now - instant).total_seconds())
+    return f"missed by {missed_by} s ({_window_label(cron)} {int(window.total_seconds())} s)"
+
+
 def _count(report: FireReport, tick: Tick | None) -> None:
     if tick is None:
         return  # recorded already
@@ -88,28 +154,48 @@ def _count(report: FireReport, tick: Tick | None) -> None:
         report.skipped += 1
 
 
+def _fire(cron: Cron, instant: datetime, now: datetime, report: FireReport) -> None:
+    """Fire one due instant of `cron` (the per-cron path) and count it."""
+    tick = dispatch.fire_tick(cron, instant, now=now)
+    _count(report, tick)
+    if tick is None or tick.status != Tick.Status.FIRED:
+        return
+    if tick.fire_at is not None and tick.fire_at > now:
+        # Jittered: workers are woken when its run may start.
+        report.prepared[tick.fire_at] = report.prepared.get(tick.fire_at, 0) + 1
+    _count_down(cron)
+
+
 def _process(cron: Cron, now: datetime, report: FireReport) -> None:
-    grace = timedelta(seconds=settings.CRONSVC_MISSED_TICK_GRACE)
-    instants = _due_instants(cron, now)
-    latest = instants[-1]
-    for instant in instants[:-1]:
-        _count(
-            report,
-            dispatch.record_tick(
-                cron, instant, Tick.Status.SKIPPED, "missed: a later tick was due"
-            ),
-        )
-    if now - latest > grace:
-        missed_by = int((now - latest).total_seconds())
-        reason = f"missed by {missed_by} s (grace {int(grace.total_seconds())} s)"
-        _count(report, dispatch.record_tick(cron, latest, Tick.Status.SKIPPED, reason))
+    window = catchup_window(cron)
+    if cron.catchup == Cron.Catchup.ALL:
+        missed = _due_instants_all(cron, now, window)
+        for instant in missed.older:
+            reason = _missed_reason(cron, instant, now, window)
+            _count(report, dispatch.record_tick(cron, instant, Tick.Status.SKIPPED, reason))
+        last = missed.last
+        for instant in missed.within:
+            _fire(cron, instant, now, report)
+            if not cron.enabled:  # max_runs reached: the rest does not fire
+                last = instant
+                break
     else:
-        tick = dispatch.fire_tick(cron, latest, now=now)
-        _count(report, tick)
-        if tick is not None and tick.status == Tick.Status.FIRED:
-            _count_down(cron)
+        instants = _due_instants(cron, now)
+        last = instants[-1]
+        for instant in instants[:-1]:
+            _count(
+                report,
+                dispatch.record_tick(
+                    cron, instant, Tick.Status.SKIPPED, "missed: a later tick was due"
+                ),
+            )
+        if now - last > window:
+            reason = _missed_reason(cron, last, now, window)
+            _count(report, dispatch.record_tick(cron, last, Tick.Status.SKIPPED, reason))
+        else:
+            _fire(cron, last, now, report)
     cron.next_run_date = firetime.next_run(
-        cron.schedule, cron.timezone, latest, end_time=cron.end_time
+        cron.schedule, cron.timezone, last, end_time=cron.end_time
     )
 
 
@@ -134,12 +220,11 @@ def _count_down(cron: Cron) -> None:
 
 def _fast(cron: Cron, now: datetime) -> bool:
     """Crons a batch can fire without per-cron work: exactly one instant due
-    (late by less than the schedule's shortest period, and within the grace)
-    and no overlap decision needed."""
+    (late by less than the schedule's shortest period, and within the cron's
+    catch-up window: so its `catchup` has nothing to choose) and no overlap
+    decision needed."""
     late = now - cron.next_run_date
-    if late >= firetime.min_period(cron.schedule) or late > timedelta(
-        seconds=settings.CRONSVC_MISSED_TICK_GRACE
-    ):
+    if late >= firetime.min_period(cron.schedule) or late > catchup_window(cron):
         return False
     return dispatch.batchable(cron)
 
@@ -272,13 +357,18 @@ def advance(*, limit: int = 2000) -> int:
 
 def prepared_instants(*, since: datetime) -> dict:
     """Instants (at or after `since`) with cron runs still pending: what a beat
-    taking over must wake workers for, since the beat that prepared them can't."""
+    taking over must wake workers for, since the beat that prepared them can't.
+    A jittered run's instant is its not_before."""
     rows = (
-        Run.objects.filter(status=Run.Status.PENDING, cron__isnull=False, scheduled_at__gte=since)
-        .values("scheduled_at")
+        Run.objects.filter(
+            status=Run.Status.PENDING, cron__isnull=False, scheduled_at__isnull=False
+        )
+        .annotate(due=Coalesce("not_before", "scheduled_at"))
+        .filter(due__gte=since)
+        .values("due")
         .annotate(n=Count("run_id"))
     )
-    return {row["scheduled_at"]: row["n"] for row in rows}
+    return {row["due"]: row["n"] for row in rows}
 
 
 def next_due_at() -> datetime | None:

@@ -35,6 +35,9 @@ CRON_FIELDS = [
     "max_runs",
     "remaining_runs",
     "paused_reason",
+    "catchup_window",
+    "catchup",
+    "jitter",
 ]
 
 
@@ -66,6 +69,24 @@ class CronOut(WireSerializer):
     )
     paused_reason = serializers.CharField(
         allow_null=True, help_text="why the cron disabled itself; null otherwise"
+    )
+    catchup_window = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "seconds a missed instant (beat or database down) may still fire; "
+            "null: the server's CRONSVC_MISSED_TICK_GRACE"
+        ),
+    )
+    catchup = serializers.ChoiceField(
+        choices=[c.value for c in Cron.Catchup],
+        help_text="which missed instants within catchup_window fire: the latest, or all in order",
+    )
+    jitter = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "each instant's run starts up to this many seconds late (a stable offset, "
+            "before the next instant); null or 0: on time"
+        ),
     )
 
     @extend_schema_field(IsoDateTime(allow_null=True))
@@ -114,6 +135,9 @@ _WRITERS: dict[str, tuple[Callable[[Cron], Any], tuple[str, ...]]] = {
     "max_runs": (lambda c: c.max_runs, ("max_runs",)),
     "remaining_runs": (lambda c: c.remaining_runs, ("remaining_runs",)),
     "paused_reason": (lambda c: c.paused_reason, ("paused_reason",)),
+    "catchup_window": (lambda c: c.catchup_window, ("catchup_window",)),
+    "catchup": (lambda c: c.catchup, ("catchup",)),
+    "jitter": (lambda c: c.jitter, ("jitter",)),
 }
 
 
@@ -135,7 +159,9 @@ class TickOut(WireSerializer):
     scheduled_at = IsoDateTime(
         help_text="the instant (the exactly-once key); a manual tick: the second it came"
     )
-    fire_at = IsoDateTime(help_text="when it fired (or was to fire)")
+    fire_at = IsoDateTime(
+        help_text="when it fired (or was to fire): its instant plus the cron's jitter offset"
+    )
     kind = serializers.ChoiceField(choices=Tick.Kind.values)
     status = serializers.ChoiceField(choices=Tick.Status.values)
     reason = serializers.CharField(help_text="why skipped or rejected; how it fired")

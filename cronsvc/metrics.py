@@ -148,7 +148,7 @@ def run_started(run: Any) -> None:
         return
     if run.started_at is None:
         return
-    due: datetime = getattr(run, "not_before", None) or run.scheduled_at
+    due: datetime = run.not_before or run.scheduled_at  # a jittered tick: its not_before
     backfilled = Tick.objects.filter(
         cron_id=run.cron_id, scheduled_at=run.scheduled_at, kind=Tick.Kind.BACKFILL
     ).exists()

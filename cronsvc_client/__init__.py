@@ -64,7 +64,8 @@ class Tick(TypedDict):
     scheduled_at: str
     """The instant (the exactly-once key); a manual tick: the second it came."""
     fire_at: str
-    """When it fired, or was to fire."""
+    """When it fired, or was to fire: its instant plus the cron's jitter offset
+    (the run starts no earlier); a manual tick: the moment it came."""
     kind: TickKind
     status: TickStatus
     reason: str

@@ -95,6 +95,7 @@ class RunAdmin(ViewOnlyAdmin):
             {
                 "fields": (
                     "scheduled_at",
+                    "not_before",
                     "created_at",
                     "started_at",
                     "finished_at",

@@ -12,7 +12,7 @@ creates runs, for the API and for crons.ticking).
 
 - Claim: pending → running under the thread's row lock, one running run per
   thread, each thread's runs in creation order, none before its
-  `scheduled_at`; the claim takes the run's lease and counts the attempt.
+  `scheduled_at` nor its `not_before` (a jittered cron tick's); the claim takes the run's lease and counts the attempt.
 - Lease renew (`run_lease_renew`): only the attempt holding the run extends
   its lease; the reaper (runs.leases) `run_requeue`s a run whose lease
   expired, or finishes it as `error` once its attempts are spent.
@@ -61,11 +61,16 @@ from threads.services import thread_delete, thread_delete_if_idle_postgres
 
 ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
 
-# A run prepared ahead of its cron's instant is not ready before it (the
-# database's clock decides, as it does for beat). A buffered cron tick's run is not ready while the run it waits for
+# A run prepared ahead of its cron's instant is not ready before it, nor
+# before its `not_before` (a jittered tick's; the database's clock decides, as
+# it does for beat). A buffered cron tick's run is not ready while the run it waits for
 # (`after_run_id`) is pending or running; once that run ended (or is gone) it
 # is, for good: a finished run never becomes active again.
-READY = (Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now())) & (
+READY = (
+    (Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now()))
+    # A jittered cron tick's run: not before its not_before either.
+    & (Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+) & (
     Q(after_run_id__isnull=True)
     | ~Exists(Run.objects.filter(pk=OuterRef("after_run_id"), status__in=ACTIVE))
 )
@@ -188,6 +193,12 @@ def run_claim_ready() -> Run | None:
 # ORM's query building and without reading rows it does not use (a worker's
 # CPU per run is mostly these statements; bench/worker_cpu.py).
 
+# READY's first half in SQL, for the run whose row is `{r}`.
+_DUE_SQL = (
+    "({r}scheduled_at IS NULL OR {r}scheduled_at <= STATEMENT_TIMESTAMP()) "
+    "AND ({r}not_before IS NULL OR {r}not_before <= STATEMENT_TIMESTAMP())"
+)
+
 # READY's second half in SQL, for the run whose row is `{r}`.
 _NOT_WAITING_SQL = (
     "({r}after_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs_run w "
@@ -196,27 +207,29 @@ _NOT_WAITING_SQL = (
 
 _CANDIDATES_SQL = """
 SELECT run_id, thread_id FROM runs_run
-WHERE status = 'pending' AND (scheduled_at IS NULL OR scheduled_at <= STATEMENT_TIMESTAMP())
+WHERE status = 'pending' AND {due}
   AND {not_waiting}
   AND NOT (thread_id = ANY(%(skipped)s::uuid[]))
 ORDER BY created_at, run_id
 LIMIT %(scan)s
 FOR UPDATE SKIP LOCKED
-""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="runs_run."))
+""".replace("{due}", _DUE_SQL.format(r="runs_run.")).replace(
+    "{not_waiting}", _NOT_WAITING_SQL.format(r="runs_run.")
+)
 
 # The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
 # locks.lock_thread and _thread_head do: no row when the thread is gone, is
 # held by another claimer (skip_locked) or has nothing active.
 _THREAD_HEAD_SQL = """
-SELECT r.run_id, r.status,
-       (r.scheduled_at IS NULL OR r.scheduled_at <= STATEMENT_TIMESTAMP())
-       AND {not_waiting} AS ready
+SELECT r.run_id, r.status, {due} AND {not_waiting} AS ready
 FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s FOR UPDATE{skip}) t
 JOIN runs_run r ON r.thread_id = t.thread_id
 WHERE r.status IN ('pending', 'running')
 ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
 LIMIT 1
-""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r."))
+""".replace("{due}", _DUE_SQL.format(r="r.")).replace(
+    "{not_waiting}", _NOT_WAITING_SQL.format(r="r.")
+)
 
 # _claim in one statement: the compare-and-set and the row it claimed.
 _CLAIM_SQL = """

@@ -47,6 +47,10 @@ class Run(models.Model):
         "crons.Cron", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # A jittered cron tick's run: no worker claims it before this (its instant
+    # plus the cron's jitter offset; scheduled_at stays the instant, the
+    # exactly-once key). Null: from scheduled_at (or at once).
+    not_before = models.DateTimeField(null=True, blank=True)
     # A buffered cron tick's run (overlap_policy buffer_one/buffer_all): no
     # worker claims it while this run is pending or running (runs.lifecycle).
     # Not a foreign key: that run may be deleted (then nothing is waited for).

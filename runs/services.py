@@ -50,6 +50,7 @@ def run_create(
     on_completion: str | None = None,
     cron_id: uuid.UUID | None = None,
     scheduled_at: datetime | None = None,
+    not_before: datetime | None = None,
     max_pending: int | None = None,
     streamed: bool = False,
     after_run_id: uuid.UUID | None = None,
@@ -59,7 +60,8 @@ def run_create(
     Raises ThreadBusy for `reject` on a thread with an active run, and
     TooManyPending when `max_pending` runs already wait on the thread. With
     `after_run_id` (a buffered cron tick) no worker claims the run while that
-    run is pending or running (runs.lifecycle)."""
+    run is pending or running (runs.lifecycle), nor before `not_before` (a
+    jittered cron tick's)."""
     strategy = multitask_strategy or Run.MultitaskStrategy.ENQUEUE
     thread = locks.lock_existing_thread(thread.pk)
     active = Run.objects.filter(thread=thread, status__in=ACTIVE)
@@ -85,6 +87,7 @@ def run_create(
         on_completion=on_completion,
         cron_id=cron_id,
         scheduled_at=scheduled_at,
+        not_before=not_before,
         streamed=streamed,
         after_run_id=after_run_id,
     )

@@ -6,8 +6,9 @@
 -- each tick:
 --   - a new busy thread (stateless crons), or the cron's thread stamped busy,
 --     with the spec's graph_id and thread_metadata merged in;
---   - a fired scheduled tick pointing at the run (fire_at: its instant);
---   - a pending run.
+--   - a fired scheduled tick pointing at the run (fire_at: its instant, or
+--     its not_before when the cron has a jitter);
+--   - a pending run (not_before: null without a jitter).
 -- Raises a unique violation when any (cron, scheduled_at) tick (of an instant:
 -- not a manual one) or run exists.
 -- The OTHER_RUN_COLUMNS / OTHER_RUN_VALUES markers of the run insert are
@@ -26,7 +27,8 @@ WITH spec AS MATERIALIZED (
         kwargs jsonb,
         metadata jsonb,
         multitask_strategy text,
-        on_completion text
+        on_completion text,
+        not_before timestamptz
     )
 ), new_threads AS (
     INSERT INTO threads_thread
@@ -44,14 +46,16 @@ WITH spec AS MATERIALIZED (
 ), new_ticks AS (
     INSERT INTO crons_tick
         (cron_id, scheduled_at, fire_at, kind, status, reason, run_id, created_at)
-    SELECT cron_id, scheduled_at, scheduled_at, 'scheduled', 'fired', '', run_id,
+    SELECT cron_id, scheduled_at, COALESCE(not_before, scheduled_at), 'scheduled', 'fired', '', run_id,
            clock_timestamp()
     FROM spec
 )
 INSERT INTO runs_run
     (run_id, thread_id, assistant_id, status, metadata, kwargs, multitask_strategy,
-     on_completion, cron_id, scheduled_at, attempts, created_at, updated_at/*OTHER_RUN_COLUMNS*/)
+     on_completion, cron_id, scheduled_at, not_before, attempts, created_at,
+     updated_at/*OTHER_RUN_COLUMNS*/)
 SELECT run_id, run_thread_id, assistant_id, 'pending', metadata, kwargs, multitask_strategy,
-       on_completion, cron_id, scheduled_at, 0, clock_timestamp(), clock_timestamp()/*OTHER_RUN_VALUES*/
+       on_completion, cron_id, scheduled_at, not_before, 0, clock_timestamp(),
+       clock_timestamp()/*OTHER_RUN_VALUES*/
 FROM spec
 RETURNING run_id

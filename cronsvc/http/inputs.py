@@ -120,6 +120,18 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """An integer, given as a JSON integer (DRF's IntegerField also takes
+    booleans, strings and whole floats)."""
+
+    default_error_messages = {"not_an_integer": "Must be an integer."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("not_an_integer")
+        return super().to_internal_value(data)
+
+
 class StrictUUID(serializers.UUIDField):
     """A UUID given as a string (DRF's UUIDField also takes integers)."""
 

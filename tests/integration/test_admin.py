@@ -820,6 +820,9 @@ def test_a_cron_made_in_the_admin_is_what_the_sdk_returns(admin_client, sdk):
         "max_runs": None,
         "remaining_runs": None,
         "paused_reason": None,
+        "catchup_window": None,
+        "catchup": "latest",
+        "jitter": None,
     }
     assert cron.next_run_date == firetime.next_fire(
         "0 9 * * 1-5", "America/New_York", cron.created_at

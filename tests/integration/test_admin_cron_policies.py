@@ -94,3 +94,30 @@ def test_reenabling_with_no_run_left_needs_a_new_max_runs(admin_client, agent): 
         == 302
     )
     assert Cron.objects.get(pk=cron.pk).remaining_runs == 1
+
+
+def test_catchup_and_jitter_are_edited_in_the_admin(admin_client, agent):  # noqa: F811
+    response = admin_client.post(
+        ADD, add_data(agent, catchup_window="1800", catchup="all", jitter="120")
+    )
+    assert response.status_code == 302, form_errors(response)
+    cron = Cron.objects.get()
+    assert (cron.catchup_window, cron.catchup, cron.jitter) == (1800, "all", 120)
+    page = text(admin_client.get(change_url(cron)))
+    assert "Catchup window" in page and "Jitter" in page
+    # Changed through the form (cron_update); empty clears, blank catchup is the default.
+    saved = admin_client.post(
+        change_url(cron), change_data(cron, catchup_window="", catchup="", jitter="30")
+    )
+    assert saved.status_code == 302, form_errors(saved)
+    cron.refresh_from_db()
+    assert (cron.catchup_window, cron.catchup, cron.jitter) == (None, "latest", 30)
+    # Negative values are refused, and nothing is written.
+    refused = admin_client.post(change_url(cron), change_data(cron, jitter="-1"))
+    assert "jitter" in form_errors(refused)
+    refused = admin_client.post(change_url(cron), change_data(cron, catchup_window="-5"))
+    assert "catchup_window" in form_errors(refused)
+    refused = admin_client.post(change_url(cron), change_data(cron, catchup="sometimes"))
+    assert "catchup" in form_errors(refused)
+    cron.refresh_from_db()
+    assert (cron.catchup_window, cron.catchup, cron.jitter) == (None, "latest", 30)

@@ -98,6 +98,12 @@ def test_describe_shows_the_policies_and_resume_keeps_the_max_runs_rule():
         remaining_runs=0, enabled=False, paused_reason="max_runs reached: 3 scheduled run(s) fired"
     )
     assert "paused:     max_runs reached" in crons("describe", str(cron.cron_id))
+    assert "catch-up:   latest within the grace (300 s)" in described
+    assert "jitter:     -" in described
+    caught = make_cron("0 * * * *", catchup="all", catchup_window=1800, jitter=60)
+    described = crons("describe", str(caught.cron_id))
+    assert "catch-up:   all within 1800 s" in described
+    assert "jitter:     60 s" in described
     with pytest.raises(CommandError, match="max_runs"):
         crons("resume", str(cron.cron_id))
     assert Cron.objects.get(pk=cron.pk).enabled is False

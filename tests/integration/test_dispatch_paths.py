@@ -147,3 +147,41 @@ def test_every_path_fires_the_same_run(kind, strategy, settings):
         assert reference["thread_is_the_crons"]
         assert thread_row["metadata"] == {"owner": "ada", **stamp}
     assert (thread_row["status"], thread_row["graph_id"]) == ("busy", agent.graph_id)
+
+
+@pytest.mark.parametrize("kind", ["stateless", "thread"])
+def test_every_scheduled_path_fires_a_jittered_tick_the_same(kind, settings):
+    """A cron with a jitter: on time, late, and both batch writers store the
+    same run and tick, with the instant as scheduled_at and instant + offset
+    as the run's not_before and the tick's fire_at. Run-now is not jittered."""
+    settings.CRONSVC_MISSED_TICK_GRACE = 120
+    thread = thread_create() if kind == "thread" else None
+    cron = cron_create(
+        assistant=assistant_get_or_404("agent"),
+        schedule="0 * * * *",
+        thread=thread,
+        payload=PAYLOAD,
+        jitter=1200,
+        now=START,
+    )
+    offset = dispatch.tick_jitter(cron, INSTANT)
+    paths = {
+        "on time": fire_on_time,
+        "late": fire_late,
+        "batch (SQL)": fire_batch_sql,
+        "batch (ORM)": fire_batch_orm,
+    }
+    results = {name: fired(cron, path) for name, path in paths.items()}
+    reference = results["on time"]
+    for name, result in results.items():
+        assert result == reference, name
+    assert (reference["run"]["scheduled_at"], reference["run"]["not_before"]) == (
+        INSTANT,
+        INSTANT + offset if offset else None,  # no offset (1 in 1200): none stored
+    )
+    assert (reference["tick"]["scheduled_at"], reference["tick"]["fire_at"]) == (
+        INSTANT,
+        INSTANT + offset,
+    )
+    now = fired(cron, fire_run_now)
+    assert (now["run"]["not_before"], now["tick"]["fire_at"]) == (None, INSTANT)

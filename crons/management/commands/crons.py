@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
@@ -114,6 +115,16 @@ class Command(BaseCommand):
                 else f"{cron.max_runs} ({cron.remaining_runs} remaining)",
             ),
             ("paused", cron.paused_reason or "-"),
+            (
+                "catch-up",
+                f"{cron.catchup} within "
+                + (
+                    f"{cron.catchup_window} s"
+                    if cron.catchup_window is not None
+                    else f"the grace ({settings.CRONSVC_MISSED_TICK_GRACE} s)"
+                ),
+            ),
+            ("jitter", f"{cron.jitter} s" if cron.jitter else "-"),
             ("next run", _when(selectors.cron_next_run_date(cron))),
             ("created", _when(cron.created_at)),
         ]
