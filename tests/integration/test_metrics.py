@@ -254,9 +254,16 @@ def test_needs_a_key_unless_public(client, settings):
 
 
 def test_counter_rows_are_sharded_and_summed():
+    from django.db import connection
+
     metrics.ticks_counted("fired", "scheduled", 3)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    # Another connection's shard (this one's is its backend pid modulo SHARDS).
+    other = (pid + 1) % metrics.SHARDS
     MetricCounter.objects.create(
-        name=metrics.TICKS, labels="kind=scheduled,outcome=fired", shard=15, value=4
+        name=metrics.TICKS, labels="kind=scheduled,outcome=fired", shard=other, value=4
     )
     metrics.ticks_counted("fired", "scheduled", 2)
     totals = metrics.counter_totals()
