@@ -162,3 +162,30 @@ def test_two_beat_processes_fire_each_tick_once(tmp_path, lease_seconds):
     runs = Run.objects.filter(cron=cron)
     assert sorted(runs.values_list("scheduled_at", flat=True)) == instants
     assert Cron.objects.get(pk=cron.pk).next_run_date > instants[-1]
+
+
+def test_triggered_and_backfilled_runs_redelivered_run_their_graph_once(monkeypatch):
+    # Each run a trigger or a backfill made gets its wake-up three times, two
+    # at once (as a broker redelivers after a lost ack): one attempt each.
+    monkeypatch.setattr("crons.ticking.wake_workers", lambda count: None)
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
+    start = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    later = start + dt.timedelta(minutes=3, seconds=1)
+    cron = cron_create(
+        assistant=assistant_get_or_404("agent"),
+        schedule="* * * * *",
+        payload=QUESTION,
+        on_run_completed="keep",
+        now=start,
+    )
+    cron_backfill(cron=cron, start=start + dt.timedelta(seconds=1), end=later, now=later)
+    cron_trigger(cron=cron, now=later)
+    runs = list(Run.objects.filter(cron=cron))
+    assert len(runs) == 4
+    for run in runs:
+        in_threads(2, lambda run=run: tasks.drain(str(run.thread_id)))
+        assert tasks.drain(str(run.thread_id)) == 0
+        run.refresh_from_db()
+        assert (run.status, run.attempts) == ("success", 1)
+        assert [m["type"] for m in run.output["messages"]] == ["human", "ai"]
+    assert Tick.objects.filter(cron=cron, status="fired").count() == 4
