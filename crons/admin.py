@@ -114,7 +114,18 @@ class CronAdmin(admin.ModelAdmin):
                         )
                     },
                 ),
-                ("Scheduler control", {"fields": ("overlap_policy", "start_time", "max_runs")}),
+                (
+                    "Scheduler control",
+                    {
+                        "fields": (
+                            "overlap_policy",
+                            "start_time",
+                            "max_runs",
+                            "retry_policy",
+                            "max_consecutive_failures",
+                        )
+                    },
+                ),
                 ("What each tick runs", {"fields": ("payload", "metadata")}),
             )
         return (
@@ -145,6 +156,10 @@ class CronAdmin(admin.ModelAdmin):
                         "start_time",
                         "max_runs",
                         "remaining_runs",
+                        "retry_policy",
+                        "max_consecutive_failures",
+                        "consecutive_failures",
+                        "last_run_date",
                         "paused_reason",
                     )
                 },
@@ -184,6 +199,8 @@ class CronAdmin(admin.ModelAdmin):
             "updated_at",
             "remaining_runs",
             "paused_reason",
+            "consecutive_failures",
+            "last_run_date",
         ]
         if obj.thread_id is not None:
             fields += ["on_run_completed", "overlap_policy"]  # thread crons: multitask_strategy
@@ -320,7 +337,7 @@ class CronAdmin(admin.ModelAdmin):
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
                 kwargs["overlap_policy"] = data.get("overlap_policy") or None
             # Only what changed: a new max_runs starts a new count.
-            for name in ("max_runs", "start_time"):
+            for name in ("max_runs", "start_time", "retry_policy", "max_consecutive_failures"):
                 if name in form.changed_data:
                     kwargs[name] = data.get(name)
             cron = cron_update(
@@ -349,6 +366,8 @@ class CronAdmin(admin.ModelAdmin):
                 overlap_policy=(data.get("overlap_policy") or None) if thread is None else None,
                 start_time=data.get("start_time"),
                 max_runs=data.get("max_runs"),
+                retry_policy=data.get("retry_policy"),
+                max_consecutive_failures=data.get("max_consecutive_failures"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.

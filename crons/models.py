@@ -58,6 +58,16 @@ class Cron(models.Model):
     max_runs = models.PositiveIntegerField(null=True, blank=True)
     remaining_runs = models.PositiveIntegerField(null=True, blank=True)
     paused_reason = models.CharField(max_length=255, null=True, blank=True)
+    # Failure policies (crons.retry): a run whose attempt fails is attempted
+    # again as retry_policy allows (null: no retry); after
+    # max_consecutive_failures of its runs failed in a row the cron disables
+    # itself with paused_reason. The last three are written when one of its
+    # runs reaches a final status (runs.lifecycle), in that transaction.
+    retry_policy = models.JSONField(null=True, blank=True)
+    max_consecutive_failures = models.PositiveIntegerField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
+    last_run_date = models.DateTimeField(null=True, blank=True)
+    last_run_status = models.CharField(max_length=16, null=True, blank=True)
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )

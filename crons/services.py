@@ -18,6 +18,7 @@ from crons import dispatch, firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron, Tick
+from crons.retry import InvalidPolicy, max_consecutive_failures_valid, retry_policy_normalized
 from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
 from cronsvc.dbclock import db_now
@@ -77,6 +78,16 @@ def _max_runs_valid(max_runs: int | None) -> None:
         raise Invalid(f"max_runs must be a positive integer or null, not {max_runs!r}")
 
 
+def _failure_policies(retry_policy: Any, max_consecutive_failures: Any) -> dict[str, Any] | None:
+    """The retry_policy to store (defaults filled in; None: no retry), after
+    both are validated (crons.retry): Invalid otherwise."""
+    try:
+        max_consecutive_failures_valid(max_consecutive_failures)
+        return retry_policy_normalized(retry_policy)
+    except InvalidPolicy as exc:
+        raise Invalid(str(exc)) from exc
+
+
 def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     """The stored on_run_completed: None on a thread cron, the stateless
     default when not given."""
@@ -132,6 +143,8 @@ def cron_create(
     overlap_policy: str | None = None,
     start_time: datetime | None = None,
     max_runs: int | None = None,
+    retry_policy: dict[str, Any] | None = None,
+    max_consecutive_failures: int | None = None,
     now: datetime | None = None,
 ) -> Cron:
     """Create a cron. With custom auth, as crons.create allows: the cron's
@@ -141,7 +154,10 @@ def cron_create(
 
     Scheduler control (None: the LangGraph behaviour): `overlap_policy`
     (stateless crons only), `start_time` (no instant before it fires),
-    `max_runs` (scheduled ticks that may fire; `remaining_runs` counts down)."""
+    `max_runs` (scheduled ticks that may fire; `remaining_runs` counts down);
+    failure policies (crons.retry): `retry_policy` (a failed run attempted
+    again), `max_consecutive_failures` (the cron pauses after that many
+    failed runs in a row)."""
     user = custom_auth.current_user()
     value = {
         "payload": payload or {},
@@ -166,6 +182,7 @@ def cron_create(
     if thread is not None and overlap_policy is not None:
         raise Invalid(THREAD_OVERLAP)
     _max_runs_valid(max_runs)
+    retry_policy = _failure_policies(retry_policy, max_consecutive_failures)
     now = now or djtz.now()
     if enabled and end_time is not None and end_time <= now:
         # It would be an enabled cron that never fires. (A PATCH may set a past
@@ -194,6 +211,8 @@ def cron_create(
         start_time=start_time,
         max_runs=max_runs,
         remaining_runs=max_runs,
+        retry_policy=retry_policy,
+        max_consecutive_failures=max_consecutive_failures,
         next_run_date=first_run(schedule, timezone, now, start_time=start_time, end_time=end_time),
     )
     mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
@@ -215,6 +234,8 @@ def cron_update(
     overlap_policy: str | None = None,
     start_time: datetime | None = NOT_SET,
     max_runs: int | None = NOT_SET,
+    retry_policy: dict[str, Any] | None = NOT_SET,
+    max_consecutive_failures: int | None = NOT_SET,
     now: datetime | None = None,
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time, start_time,
@@ -225,7 +246,10 @@ def cron_update(
     `max_runs` (a number, or None for no limit) starts a new count:
     `remaining_runs` becomes it. A cron that disabled itself with no run left
     is re-enabled only with a new `max_runs` in the same call (Invalid
-    otherwise, and nothing is written); re-enabling clears `paused_reason`."""
+    otherwise, and nothing is written); re-enabling clears `paused_reason`
+    and `consecutive_failures`. `retry_policy` (None: no retry) and
+    `max_consecutive_failures` (None: never pause) replace the cron's; a new
+    retry_policy applies to the next failure of any of its runs."""
     # Custom auth: crons.update decides (a cron its filter hides, or on a thread
     # the caller may not read, is not found), and the payload and metadata its
     # handler leaves (changed in place or replaced) are what is merged in.
@@ -251,6 +275,13 @@ def cron_update(
     cron = found
     if overlap_policy is not None and cron.thread_id is not None:
         raise Invalid(THREAD_OVERLAP)
+    if retry_policy is not NOT_SET or max_consecutive_failures is not NOT_SET:
+        policy = _failure_policies(
+            None if retry_policy is NOT_SET else retry_policy,
+            None if max_consecutive_failures is NOT_SET else max_consecutive_failures,
+        )
+        if retry_policy is not NOT_SET:
+            cron.retry_policy = policy
     if max_runs is not NOT_SET:
         _max_runs_valid(max_runs)
     elif enabled and cron.remaining_runs == 0:
@@ -274,12 +305,19 @@ def cron_update(
         # A new count; runs prepared ahead (not counted) go.
         reschedule = reschedule or max_runs != cron.max_runs
         cron.max_runs = cron.remaining_runs = max_runs
+    if (
+        max_consecutive_failures is not NOT_SET
+        and max_consecutive_failures != cron.max_consecutive_failures
+    ):
+        # The cron may leave (or join) the batch path: what it prepared goes.
+        cron.max_consecutive_failures, reschedule = max_consecutive_failures, True
     enabled_changed = enabled is not None and enabled != cron.enabled
     if enabled_changed:
         cron.enabled = bool(enabled)
         reschedule = reschedule or cron.enabled
         if cron.enabled:
             cron.paused_reason = None
+            cron.consecutive_failures = 0
     if on_run_completed is not None and cron.thread_id is None:
         cron.on_run_completed = _on_run_completed(None, on_run_completed)
     if payload:

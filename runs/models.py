@@ -60,7 +60,15 @@ class Run(models.Model):
     streamed = models.BooleanField(default=False)
     # Set by cancel; the executor checks it between graph steps.
     cancel_action = models.CharField(max_length=16, null=True, blank=True)
+    # Claims of the run: the lease's fencing token (every attempt counts).
     attempts = models.PositiveIntegerField(default=0)
+    # Attempts that ended in error or timeout (its cron's retry_policy), apart
+    # from those whose worker was lost: attempts - failure_attempts is what
+    # CRONSVC_RUN_MAX_ATTEMPTS bounds (runs.leases).
+    failure_attempts = models.PositiveIntegerField(default=0, db_default=0)
+    # A run waiting out its retry backoff: pending, and no claim takes it (nor
+    # a later run of its thread) before this (runs.lifecycle).
+    not_before = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # Held by the worker executing the run, renewed while the graph runs; a
     # running run whose lease expired lost its worker (see runs.leases).
