@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# Temporal's RetryPolicy defaults, except max_attempts: 1 (no retry) keeps
-# LangGraph's behaviour.
+# Temporal's RetryPolicy defaults (max_interval: 100 x initial_interval
+# unless given), except max_attempts: 1 (no retry) keeps LangGraph's behaviour.
 DEFAULT_RETRY_POLICY: dict[str, Any] = {
     "max_attempts": 1,
     "initial_interval": 1,
@@ -46,6 +46,9 @@ def retry_policy_normalized(policy: Any) -> dict[str, Any] | None:
             f"retry_policy has unknown key(s) {unknown}: expected {list(RETRY_POLICY_KEYS)}"
         )
     out = {**DEFAULT_RETRY_POLICY, **policy}
+    if "max_interval" not in policy and _number(out["initial_interval"]):
+        # As Temporal's: 100 times initial_interval unless given.
+        out["max_interval"] = min(100 * out["initial_interval"], MAX_INTERVAL_SECONDS)
     attempts = out["max_attempts"]
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise InvalidPolicy(
