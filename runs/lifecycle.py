@@ -5,6 +5,7 @@ creates runs, for the API and for crons.ticking).
     pending ─(run_cancel, interrupt)─> interrupted
     pending ─(run_cancel, rollback)──> deleted
     running ─(run_finish)────────────> success | error | timeout | interrupted
+    running ─(run_finish: error/timeout, retry_policy attempts left)─> pending (not_before)
     running ─(run_requeue: lease expired, attempts left)─> pending
     running ─(reaper: lease expired, attempts spent; run_finish_locked)─> error
     running ─(run_cancel: flagged; the worker stops between steps)─>
@@ -12,13 +13,17 @@ creates runs, for the API and for crons.ticking).
 
 - Claim: pending → running under the thread's row lock, one running run per
   thread, each thread's runs in creation order, none before its
-  `scheduled_at`; the claim takes the run's lease and counts the attempt.
+  `scheduled_at` or its `not_before` (a retry's backoff); the claim takes the
+  run's lease and counts the attempt.
 - Lease renew (`run_lease_renew`): only the attempt holding the run extends
   its lease; the reaper (runs.leases) `run_requeue`s a run whose lease
   expired, or finishes it as `error` once its attempts are spent.
 - Finish (`run_finish`, `run_finish_locked`): once, by the attempt holding
   it; settles the thread's status; after commit its webhook is delivered and
-  a stateless run's thread deleted (runs.wakeups).
+  a stateless run's thread deleted (runs.wakeups). A cron's run that failed
+  with attempts left in its cron's retry_policy goes back to pending instead
+  (`run_retry_locked`); a cron's run that finishes updates its cron
+  (`cron_run_ended`: last run, consecutive failures, the pause).
 - Cancel: a pending run ends at once (interrupted, or deleted by a rollback);
   a running one is flagged (`cancel_action`) for its worker.
 - Rollback of a running run: the executor undoes its checkpoints, then
