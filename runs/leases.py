@@ -167,6 +167,7 @@ def _stalled_pending(after: float):
     return (
         Run.objects.filter(READY, status=Run.Status.PENDING, updated_at__lt=cutoff)
         .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lt=cutoff))
+        .filter(Q(not_before__isnull=True) | Q(not_before__lt=cutoff))
         .filter(~Exists(busy))
     )
 

@@ -455,33 +455,31 @@ def run_finish(
         ):
             return True
         if connection.vendor == "postgresql":
-            finished = _run_finish_postgres(
+            return _run_finish_postgres(
                 run_id=run_id,
                 status=status,
                 output=output,
                 error=error,
                 values=values,
                 attempt=attempt,
-            )
-        else:
-            run = locks.lock_run(run_id)
-            if run is None or run.status != Run.Status.RUNNING:
-                return False
-            if attempt is not None and run.attempts != attempt:
-                return False
-            run_finish_locked(
-                run,
-                status=status,
-                output=output,
-                error=error,
-                values=values,
-                failure=status in FAILED,
+                cron_id=cron[0] if cron is not None else None,
                 cron_now=now,
             )
-            return True
-        if finished and cron is not None:
-            cron_run_ended(cron_id=cron[0], run_id=run_id, status=status, now=now)
-    return finished
+        run = locks.lock_run(run_id)
+        if run is None or run.status != Run.Status.RUNNING:
+            return False
+        if attempt is not None and run.attempts != attempt:
+            return False
+        run_finish_locked(
+            run,
+            status=status,
+            output=output,
+            error=error,
+            values=values,
+            failure=status in FAILED,
+            cron_now=now,
+        )
+    return True
 
 
 # The cron of a run, its row locked, with its retry policy (no row: the run
@@ -624,7 +622,15 @@ RETURNING thread_id, on_completion, webhook_status IS NOT NULL,
 
 
 def _run_finish_postgres(
-    *, run_id: Id, status: str, output: Any, error: str | None, values: Any, attempt: int | None
+    *,
+    run_id: Id,
+    status: str,
+    output: Any,
+    error: str | None,
+    values: Any,
+    attempt: int | None,
+    cron_id: Any,
+    cron_now: datetime | None,
 ) -> bool:
     """run_finish on PostgreSQL (in its transaction): the same writes and
     after-commit actions, in two statements."""
@@ -646,6 +652,8 @@ def _run_finish_postgres(
     thread_settle(thread_id, values=values)
     if waiter is not None:  # a buffered cron tick's run waited for this one
         wakeups.wake_thread_after_commit(waiter)
+    if cron_id is not None:
+        cron_run_ended(cron_id=cron_id, run_id=run_id, status=status, now=cron_now)
     metrics.runs_finished(status)  # last: a counter row is the last lock taken
     if webhook:
         wakeups.deliver_webhook_after_commit(str(run_id))
