@@ -160,6 +160,7 @@ class CronAdmin(admin.ModelAdmin):
                         "max_consecutive_failures",
                         "consecutive_failures",
                         "last_run_date",
+                        "last_run_final_status",
                         "paused_reason",
                     )
                 },
@@ -201,6 +202,7 @@ class CronAdmin(admin.ModelAdmin):
             "paused_reason",
             "consecutive_failures",
             "last_run_date",
+            "last_run_final_status",
         ]
         if obj.thread_id is not None:
             fields += ["on_run_completed", "overlap_policy"]  # thread crons: multitask_strategy

@@ -67,7 +67,9 @@ class Cron(models.Model):
     max_consecutive_failures = models.PositiveIntegerField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
     last_run_date = models.DateTimeField(null=True, blank=True)
-    last_run_status = models.CharField(max_length=16, null=True, blank=True)
+    # The wire's last_run_status (the admin's "last run status" column is
+    # its newest run's status, whatever it is).
+    last_run_final_status = models.CharField(max_length=16, null=True, blank=True)
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )

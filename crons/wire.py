@@ -103,7 +103,10 @@ class CronOut(WireSerializer):
         allow_null=True, help_text="when its last run reached a final status; null: none yet"
     )
     last_run_status = serializers.ChoiceField(
-        choices=Run.Status.values, allow_null=True, help_text="that run's final status"
+        source="last_run_final_status",
+        choices=Run.Status.values,
+        allow_null=True,
+        help_text="that run's final status",
     )
 
     @extend_schema_field(RetryPolicyOut())
@@ -163,7 +166,7 @@ _WRITERS: dict[str, tuple[Callable[[Cron], Any], tuple[str, ...]]] = {
     ),
     "consecutive_failures": (lambda c: c.consecutive_failures, ("consecutive_failures",)),
     "last_run_date": (lambda c: iso(c.last_run_date), ("last_run_date",)),
-    "last_run_status": (lambda c: c.last_run_status, ("last_run_status",)),
+    "last_run_status": (lambda c: c.last_run_final_status, ("last_run_final_status",)),
 }
 
 

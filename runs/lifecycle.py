@@ -570,7 +570,8 @@ def run_retry_locked(
 
 def cron_run_ended(*, cron_id: Any, run_id: Id, status: str, now: datetime | None) -> None:
     """A run of `cron_id` reached a final status (caller's transaction): the
-    cron's last_run_date and last_run_status; a failure (error, timeout)
+    cron's last_run_date and last_run_final_status (the wire's
+    last_run_status); a failure (error, timeout)
     counts one more consecutive failure, a success resets the count
     (interrupted leaves it). Counted by one F() update, under the row lock it
     takes: at `max_consecutive_failures` the cron disables itself with
@@ -582,7 +583,9 @@ def cron_run_ended(*, cron_id: Any, run_id: Id, status: str, now: datetime | Non
         count = 0
     clock = now or timezone.now()
     crons = Cron.objects.filter(pk=cron_id)
-    if not crons.update(last_run_date=clock, last_run_status=status, consecutive_failures=count):
+    if not crons.update(
+        last_run_date=clock, last_run_final_status=status, consecutive_failures=count
+    ):
         return
     if not failed:
         return

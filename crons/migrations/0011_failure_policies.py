@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="cron",
-            name="last_run_status",
+            name="last_run_final_status",
             field=models.CharField(blank=True, max_length=16, null=True),
         ),
         migrations.AddField(

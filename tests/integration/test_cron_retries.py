@@ -10,6 +10,7 @@ backoff; the session's worker never sees these runs (parked_runs). The
 retry from the checkpoint runs the real executor in process."""
 
 import datetime as dt
+import json
 import threading
 
 import httpx
@@ -32,6 +33,14 @@ from runs.selectors import run_wait
 from runs.services import run_create
 from store.backend import get_store
 from tests.factories import make_cron, z
+from tests.integration.test_admin import (
+    ADD,
+    add_data,
+    change_data,
+    change_url,
+    form_errors,
+    text,
+)
 from threads.models import Thread
 from threads.services import thread_create
 
@@ -114,7 +123,7 @@ def test_a_failed_run_waits_its_backoff_then_is_attempted_again_until_max_attemp
     assert run.webhook_status is None and run.finished_at is None
     assert Thread.objects.get(pk=thread_id).status == "busy"
     cron.refresh_from_db()
-    assert (cron.last_run_status, cron.consecutive_failures) == (None, 0)
+    assert (cron.last_run_final_status, cron.consecutive_failures) == (None, 0)
     assert tick_attempts(cron) == [("pending", 1)]
     # A stateless run's thread is not deleted while it waits.
     lifecycle.thread_delete_when_idle(thread_id=thread_id)
@@ -141,7 +150,7 @@ def test_a_failed_run_waits_its_backoff_then_is_attempted_again_until_max_attemp
     assert Thread.objects.get(pk=thread_id).status == "error"
     assert tick_attempts(cron) == [("error", 4)]
     cron.refresh_from_db()
-    assert (cron.last_run_status, cron.last_run_date, cron.consecutive_failures) == (
+    assert (cron.last_run_final_status, cron.last_run_date, cron.consecutive_failures) == (
         "error",
         at(3, 1),
         1,
@@ -275,7 +284,7 @@ def test_a_graph_failing_once_ends_in_success_on_attempt_two_from_its_checkpoint
     assert calls == {"prepare": 1, "act": 2}
     assert tick_attempts(cron) == [("success", 2)]
     cron.refresh_from_db()
-    assert (cron.last_run_status, cron.consecutive_failures) == ("success", 0)
+    assert (cron.last_run_final_status, cron.consecutive_failures) == ("success", 0)
 
 
 # --- join and wait -------------------------------------------------------------
@@ -314,7 +323,11 @@ def test_max_consecutive_failures_pauses_the_cron_with_a_reason():
     cron = make_cron(start=START, max_consecutive_failures=2)
     assert not dispatch.batchable(cron)
     assert not Cron.objects.filter(dispatch.BATCHABLE, pk=cron.pk).exists()
-    assert (cron.consecutive_failures, cron.last_run_date, cron.last_run_status) == (0, None, None)
+    assert (cron.consecutive_failures, cron.last_run_date, cron.last_run_final_status) == (
+        0,
+        None,
+        None,
+    )
 
     def fire_and_end(minute: int, status: str) -> Cron:
         tick(at(minute))
@@ -322,7 +335,7 @@ def test_max_consecutive_failures_pauses_the_cron_with_a_reason():
         return Cron.objects.select_related("periodic_task").get(pk=cron.pk)
 
     state = fire_and_end(1, "error")
-    assert (state.consecutive_failures, state.last_run_status, state.last_run_date) == (
+    assert (state.consecutive_failures, state.last_run_final_status, state.last_run_date) == (
         1,
         "error",
         at(1, 30),
@@ -363,7 +376,11 @@ def test_a_run_retried_to_success_is_not_a_consecutive_failure():
     assert (cron.enabled, cron.consecutive_failures) == (True, 0)
     end(start(run, at(1, 3)), "success", at(1, 4))
     cron.refresh_from_db()
-    assert (cron.enabled, cron.consecutive_failures, cron.last_run_status) == (True, 0, "success")
+    assert (cron.enabled, cron.consecutive_failures, cron.last_run_final_status) == (
+        True,
+        0,
+        "success",
+    )
     # Its retries spent, the failure pauses it (n = 1).
     tick(at(2))
     run = end(start(run_of(cron, 2), at(2)), "error", at(2, 1))
@@ -534,3 +551,37 @@ def test_backoff_is_capped_and_never_overflows():
     policy = retry_policy_of({"max_attempts": 1000, "backoff_coefficient": 1000})
     assert [retry_backoff(policy, n) for n in (1, 2, 3)] == [1, 100, 100]
     assert retry_backoff(policy, 999) == 100
+
+
+# --- the admin -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_edits_the_failure_policies_through_the_services(admin_client):
+    agent = assistant_get_or_404("agent")
+    bad = admin_client.post(ADD, add_data(agent, retry_policy=json.dumps({"max_attempts": 0})))
+    assert bad.status_code == 200
+    assert "max_attempts" in " ".join(form_errors(bad)["retry_policy"])
+    assert not Cron.objects.exists()
+    response = admin_client.post(
+        ADD,
+        add_data(agent, retry_policy=json.dumps({"max_attempts": 3}), max_consecutive_failures="2"),
+    )
+    assert response.status_code == 302, form_errors(response)
+    cron = Cron.objects.get()
+    assert cron.retry_policy == {
+        "max_attempts": 3,
+        "initial_interval": 1,
+        "backoff_coefficient": 2.0,
+        "max_interval": 100,
+    }
+    assert cron.max_consecutive_failures == 2
+    page = text(admin_client.get(change_url(cron)))
+    assert "Consecutive failures" in page and "Max consecutive failures" in page
+    # Emptied: no retry, never paused.
+    changed = admin_client.post(
+        change_url(cron), change_data(cron, retry_policy="", max_consecutive_failures="")
+    )
+    assert changed.status_code == 302, form_errors(changed)
+    cron.refresh_from_db()
+    assert (cron.retry_policy, cron.max_consecutive_failures) == (None, None)
