@@ -124,6 +124,8 @@ class CronAdmin(admin.ModelAdmin):
                             "catchup_window",
                             "catchup",
                             "jitter",
+                            "retry_policy",
+                            "max_consecutive_failures",
                         )
                     },
                 ),
@@ -157,6 +159,11 @@ class CronAdmin(admin.ModelAdmin):
                         "start_time",
                         "max_runs",
                         "remaining_runs",
+                        "retry_policy",
+                        "max_consecutive_failures",
+                        "consecutive_failures",
+                        "last_run_date",
+                        "last_run_final_status",
                         "paused_reason",
                         "catchup_window",
                         "catchup",
@@ -199,6 +206,9 @@ class CronAdmin(admin.ModelAdmin):
             "updated_at",
             "remaining_runs",
             "paused_reason",
+            "consecutive_failures",
+            "last_run_date",
+            "last_run_final_status",
         ]
         if obj.thread_id is not None:
             fields += ["on_run_completed", "overlap_policy"]  # thread crons: multitask_strategy
@@ -335,7 +345,14 @@ class CronAdmin(admin.ModelAdmin):
                 kwargs["on_run_completed"] = data.get("on_run_completed") or ""
                 kwargs["overlap_policy"] = data.get("overlap_policy") or None
             # Only what changed: a new max_runs starts a new count.
-            for name in ("max_runs", "start_time", "catchup_window", "jitter"):
+            for name in (
+                "max_runs",
+                "start_time",
+                "catchup_window",
+                "jitter",
+                "retry_policy",
+                "max_consecutive_failures",
+            ):
                 if name in form.changed_data:
                     kwargs[name] = data.get(name)
             if "catchup" in form.changed_data:
@@ -369,6 +386,8 @@ class CronAdmin(admin.ModelAdmin):
                 catchup_window=data.get("catchup_window"),
                 catchup=data.get("catchup") or None,
                 jitter=data.get("jitter"),
+                retry_policy=data.get("retry_policy"),
+                max_consecutive_failures=data.get("max_consecutive_failures"),
             )
         # The admin goes on with the form's instance (redirect, history):
         # make it the row the service wrote.

@@ -13,6 +13,7 @@ from crons.wire import (
     CRON_FIELDS,
     BackfillOut,
     CronOut,
+    RetryPolicyField,
     ScheduleOut,
     TickOut,
     cron_columns,
@@ -95,6 +96,27 @@ class PolicyIn(serializers.Serializer):
         help_text=(
             "each instant's run starts up to this many seconds late, by an offset stable for "
             "(cron, instant) and always before the next instant; null or 0: on time"
+        ),
+    )
+
+    retry_policy = RetryPolicyField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "a cron-fired run that ends in error or timeout is attempted again (the same run, "
+            "from its last checkpoint) after initial_interval * backoff_coefficient^(n-1) "
+            "seconds, at most max_interval, up to max_attempts attempts in all; keys left out "
+            "take their defaults; null or max_attempts 1: no retry (the default)"
+        ),
+    )
+    max_consecutive_failures = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_INT,
+        help_text=(
+            "after this many of its runs failed in a row (after retries) the cron disables "
+            "itself with paused_reason; null: never (the default)"
         ),
     )
 
@@ -181,6 +203,8 @@ def _create(request, thread_id=None) -> Response:
         catchup_window=data.get("catchup_window"),
         catchup=data.get("catchup"),
         jitter=data.get("jitter"),
+        retry_policy=data.get("retry_policy"),
+        max_consecutive_failures=data.get("max_consecutive_failures"),
     )
     return Response(cron_out(cron))
 
@@ -233,8 +257,16 @@ class CronApi(APIView):
             k: v for k, v in request.data.items() if k not in CRON_KEYS and k not in POLICY_KEYS
         }
         kwargs = {}
-        # null: cleared
-        for name in ("end_time", "start_time", "max_runs", "catchup_window", "jitter"):
+        # null: cleared (retry_policy: no retry)
+        for name in (
+            "end_time",
+            "start_time",
+            "max_runs",
+            "catchup_window",
+            "jitter",
+            "retry_policy",
+            "max_consecutive_failures",
+        ):
             if name in data:
                 kwargs[name] = data[name]
         cron = services.cron_update(

@@ -124,6 +124,11 @@ POLICY_KEYS = frozenset(
         "catchup_window",
         "catchup",
         "jitter",
+        "retry_policy",
+        "max_consecutive_failures",
+        "consecutive_failures",
+        "last_run_date",
+        "last_run_status",
     }
 )
 NO_JITTER = timedelta(0)
@@ -348,15 +353,26 @@ def batchable(cron: Cron) -> bool:
     """Whether a tick of `cron` needs no decision when its run is written, so a
     batch may write it, ahead of its instant too: a stateless cron (a new
     thread each tick), or a thread cron that enqueues — in either case without
-    an overlap policy to apply (`allow_all`) and without a run budget
-    (`max_runs`) to count down. Agrees with BATCHABLE."""
-    if cron.overlap_policy != Cron.OverlapPolicy.ALLOW_ALL or cron.max_runs is not None:
+    an overlap policy to apply (`allow_all`), without a run budget
+    (`max_runs`) to count down and without `max_consecutive_failures` (a cron
+    that may pause itself when a run ends has nothing prepared ahead to
+    withdraw then; a `retry_policy` is applied when a run fails, wherever it
+    was written). Agrees with BATCHABLE."""
+    if (
+        cron.overlap_policy != Cron.OverlapPolicy.ALLOW_ALL
+        or cron.max_runs is not None
+        or cron.max_consecutive_failures is not None
+    ):
         return False
     return cron.thread_id is None or _strategy(cron.payload or {}) == Run.MultitaskStrategy.ENQUEUE
 
 
 # `batchable` as a query, for reading crons that may be prepared ahead.
-BATCHABLE = Q(overlap_policy=Cron.OverlapPolicy.ALLOW_ALL, max_runs__isnull=True) & (
+BATCHABLE = Q(
+    overlap_policy=Cron.OverlapPolicy.ALLOW_ALL,
+    max_runs__isnull=True,
+    max_consecutive_failures__isnull=True,
+) & (
     Q(thread__isnull=True)
     | Q(payload__multitask_strategy__isnull=True)
     | Q(payload__multitask_strategy=Run.MultitaskStrategy.ENQUEUE)

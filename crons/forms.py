@@ -19,6 +19,7 @@ from django.utils import timezone as djtz
 
 from crons import firetime
 from crons.models import Cron
+from crons.retry import InvalidPolicy, retry_policy_normalized
 from crons.services import THREAD_OVERLAP, validate_schedule
 from cronsvc.errors import Invalid
 from cronsvc.http.inputs import RunOptionsIn
@@ -82,6 +83,27 @@ class PrettyJSONField(forms.JSONField):
         return value
 
 
+class RetryPolicyFormField(forms.JSONField):
+    """A cron's retry_policy: empty is none (no retry); otherwise an object the
+    API would take (crons.retry), shown indented with its defaults."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        if value in (None, ""):
+            return ""
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in (None, "", {}):
+            return None
+        try:
+            return retry_policy_normalized(value)
+        except InvalidPolicy as exc:
+            raise forms.ValidationError(str(exc), code="invalid_policy") from exc
+
+
 class TimezoneInput(forms.TextInput):
     """A text box with the IANA zone names as suggestions (HTML datalist): a
     picker that still sends what was typed, so the service judges it."""
@@ -143,6 +165,23 @@ class CronForm(forms.ModelForm):
             "instant, always before the next one). Empty or 0: on time."
         ),
     )
+    retry_policy = RetryPolicyFormField(
+        required=False,
+        widget=_json_area(),
+        help_text=(
+            "A run that ends in error or timeout is attempted again from its last checkpoint: "
+            '{"max_attempts": 3, "initial_interval": 1, "backoff_coefficient": 2.0, '
+            '"max_interval": 100} (keys left out take these defaults). Empty: no retry.'
+        ),
+    )
+    max_consecutive_failures = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=(
+            "After this many runs failed in a row (after retries) the cron disables itself. "
+            "Empty: never. Re-enabling resets the count."
+        ),
+    )
 
     class Meta:
         model = Cron
@@ -160,6 +199,8 @@ class CronForm(forms.ModelForm):
             "catchup_window",
             "catchup",
             "jitter",
+            "retry_policy",
+            "max_consecutive_failures",
             "payload",
             "metadata",
         ]

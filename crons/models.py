@@ -76,6 +76,18 @@ class Cron(models.Model):
     # an offset derived from (cron, instant), always before the next instant
     # (crons.firetime.jitter_offset); the run waits in `not_before`.
     jitter = models.PositiveIntegerField(null=True, blank=True)
+    # Failure policies (crons.retry): a run whose attempt fails is attempted
+    # again as retry_policy allows (null: no retry); after
+    # max_consecutive_failures of its runs failed in a row the cron disables
+    # itself with paused_reason. The last three are written when one of its
+    # runs reaches a final status (runs.lifecycle), in that transaction.
+    retry_policy = models.JSONField(null=True, blank=True)
+    max_consecutive_failures = models.PositiveIntegerField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
+    last_run_date = models.DateTimeField(null=True, blank=True)
+    # The wire's last_run_status (the admin's "last run status" column is
+    # its newest run's status, whatever it is).
+    last_run_final_status = models.CharField(max_length=16, null=True, blank=True)
     on_run_completed = models.CharField(
         max_length=8, choices=OnRunCompleted.choices, null=True, blank=True
     )

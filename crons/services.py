@@ -18,6 +18,7 @@ from crons import dispatch, firetime
 from crons.dispatch import withdraw_prepared
 from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirrors_copy
 from crons.models import Cron, Tick
+from crons.retry import InvalidPolicy, max_consecutive_failures_valid, retry_policy_normalized
 from crons.selectors import cron_thread_visible
 from cronsvc import custom_auth
 from cronsvc.dbclock import db_now
@@ -98,6 +99,16 @@ def _catchup_valid(catchup: object) -> None:
         raise Invalid(f"catchup must be one of {choices}, not {catchup!r}")
 
 
+def _failure_policies(retry_policy: Any, max_consecutive_failures: Any) -> dict[str, Any] | None:
+    """The retry_policy to store (defaults filled in; None: no retry), after
+    both are validated (crons.retry): Invalid otherwise."""
+    try:
+        max_consecutive_failures_valid(max_consecutive_failures)
+        return retry_policy_normalized(retry_policy)
+    except InvalidPolicy as exc:
+        raise Invalid(str(exc)) from exc
+
+
 def _on_run_completed(thread: Thread | None, value: str | None) -> str | None:
     """The stored on_run_completed: None on a thread cron, the stateless
     default when not given."""
@@ -156,6 +167,8 @@ def cron_create(
     catchup_window: int | None = None,
     catchup: str | None = None,
     jitter: int | None = None,
+    retry_policy: dict[str, Any] | None = None,
+    max_consecutive_failures: int | None = None,
     now: datetime | None = None,
 ) -> Cron:
     """Create a cron. With custom auth, as crons.create allows: the cron's
@@ -169,7 +182,10 @@ def cron_create(
     `catchup_window` (seconds a missed instant may still fire; None:
     CRONSVC_MISSED_TICK_GRACE), `catchup` (which missed instants within it
     fire: "latest", the default, or "all"), `jitter` (seconds each instant's
-    run may start late; None or 0: none) (crons.ticking, crons.dispatch)."""
+    run may start late; None or 0: none) (crons.ticking, crons.dispatch);
+    failure policies (crons.retry): `retry_policy` (a failed run attempted
+    again), `max_consecutive_failures` (the cron pauses after that many
+    failed runs in a row)."""
     user = custom_auth.current_user()
     value = {
         "payload": payload or {},
@@ -197,6 +213,7 @@ def cron_create(
     _seconds_valid("catchup_window", catchup_window)
     _seconds_valid("jitter", jitter)
     _catchup_valid(catchup)
+    retry_policy = _failure_policies(retry_policy, max_consecutive_failures)
     now = now or djtz.now()
     if enabled and end_time is not None and end_time <= now:
         # It would be an enabled cron that never fires. (A PATCH may set a past
@@ -228,6 +245,8 @@ def cron_create(
         catchup_window=catchup_window,
         catchup=catchup or Cron.Catchup.LATEST,
         jitter=jitter,
+        retry_policy=retry_policy,
+        max_consecutive_failures=max_consecutive_failures,
         next_run_date=first_run(schedule, timezone, now, start_time=start_time, end_time=end_time),
     )
     mirror_sync(cron)  # the mirror first: the cron's row is inserted with its link
@@ -252,6 +271,8 @@ def cron_update(
     catchup_window: int | None = NOT_SET,
     catchup: str | None = None,
     jitter: int | None = NOT_SET,
+    retry_policy: dict[str, Any] | None = NOT_SET,
+    max_consecutive_failures: int | None = NOT_SET,
     now: datetime | None = None,
 ) -> Cron:
     """Change a cron; a new schedule, timezone, end_time, start_time,
@@ -264,7 +285,10 @@ def cron_update(
     `max_runs` (a number, or None for no limit) starts a new count:
     `remaining_runs` becomes it. A cron that disabled itself with no run left
     is re-enabled only with a new `max_runs` in the same call (Invalid
-    otherwise, and nothing is written); re-enabling clears `paused_reason`."""
+    otherwise, and nothing is written); re-enabling clears `paused_reason`
+    and `consecutive_failures`. `retry_policy` (None: no retry) and
+    `max_consecutive_failures` (None: never pause) replace the cron's; a new
+    retry_policy applies to the next failure of any of its runs."""
     # Custom auth: crons.update decides (a cron its filter hides, or on a thread
     # the caller may not read, is not found), and the payload and metadata its
     # handler leaves (changed in place or replaced) are what is merged in.
@@ -295,6 +319,13 @@ def cron_update(
     if jitter is not NOT_SET:
         _seconds_valid("jitter", jitter)
     _catchup_valid(catchup)
+    if retry_policy is not NOT_SET or max_consecutive_failures is not NOT_SET:
+        policy = _failure_policies(
+            None if retry_policy is NOT_SET else retry_policy,
+            None if max_consecutive_failures is NOT_SET else max_consecutive_failures,
+        )
+        if retry_policy is not NOT_SET:
+            cron.retry_policy = policy
     if max_runs is not NOT_SET:
         _max_runs_valid(max_runs)
     elif enabled and cron.remaining_runs == 0:
@@ -325,12 +356,19 @@ def cron_update(
         # A new count; runs prepared ahead (not counted) go.
         reschedule = reschedule or max_runs != cron.max_runs
         cron.max_runs = cron.remaining_runs = max_runs
+    if (
+        max_consecutive_failures is not NOT_SET
+        and max_consecutive_failures != cron.max_consecutive_failures
+    ):
+        # The cron may leave (or join) the batch path: what it prepared goes.
+        cron.max_consecutive_failures, reschedule = max_consecutive_failures, True
     enabled_changed = enabled is not None and enabled != cron.enabled
     if enabled_changed:
         cron.enabled = bool(enabled)
         reschedule = reschedule or cron.enabled
         if cron.enabled:
             cron.paused_reason = None
+            cron.consecutive_failures = 0
     if on_run_completed is not None and cron.thread_id is None:
         cron.on_run_completed = _on_run_completed(None, on_run_completed)
     if payload:

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from crons import selectors
 from crons.models import Cron, Tick
+from crons.retry import retry_policy_of
 from cronsvc.http.outputs import IsoDateTime, ObjectOut, WireSerializer, iso
 from runs.models import Run
 
@@ -38,7 +39,30 @@ CRON_FIELDS = [
     "catchup_window",
     "catchup",
     "jitter",
+    "retry_policy",
+    "max_consecutive_failures",
+    "consecutive_failures",
+    "last_run_date",
+    "last_run_status",
 ]
+
+
+class RetryPolicyOut(serializers.Serializer):
+    """A cron's retry_policy (crons.retry): how a failed run is attempted again."""
+
+    max_attempts = serializers.IntegerField(
+        min_value=1, help_text="attempts that may fail in all; 1: no retry (default)"
+    )
+    initial_interval = serializers.FloatField(help_text="seconds before the first retry (1)")
+    backoff_coefficient = serializers.FloatField(
+        min_value=1, help_text="each retry waits this many times longer (2.0)"
+    )
+    max_interval = serializers.FloatField(help_text="the longest wait, in seconds (100)")
+
+
+@extend_schema_field(RetryPolicyOut(allow_null=True))
+class RetryPolicyField(serializers.JSONField):
+    """A retry_policy as sent: validated by crons.services (unknown keys, bounds)."""
 
 
 class CronOut(WireSerializer):
@@ -88,6 +112,27 @@ class CronOut(WireSerializer):
             "before the next instant); null or 0: on time"
         ),
     )
+    retry_policy = serializers.SerializerMethodField()
+    max_consecutive_failures = serializers.IntegerField(
+        allow_null=True,
+        help_text="failed runs in a row after which the cron disables itself; null: never",
+    )
+    consecutive_failures = serializers.IntegerField(
+        help_text="its runs that failed in a row, up to now (a success resets it)"
+    )
+    last_run_date = IsoDateTime(
+        allow_null=True, help_text="when its last run reached a final status; null: none yet"
+    )
+    last_run_status = serializers.ChoiceField(
+        source="last_run_final_status",
+        choices=Run.Status.values,
+        allow_null=True,
+        help_text="that run's final status",
+    )
+
+    @extend_schema_field(RetryPolicyOut())
+    def get_retry_policy(self, cron: Cron) -> dict:
+        return retry_policy_of(cron.retry_policy)
 
     @extend_schema_field(IsoDateTime(allow_null=True))
     def get_next_run_date(self, cron: Cron) -> str | None:
@@ -138,6 +183,14 @@ _WRITERS: dict[str, tuple[Callable[[Cron], Any], tuple[str, ...]]] = {
     "catchup_window": (lambda c: c.catchup_window, ("catchup_window",)),
     "catchup": (lambda c: c.catchup, ("catchup",)),
     "jitter": (lambda c: c.jitter, ("jitter",)),
+    "retry_policy": (lambda c: retry_policy_of(c.retry_policy), ("retry_policy",)),
+    "max_consecutive_failures": (
+        lambda c: c.max_consecutive_failures,
+        ("max_consecutive_failures",),
+    ),
+    "consecutive_failures": (lambda c: c.consecutive_failures, ("consecutive_failures",)),
+    "last_run_date": (lambda c: iso(c.last_run_date), ("last_run_date",)),
+    "last_run_status": (lambda c: c.last_run_final_status, ("last_run_final_status",)),
 }
 
 

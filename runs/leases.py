@@ -6,8 +6,9 @@ graph runs: between graph steps, and from a small timer thread while a step
 runs (`LeaseKeeper`). A worker killed mid-run stops renewing; the reaper
 (`runs.reap`, a periodic task) finds its run `running` with an expired lease
 and returns it to `pending` (it keeps its attempt count) with a wake-up, or,
-once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times, ends it as
-`error` with the reason. A renewal or finish names its attempt, so a worker
+once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times (attempts
+ended by a failure its cron's retry_policy retried are counted apart, in
+`failure_attempts`), ends it as `error` with the reason. A renewal or finish names its attempt, so a worker
 that lost its lease cannot renew or finish the run again.
 
 The reconciler (`runs.reconcile`) covers the other loss: a deferred action
@@ -108,9 +109,16 @@ class LeaseKeeper(threading.Thread):
         self._stop.set()
 
 
+def _lost_attempts(run: Run) -> int:
+    """Attempts of `run` that did not end by a failure of their own (those
+    its cron's retry_policy counts, `failure_attempts`): what
+    CRONSVC_RUN_MAX_ATTEMPTS bounds."""
+    return run.attempts - run.failure_attempts
+
+
 def _lost_reason(run: Run) -> str:
     return (
-        f"Run's worker was lost (lease expired) on attempt {run.attempts} of "
+        f"Run's worker was lost (lease expired) on attempt {_lost_attempts(run)} of "
         f"{settings.CRONSVC_RUN_MAX_ATTEMPTS} (CRONSVC_RUN_MAX_ATTEMPTS)"
     )
 
@@ -128,7 +136,7 @@ def runs_reap(*, limit: int | None = None) -> dict[str, int]:
             ).order_by("lease_expires_at")[:limit]
         )
         for run in expired:
-            if run.attempts >= settings.CRONSVC_RUN_MAX_ATTEMPTS:
+            if _lost_attempts(run) >= settings.CRONSVC_RUN_MAX_ATTEMPTS:
                 reason = _lost_reason(run)
                 log.warning("run %s: %s; ending it as error", run.run_id, reason)
                 lifecycle.run_finish_locked(

@@ -5,6 +5,7 @@ creates runs, for the API and for crons.ticking).
     pending ─(run_cancel, interrupt)─> interrupted
     pending ─(run_cancel, rollback)──> deleted
     running ─(run_finish)────────────> success | error | timeout | interrupted
+    running ─(run_finish: error/timeout, retry_policy attempts left)─> pending (not_before)
     running ─(run_requeue: lease expired, attempts left)─> pending
     running ─(reaper: lease expired, attempts spent; run_finish_locked)─> error
     running ─(run_cancel: flagged; the worker stops between steps)─>
@@ -12,13 +13,17 @@ creates runs, for the API and for crons.ticking).
 
 - Claim: pending → running under the thread's row lock, one running run per
   thread, each thread's runs in creation order, none before its
-  `scheduled_at` nor its `not_before` (a jittered cron tick's); the claim takes the run's lease and counts the attempt.
+  `scheduled_at` or its `not_before` (a jittered cron tick's, or a retry's
+  backoff); the claim takes the run's lease and counts the attempt.
 - Lease renew (`run_lease_renew`): only the attempt holding the run extends
   its lease; the reaper (runs.leases) `run_requeue`s a run whose lease
   expired, or finishes it as `error` once its attempts are spent.
 - Finish (`run_finish`, `run_finish_locked`): once, by the attempt holding
   it; settles the thread's status; after commit its webhook is delivered and
-  a stateless run's thread deleted (runs.wakeups).
+  a stateless run's thread deleted (runs.wakeups). A cron's run that failed
+  with attempts left in its cron's retry_policy goes back to pending instead
+  (`run_retry_locked`); a cron's run that finishes updates its cron
+  (`cron_run_ended`: last run, consecutive failures, the pause).
 - Cancel: a pending run ends at once (interrupted, or deleted by a rollback);
   a running one is flagged (`cancel_action`) for its worker.
 - Rollback of a running run: the executor undoes its checkpoints, then
@@ -32,7 +37,8 @@ Locks: runs.locks (a thread's row, then its runs' rows).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -44,6 +50,7 @@ from django.db.models import (
     DateTimeField,
     Exists,
     ExpressionWrapper,
+    F,
     IntegerField,
     OuterRef,
     Q,
@@ -53,27 +60,45 @@ from django.db.models import (
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from crons.mirror import mirror_sync
+from crons.models import Cron
+from crons.retry import retry_backoff, retry_policy_of
 from cronsvc import metrics
+from cronsvc.dbclock import db_now
 from runs import locks, wakeups
 from runs.models import Run, ThreadStream
 from threads.models import Thread
 from threads.services import thread_delete, thread_delete_if_idle_postgres
 
+log = logging.getLogger(__name__)
+
 ACTIVE = (Run.Status.PENDING, Run.Status.RUNNING)
 
-# A run prepared ahead of its cron's instant is not ready before it, nor
-# before its `not_before` (a jittered tick's; the database's clock decides, as
-# it does for beat). A buffered cron tick's run is not ready while the run it waits for
-# (`after_run_id`) is pending or running; once that run ended (or is gone) it
-# is, for good: a finished run never becomes active again.
-READY = (
-    (Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=Now()))
-    # A jittered cron tick's run: not before its not_before either.
-    & (Q(not_before__isnull=True) | Q(not_before__lte=Now()))
-) & (
-    Q(after_run_id__isnull=True)
-    | ~Exists(Run.objects.filter(pk=OuterRef("after_run_id"), status__in=ACTIVE))
-)
+# A run prepared ahead of its cron's instant is not ready before it, nor a
+# run before its `not_before` (a jittered cron tick's, or a retry's backoff;
+# the database's clock decides, as it does for beat; a test may give its own). A buffered
+# cron tick's run is not ready while the run it waits for (`after_run_id`) is
+# pending or running; once that run ended (or is gone) it is, for good: a
+# finished run never becomes active again.
+
+
+def ready_q(now: datetime | None = None) -> Q:
+    """The runs a claim may take (pending ones among them), at `now` (None:
+    the database's clock)."""
+    clock: Any = Now() if now is None else Value(now, output_field=DateTimeField())
+    not_waiting = Q(after_run_id__isnull=True) | Q(
+        ~Exists(Run.objects.filter(pk=OuterRef("after_run_id"), status__in=ACTIVE))
+    )
+    return (
+        (Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=clock))
+        & (Q(not_before__isnull=True) | Q(not_before__lte=clock))
+        & not_waiting
+    )
+
+
+READY = ready_q()
+# Run statuses that are a failure: its cron's retry_policy may attempt it again.
+FAILED = (Run.Status.ERROR, Run.Status.TIMEOUT)
 
 KEEP_VALUES = object()
 
@@ -110,7 +135,7 @@ def _claim(run: Run) -> Run | None:
     return run
 
 
-def _thread_head(thread_id: Id) -> tuple[Any, str, bool] | None:
+def _thread_head(thread_id: Id, now: datetime | None = None) -> tuple[Any, str, bool] | None:
     """(run_id, status, ready) of the run that decides what a thread may claim
     next: its running run if it has one, else its oldest pending run. One query."""
     return (
@@ -121,7 +146,7 @@ def _thread_head(thread_id: Id) -> tuple[Any, str, bool] | None:
                 default=Value(1),
                 output_field=IntegerField(),
             ),
-            ready=ExpressionWrapper(READY, output_field=BooleanField()),
+            ready=ExpressionWrapper(ready_q(now), output_field=BooleanField()),
         )
         .order_by("running_first", "created_at", "run_id")
         .values_list("run_id", "status", "ready")
@@ -129,38 +154,41 @@ def _thread_head(thread_id: Id) -> tuple[Any, str, bool] | None:
     )
 
 
-def run_claim_next(*, thread_id: Id) -> Run | None:
+def run_claim_next(*, thread_id: Id, now: datetime | None = None) -> Run | None:
     """Claim the oldest pending run of a thread, unless one is running there.
 
     The thread row lock serialises claimers; the status compare-and-set makes a
-    second claim of the same run impossible."""
+    second claim of the same run impossible. `now`: the clock that decides
+    whether it is due (None: the database's)."""
     postgres = connection.vendor == "postgresql"
     with transaction.atomic():
         if postgres:
-            head = _thread_head_locked_postgres(thread_id, skip_locked=False)
+            head = _thread_head_locked_postgres(thread_id, skip_locked=False, now=now)
         else:
-            head = _thread_head(thread_id) if locks.lock_thread(thread_id) else None
+            head = _thread_head(thread_id, now) if locks.lock_thread(thread_id) else None
         if head is None or head[1] == Run.Status.RUNNING or not head[2]:
-            return None  # nothing pending, one running, or the oldest waits for its instant
+            # Nothing pending, one running, or the oldest waits (its instant,
+            # its retry backoff): the thread's later runs wait behind it.
+            return None
         return _claim_postgres(head[0]) if postgres else _claim(Run.objects.get(pk=head[0]))
 
 
 CLAIM_SCAN = 20
 
 
-def run_claim_ready() -> Run | None:
+def run_claim_ready(now: datetime | None = None) -> Run | None:
     """Claim the oldest pending run whose thread has nothing running, any thread.
 
     Rows other workers are claiming are skipped (SKIP LOCKED), so many workers
-    drain a burst of runs side by side."""
+    drain a burst of runs side by side. `now` as for run_claim_next."""
     if connection.vendor == "postgresql":
-        return run_claim_ready_postgres()
+        return run_claim_ready_postgres(now)
     skipped_threads: set[UUID] = set()
     for _ in range(50):
         with transaction.atomic():
             candidates = list(
                 locks.lock_runs(
-                    Run.objects.filter(READY, status=Run.Status.PENDING),
+                    Run.objects.filter(ready_q(now), status=Run.Status.PENDING),
                     skip_locked=True,
                     of=("self",),
                 )
@@ -173,7 +201,7 @@ def run_claim_ready() -> Run | None:
                 if run.thread_id in skipped_threads:
                     continue
                 head = (
-                    _thread_head(run.thread_id)
+                    _thread_head(run.thread_id, now)
                     if locks.lock_thread(run.thread_id, skip_locked=True)
                     else None
                 )
@@ -193,13 +221,13 @@ def run_claim_ready() -> Run | None:
 # ORM's query building and without reading rows it does not use (a worker's
 # CPU per run is mostly these statements; bench/worker_cpu.py).
 
-# READY's first half in SQL, for the run whose row is `{r}`.
+# READY in SQL, for the run whose row is `{r}`; `%(clock)s`: a test's clock,
+# or NULL for the database's.
+_CLOCK_SQL = "COALESCE(%(clock)s::timestamptz, STATEMENT_TIMESTAMP())"
 _DUE_SQL = (
-    "({r}scheduled_at IS NULL OR {r}scheduled_at <= STATEMENT_TIMESTAMP()) "
-    "AND ({r}not_before IS NULL OR {r}not_before <= STATEMENT_TIMESTAMP())"
+    "({r}scheduled_at IS NULL OR {r}scheduled_at <= {clock}) "
+    "AND ({r}not_before IS NULL OR {r}not_before <= {clock})"
 )
-
-# READY's second half in SQL, for the run whose row is `{r}`.
 _NOT_WAITING_SQL = (
     "({r}after_run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs_run w "
     "WHERE w.run_id = {r}after_run_id AND w.status IN ('pending', 'running')))"
@@ -213,8 +241,8 @@ WHERE status = 'pending' AND {due}
 ORDER BY created_at, run_id
 LIMIT %(scan)s
 FOR UPDATE SKIP LOCKED
-""".replace("{due}", _DUE_SQL.format(r="runs_run.")).replace(
-    "{not_waiting}", _NOT_WAITING_SQL.format(r="runs_run.")
+""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="runs_run.")).replace(
+    "{due}", _DUE_SQL.format(r="runs_run.", clock=_CLOCK_SQL)
 )
 
 # The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
@@ -227,8 +255,8 @@ JOIN runs_run r ON r.thread_id = t.thread_id
 WHERE r.status IN ('pending', 'running')
 ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
 LIMIT 1
-""".replace("{due}", _DUE_SQL.format(r="r.")).replace(
-    "{not_waiting}", _NOT_WAITING_SQL.format(r="r.")
+""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r.")).replace(
+    "{due}", _DUE_SQL.format(r="r.", clock=_CLOCK_SQL)
 )
 
 # _claim in one statement: the compare-and-set and the row it claimed.
@@ -242,11 +270,11 @@ RETURNING *
 
 
 def _thread_head_locked_postgres(
-    thread_id: Id, *, skip_locked: bool
+    thread_id: Id, *, skip_locked: bool, now: datetime | None = None
 ) -> tuple[Any, str, bool] | None:
-    sql = _THREAD_HEAD_SQL.format(skip=" SKIP LOCKED" if skip_locked else "")
+    sql = _THREAD_HEAD_SQL.replace("{skip}", " SKIP LOCKED" if skip_locked else "")
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"thread_id": str(thread_id)})
+        cursor.execute(sql, {"thread_id": str(thread_id), "clock": now})
         row = cursor.fetchone()
     return (row[0], row[1], row[2]) if row else None
 
@@ -264,14 +292,15 @@ def _claim_postgres(run_id: Any) -> Run | None:
     return run
 
 
-def run_claim_ready_postgres() -> Run | None:
+def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
     """run_claim_ready on PostgreSQL (same rules, same locks, same order)."""
     skipped_threads: set[str] = set()
     for _ in range(50):
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(
-                    _CANDIDATES_SQL, {"skipped": list(skipped_threads), "scan": CLAIM_SCAN}
+                    _CANDIDATES_SQL,
+                    {"skipped": list(skipped_threads), "scan": CLAIM_SCAN, "clock": now},
                 )
                 candidates = cursor.fetchall()
             if not candidates:
@@ -280,7 +309,7 @@ def run_claim_ready_postgres() -> Run | None:
                 thread = str(thread_id)
                 if thread in skipped_threads:
                     continue
-                head = _thread_head_locked_postgres(thread, skip_locked=True)
+                head = _thread_head_locked_postgres(thread, skip_locked=True, now=now)
                 if head is None or head[1] == Run.Status.RUNNING:
                     skipped_threads.add(thread)
                     continue
@@ -393,25 +422,191 @@ def run_finish(
     error: str | None = None,
     values: Any = None,
     attempt: int | None = None,
+    now: datetime | None = None,
 ) -> bool:
     """Record a run's end. Idempotent: only a running run is finished, once.
 
     With `attempt`, only that attempt may finish it: a worker whose lease
     expired (the run was reaped and claimed again) cannot end the run.
     Called after the graph's checkpoint is written, so the run's status is the
-    last thing to change."""
-    if connection.vendor == "postgresql":
-        return _run_finish_postgres(
-            run_id=run_id, status=status, output=output, error=error, values=values, attempt=attempt
-        )
+    last thing to change.
+
+    A cron's run ending in `error` or `timeout` with attempts left in its
+    cron's `retry_policy` is not finished: it goes back to pending, not
+    before its backoff (`run_retry_locked`), keeping its place on its thread.
+    A cron's run that does finish updates its cron (`cron_run_ended`).
+    `now`: the clock of the backoff and of the cron's `last_run_date` (None:
+    the database's; the finish time is this process's)."""
     with transaction.atomic():
+        # The cron's row first (the order beat takes: cron, thread, runs).
+        cron = _cron_of_run_locked(run_id)
+        if (
+            cron is not None
+            and status in FAILED
+            and run_retry_locked(
+                run_id=run_id,
+                retry_policy=cron[1],
+                status=status,
+                error=error,
+                values=values,
+                attempt=attempt,
+                now=now,
+            )
+        ):
+            return True
+        if connection.vendor == "postgresql":
+            return _run_finish_postgres(
+                run_id=run_id,
+                status=status,
+                output=output,
+                error=error,
+                values=values,
+                attempt=attempt,
+                cron_id=cron[0] if cron is not None else None,
+                cron_now=now,
+            )
         run = locks.lock_run(run_id)
         if run is None or run.status != Run.Status.RUNNING:
             return False
         if attempt is not None and run.attempts != attempt:
             return False
-        run_finish_locked(run, status=status, output=output, error=error, values=values)
+        run_finish_locked(
+            run,
+            status=status,
+            output=output,
+            error=error,
+            values=values,
+            failure=status in FAILED,
+            cron_now=now,
+        )
     return True
+
+
+# The cron of a run, its row locked, with its retry policy (no row: the run
+# has no cron).
+_RUN_CRON_SQL = """
+SELECT c.cron_id, c.retry_policy FROM crons_cron c
+JOIN runs_run r ON r.cron_id = c.cron_id
+WHERE r.run_id = %s
+FOR UPDATE OF c
+"""
+
+
+def _cron_of_run_locked(run_id: Id) -> tuple[Any, dict[str, Any] | None] | None:
+    """(cron_id, retry_policy) of `run_id`'s cron, its row locked (caller's
+    transaction); None for a run without a cron."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_RUN_CRON_SQL, [str(run_id)])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        policy = json.loads(row[1]) if isinstance(row[1], str) else row[1]
+        return row[0], policy
+    found = (
+        Cron.objects.select_for_update(of=("self",))
+        .filter(runs__pk=run_id)
+        .values_list("cron_id", "retry_policy")
+        .first()
+    )
+    return (found[0], found[1]) if found else None
+
+
+def run_retry_locked(
+    *,
+    run_id: Id,
+    retry_policy: dict[str, Any] | None,
+    status: str,
+    error: str | None,
+    values: Any,
+    attempt: int | None,
+    now: datetime | None,
+) -> bool:
+    """running → pending for a cron's run whose attempt failed (`status`
+    error or timeout) while its cron's `retry_policy` has attempts left (the
+    caller holds the cron's row): the same run, on the same thread, claimed
+    again once `not_before` (now + the backoff) has passed, and continued from
+    its last checkpoint (runs.executor). It stays active meanwhile, so its
+    thread's later runs wait behind it and its webhook, a stateless thread's
+    deletion, join and wait wait for its last attempt. False (nothing
+    written) when no attempt is left or the run is no longer that attempt's."""
+    policy = retry_policy_of(retry_policy)
+    running = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING)
+    if attempt is not None:
+        running = running.filter(attempts=attempt)
+    run = locks.lock_runs(running).values_list("thread_id", "failure_attempts", "attempts").first()
+    if run is None:
+        return False
+    thread_id, failures, attempts = run
+    retry = failures + 1  # this failure's number, and the retry it asks for
+    if retry >= policy["max_attempts"]:
+        return False
+    delay = retry_backoff(policy, retry)
+    clock = now or db_now()
+    retried = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, attempts=attempts).update(
+        status=Run.Status.PENDING,
+        started_at=None,
+        lease_expires_at=None,
+        failure_attempts=F("failure_attempts") + 1,
+        not_before=clock + timedelta(seconds=delay),
+        error=error,
+        updated_at=timezone.now(),
+    )
+    if not retried:
+        return False
+    log.warning(
+        "run %s: attempt %s ended %s (failure %s of retry_policy.max_attempts %s); retried in %g s",
+        run_id,
+        attempts,
+        status,
+        retry,
+        policy["max_attempts"],
+        delay,
+    )
+    thread_settle(thread_id, values=values)
+    wakeups.wake_thread_later_after_commit(thread_id, delay)
+    return True
+
+
+def cron_run_ended(*, cron_id: Any, run_id: Id, status: str, now: datetime | None) -> None:
+    """A run of `cron_id` reached a final status (caller's transaction): the
+    cron's last_run_date and last_run_final_status (the wire's
+    last_run_status); a failure (error, timeout)
+    counts one more consecutive failure, a success resets the count
+    (interrupted leaves it). Counted by one F() update, under the row lock it
+    takes: at `max_consecutive_failures` the cron disables itself with
+    `paused_reason`. A cron with that policy has nothing prepared ahead (it is
+    not batchable, crons.dispatch), so there is nothing to withdraw."""
+    failed = status in FAILED
+    count: Any = F("consecutive_failures") + 1 if failed else F("consecutive_failures")
+    if status == Run.Status.SUCCESS:
+        count = 0
+    clock = now or timezone.now()
+    crons = Cron.objects.filter(pk=cron_id)
+    if not crons.update(
+        last_run_date=clock, last_run_final_status=status, consecutive_failures=count
+    ):
+        return
+    if not failed:
+        return
+    cron = (
+        crons.filter(
+            enabled=True,
+            max_consecutive_failures__isnull=False,
+            consecutive_failures__gte=F("max_consecutive_failures"),
+        )
+        .select_related("periodic_task")
+        .first()
+    )
+    if cron is None:
+        return
+    cron.enabled = False
+    cron.paused_reason = (
+        f"max_consecutive_failures reached: {cron.consecutive_failures} run(s) in a row "
+        f"failed (the last, run {run_id}: {status})"
+    )
+    crons.update(enabled=False, paused_reason=cron.paused_reason, updated_at=timezone.now())
+    mirror_sync(cron)  # the mirror shows the cron disabled
 
 
 # run_finish's compare-and-set (the row lock is the UPDATE's) with what
@@ -420,6 +615,7 @@ _FINISH_SQL = """
 UPDATE runs_run
 SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = %(now)s,
     updated_at = %(now)s, lease_expires_at = NULL,
+    failure_attempts = failure_attempts + %(failure)s,
     webhook_status = CASE WHEN COALESCE(kwargs ->> 'webhook', '') <> '' THEN 'pending' END
 WHERE run_id = %(run_id)s AND status = 'running' AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s::int)
 RETURNING thread_id, on_completion, webhook_status IS NOT NULL,
@@ -429,9 +625,18 @@ RETURNING thread_id, on_completion, webhook_status IS NOT NULL,
 
 
 def _run_finish_postgres(
-    *, run_id: Id, status: str, output: Any, error: str | None, values: Any, attempt: int | None
+    *,
+    run_id: Id,
+    status: str,
+    output: Any,
+    error: str | None,
+    values: Any,
+    attempt: int | None,
+    cron_id: Any,
+    cron_now: datetime | None,
 ) -> bool:
-    """run_finish on PostgreSQL: the same writes and after-commit actions, in two statements."""
+    """run_finish on PostgreSQL (in its transaction): the same writes and
+    after-commit actions, in two statements."""
     params = {
         "run_id": str(run_id),
         "status": status,
@@ -439,31 +644,42 @@ def _run_finish_postgres(
         "error": error,
         "now": timezone.now(),
         "attempt": attempt,
+        "failure": 1 if status in FAILED else 0,
     }
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_FINISH_SQL, params)
-            row = cursor.fetchone()
-        if row is None:
-            return False
-        thread_id, on_completion, webhook, waiter = row
-        thread_settle(thread_id, values=values)
-        if waiter is not None:  # a buffered cron tick's run waited for this one
-            wakeups.wake_thread_after_commit(waiter)
-        metrics.runs_finished(status)  # last: a counter row is the last lock taken
-        if webhook:
-            wakeups.deliver_webhook_after_commit(str(run_id))
-        if on_completion == "delete":
-            wakeups.delete_thread_after_commit(thread_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_FINISH_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    thread_id, on_completion, webhook, waiter = row
+    thread_settle(thread_id, values=values)
+    if waiter is not None:  # a buffered cron tick's run waited for this one
+        wakeups.wake_thread_after_commit(waiter)
+    if cron_id is not None:
+        cron_run_ended(cron_id=cron_id, run_id=run_id, status=status, now=cron_now)
+    metrics.runs_finished(status)  # last: a counter row is the last lock taken
+    if webhook:
+        wakeups.deliver_webhook_after_commit(str(run_id))
+    if on_completion == "delete":
+        wakeups.delete_thread_after_commit(thread_id)
     return True
 
 
 def run_finish_locked(
-    run: Run, *, status: str, output: Any, error: str | None, values: Any = KEEP_VALUES
+    run: Run,
+    *,
+    status: str,
+    output: Any,
+    error: str | None,
+    values: Any = KEEP_VALUES,
+    failure: bool = False,
+    cron_now: datetime | None = None,
 ) -> None:
     """End a run locked by the caller's transaction; after commit, delete a
     stateless run's thread and deliver its webhook. The thread's values are
-    left as they are with KEEP_VALUES."""
+    left as they are with KEEP_VALUES. `failure`: the attempt failed (counted
+    in failure_attempts; a lost worker's is not). A cron's run updates its
+    cron (`cron_run_ended`)."""
     now = timezone.now()
     webhook = (run.kwargs or {}).get("webhook")
     Run.objects.filter(pk=run.pk).update(
@@ -473,9 +689,12 @@ def run_finish_locked(
         finished_at=now,
         updated_at=now,
         lease_expires_at=None,
+        failure_attempts=F("failure_attempts") + (1 if failure else 0),
         webhook_status=Run.WebhookStatus.PENDING if webhook else None,
     )
     thread_settle(run.thread_id, **({} if values is KEEP_VALUES else {"values": values}))
+    if run.cron_id is not None:
+        cron_run_ended(cron_id=run.cron_id, run_id=run.pk, status=status, now=cron_now)
     metrics.runs_finished(status)  # last: a counter row is the last lock taken
     if webhook:
         wakeups.deliver_webhook_after_commit(run.pk)

@@ -9,6 +9,11 @@ Where a run row is locked first, the thread row is only written with a plain
 UPDATE afterwards (a finish settles the thread's status), or taken with SKIP
 LOCKED (a claim scan skips a thread another claimer holds), so neither waits
 on a thread row while holding a run row another writer needs in that order.
+
+A cron's row comes before both, as beat takes them (it claims due crons,
+then writes their runs): a finish of a cron's run locks its cron first
+(runs.lifecycle.run_finish: retry policy, consecutive failures). The
+reaper's and a cancel's finish update the cron last, after the run's row.
 """
 
 from __future__ import annotations

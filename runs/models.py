@@ -47,9 +47,10 @@ class Run(models.Model):
         "crons.Cron", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
-    # A jittered cron tick's run: no worker claims it before this (its instant
-    # plus the cron's jitter offset; scheduled_at stays the instant, the
-    # exactly-once key). Null: from scheduled_at (or at once).
+    # No worker claims the run (nor a later run of its thread) before this: a
+    # jittered cron tick's run (its instant plus the cron's jitter offset;
+    # scheduled_at stays the instant, the exactly-once key), or a run waiting
+    # out its retry backoff (runs.lifecycle). Null: from scheduled_at (or at once).
     not_before = models.DateTimeField(null=True, blank=True)
     # A buffered cron tick's run (overlap_policy buffer_one/buffer_all): no
     # worker claims it while this run is pending or running (runs.lifecycle).
@@ -64,7 +65,12 @@ class Run(models.Model):
     streamed = models.BooleanField(default=False)
     # Set by cancel; the executor checks it between graph steps.
     cancel_action = models.CharField(max_length=16, null=True, blank=True)
+    # Claims of the run: the lease's fencing token (every attempt counts).
     attempts = models.PositiveIntegerField(default=0)
+    # Attempts that ended in error or timeout (its cron's retry_policy), apart
+    # from those whose worker was lost: attempts - failure_attempts is what
+    # CRONSVC_RUN_MAX_ATTEMPTS bounds (runs.leases).
+    failure_attempts = models.PositiveIntegerField(default=0, db_default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     # Held by the worker executing the run, renewed while the graph runs; a
     # running run whose lease expired lost its worker (see runs.leases).

@@ -78,6 +78,18 @@ def wake_thread_after_commit(thread_id: UUID | str) -> None:
     transaction.on_commit(lambda: wake_thread(thread_id))
 
 
+def wake_thread_later_after_commit(thread_id: UUID | str, countdown: float) -> None:
+    """`wake_thread`, `countdown` seconds after the caller's transaction
+    commits (a run waiting out its retry backoff). A lost one is the
+    reconciler's, as for any ready run."""
+
+    def wake() -> None:
+        with wake_lost_is_logged():
+            _send(DRAIN, (str(thread_id),), countdown=countdown)
+
+    transaction.on_commit(wake)
+
+
 def wake_another() -> None:
     """One wake-up for any thread, from a worker handing its remaining runs
     over on a warm shutdown. Not guarded: the task fails loudly and its

@@ -823,6 +823,16 @@ def test_a_cron_made_in_the_admin_is_what_the_sdk_returns(admin_client, sdk):
         "catchup_window": None,
         "catchup": "latest",
         "jitter": None,
+        "retry_policy": {
+            "max_attempts": 1,
+            "initial_interval": 1,
+            "backoff_coefficient": 2.0,
+            "max_interval": 100,
+        },
+        "max_consecutive_failures": None,
+        "consecutive_failures": 0,
+        "last_run_date": None,
+        "last_run_status": None,
     }
     assert cron.next_run_date == firetime.next_fire(
         "0 9 * * 1-5", "America/New_York", cron.created_at
