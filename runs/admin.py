@@ -101,6 +101,7 @@ class RunAdmin(ViewOnlyAdmin):
                     "finished_at",
                     "duration_display",
                     "attempts",
+                    "failure_attempts",
                 )
             },
         ),

@@ -104,6 +104,20 @@ def test_describe_shows_the_policies_and_resume_keeps_the_max_runs_rule():
     described = crons("describe", str(caught.cron_id))
     assert "catch-up:   all within 1800 s" in described
     assert "jitter:     60 s" in described
+    assert "retries:    -" in described
+    assert "failures:   0 in a row" in described
+    retried = make_cron(
+        "0 * * * *",
+        retry_policy={"max_attempts": 3, "initial_interval": 30},
+        max_consecutive_failures=5,
+    )
+    Cron.objects.filter(pk=retried.pk).update(
+        consecutive_failures=2, last_run_final_status="error", last_run_date=start
+    )
+    described = crons("describe", str(retried.cron_id))
+    assert "retries:    up to 3 attempts, 30 s x 2 apart (at most 3000 s)" in described
+    assert "failures:   2 in a row (pauses at 5)" in described
+    assert f"last run:   error at {start.isoformat()}" in described
     with pytest.raises(CommandError, match="max_runs"):
         crons("resume", str(cron.cron_id))
     assert Cron.objects.get(pk=cron.pk).enabled is False

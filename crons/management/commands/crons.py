@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from crons import selectors, services
 from crons.models import Cron, Tick
+from crons.retry import retry_policy_of
 from cronsvc.dbclock import db_now
 from cronsvc.errors import ServiceError
 
@@ -35,6 +36,17 @@ def _instant(text: str, name: str) -> datetime:
     if value is None:
         raise CommandError(f"--{name} {text!r} is not an ISO 8601 date and time")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _retries(cron: Cron) -> str:
+    """A cron's retry_policy in words ("-": no retry)."""
+    policy = retry_policy_of(cron.retry_policy)
+    if policy["max_attempts"] <= 1:
+        return "-"
+    return (
+        f"up to {policy['max_attempts']} attempts, {policy['initial_interval']:g} s "
+        f"x {policy['backoff_coefficient']:g} apart (at most {policy['max_interval']:g} s)"
+    )
 
 
 class Command(BaseCommand):
@@ -125,6 +137,22 @@ class Command(BaseCommand):
                 ),
             ),
             ("jitter", f"{cron.jitter} s" if cron.jitter else "-"),
+            ("retries", _retries(cron)),
+            (
+                "failures",
+                f"{cron.consecutive_failures} in a row"
+                + (
+                    f" (pauses at {cron.max_consecutive_failures})"
+                    if cron.max_consecutive_failures
+                    else ""
+                ),
+            ),
+            (
+                "last run",
+                f"{cron.last_run_final_status} at {_when(cron.last_run_date)}"
+                if cron.last_run_date
+                else "-",
+            ),
             ("next run", _when(selectors.cron_next_run_date(cron))),
             ("created", _when(cron.created_at)),
         ]
