@@ -307,16 +307,18 @@ class CronSearchApi(APIView):
     )
     def post(self, request):
         data = validated(CronSearchIn, request.data)
+        filters = {
+            "assistant_id": data.get("assistant_id"),
+            "thread_id": data.get("thread_id"),
+            "enabled": data.get("enabled"),
+            "metadata": data.get("metadata"),
+        }
         qs = selectors.cron_search(
-            assistant_id=data.get("assistant_id"),
-            thread_id=data.get("thread_id"),
-            enabled=data.get("enabled"),
-            metadata=data.get("metadata"),
-            sort_by=data.get("sort_by"),
-            sort_order=data.get("sort_order"),
+            **filters, sort_by=data.get("sort_by"), sort_order=data.get("sort_order")
         )
+        total = selectors.cron_total(qs, **filters)
         # Only the columns the selected fields need are read (and decoded).
-        return search_page(qs.only(*cron_columns(data.get("select"))), data, cron_out)
+        return search_page(qs.only(*cron_columns(data.get("select"))), data, cron_out, total)
 
 
 class CronCountApi(APIView):
@@ -328,12 +330,12 @@ class CronCountApi(APIView):
     )
     def post(self, request):
         data = validated(CronCountIn, request.data)
-        qs = selectors.cron_search(
-            assistant_id=data.get("assistant_id"),
-            thread_id=data.get("thread_id"),
-            metadata=data.get("metadata"),
-        )
-        return Response(qs.count())
+        filters = {
+            "assistant_id": data.get("assistant_id"),
+            "thread_id": data.get("thread_id"),
+            "metadata": data.get("metadata"),
+        }
+        return Response(selectors.cron_total(selectors.cron_search(**filters), **filters))
 
 
 # ------------------------------------------------------ scheduler control

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 
 from crons import firetime
 from crons.models import Cron, Tick
-from cronsvc import custom_auth
+from cronsvc import custom_auth, metrics
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
 from runs.models import Run
@@ -93,6 +93,25 @@ def cron_search(
         qs = qs.filter(enabled=enabled)
     qs = filter_metadata(qs, "metadata", metadata)
     return order(qs, sort_by or "created_at", sort_order or "desc", allowed=SORTABLE)
+
+
+def cron_total(
+    qs: QuerySet[Cron],
+    *,
+    assistant_id: str | None = None,
+    thread_id: str | None = None,
+    enabled: bool | None = None,
+    metadata: dict | None = None,
+) -> int:
+    """How many crons `qs` — cron_search(...) with the same arguments —
+    finds. Unfiltered (no argument, no custom-auth user), on PostgreSQL,
+    from the counters the crons table's triggers keep (cronsvc.metrics):
+    exact, and as fast at a million crons as at ten; otherwise COUNT(*)."""
+    if not (assistant_id or thread_id or metadata) and custom_auth.current_user() is None:
+        total = metrics.crons_total(enabled)
+        if total is not None:
+            return total
+    return qs.count()
 
 
 def cron_ticks(cron: Cron, *, status: str | None = None) -> QuerySet[Tick]:
