@@ -54,10 +54,14 @@ def test_unfiltered_totals_stay_exact_through_every_writer(sdk):
     Thread.objects.get(pk=thread["thread_id"]).delete()
     assert totals(sdk) == truth() == (9, 9, 5, 4)
     # What rolls back is not counted.
-    with pytest.raises(RuntimeError), transaction.atomic():
-        Cron.objects.filter(pk=made[0]["cron_id"]).update(enabled=True)
-        Cron.objects.filter(enabled=False).delete()
-        raise RuntimeError("rolled back")
+    def change_then_fail():
+        with transaction.atomic():
+            Cron.objects.filter(pk=made[0]["cron_id"]).update(enabled=True)
+            Cron.objects.filter(enabled=False).delete()
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
     assert totals(sdk) == truth() == (9, 9, 5, 4)
 
 
