@@ -53,6 +53,7 @@ def test_unfiltered_totals_stay_exact_through_every_writer(sdk):
     # A thread's crons go with it (Django's cascade).
     Thread.objects.get(pk=thread["thread_id"]).delete()
     assert totals(sdk) == truth() == (9, 9, 5, 4)
+
     # What rolls back is not counted.
     def change_then_fail():
         with transaction.atomic():
