@@ -213,7 +213,7 @@ def test_run_with_an_unknown_assistant(sdk, parked):
     assert missing.value.message == "Thread or assistant not found."
     assert invalid.value.message == (
         "Invalid assistant: 'nope'. Must be either:\n- A valid assistant UUID, or\n"
-        "- One of the registered graphs: agent, slow, memory"
+        "- One of the registered graphs: agent, slow, memory, flaky"
     )
     assert rows() == before
 

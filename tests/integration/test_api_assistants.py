@@ -111,7 +111,8 @@ def test_create_with_unknown_graph_is_404_and_writes_nothing(sdk):
         sdk.assistants.create("nope")
 
     assert (
-        exc.value.message == "Graph 'nope' not found. Expected one of: ['agent', 'slow', 'memory']"
+        exc.value.message
+        == "Graph 'nope' not found. Expected one of: ['agent', 'slow', 'memory', 'flaky']"
     )
     assert Assistant.objects.count() == before
 
@@ -215,7 +216,7 @@ def test_search_filters_by_metadata_graph_id_and_name(sdk):
     assert sdk.assistants.count(metadata={"team": "a"}) == 2
     assert sdk.assistants.count(name="clock") == 2
     assert sdk.assistants.count(graph_id="agent") == 4
-    assert sdk.assistants.count() == 6  # and the system assistants of 'slow' and 'memory'
+    assert sdk.assistants.count() == 7  # and the system assistants of 'slow', 'memory', 'flaky'
 
 
 def test_search_and_count_with_unknown_graph_are_404(sdk):
