@@ -10,7 +10,8 @@ import os
 
 import click
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
+from django.conf import settings
 
 from cronsvc import checkpointer
 from store import backend as store_backend
@@ -58,6 +59,14 @@ app.user_options["worker"].add(
 app.steps["worker"].add(WebhookQueueStep)
 # By path: the step is loaded when a worker starts, after Django is set up.
 app.steps["worker"].add("cronsvc.heartbeats:WorkerHeartbeatStep")
+
+
+@worker_init.connect
+def _yield_the_cpu_to_the_api_and_beat(**_: object) -> None:
+    # Before the pool's threads start, so they (and every thread a run
+    # starts) inherit it: Linux keeps niceness per thread.
+    if settings.CRONSVC_WORKER_NICE > 0:
+        os.nice(settings.CRONSVC_WORKER_NICE)
 
 
 @worker_process_init.connect

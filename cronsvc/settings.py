@@ -368,6 +368,12 @@ CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
 # Threads of each API process that run its sync views (cronsvc/http/handler.py):
 # the requests a process serves at once beside the waiting ones.
 CRONSVC_WEB_THREADS = env.int("CRONSVC_WEB_THREADS", default=8)
+# Niceness a worker process (runs and webhooks) takes as it starts: on a
+# machine whose cores the workers saturate, the API (its health check) and
+# beat (on-time dispatch) keep their CPU, and the runs take what is left.
+# 0: none. Processes on one host only; containers weigh each other by their
+# CPU shares instead (docker-compose.yml).
+CRONSVC_WORKER_NICE = env.int("CRONSVC_WORKER_NICE", default=5)
 # PostgreSQL: each API process LISTENs (one connection) for runs' changes, which
 # wake its waits and streams at once; off, they poll (runs/waiters.py).
 CRONSVC_RUN_LISTENER = env.bool("CRONSVC_RUN_LISTENER", default=True)

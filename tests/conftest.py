@@ -74,6 +74,9 @@ def subprocess_env(tmp_dir: Path, **extra: str) -> dict:
             "CELERY_QUEUE": QUEUE,
             "CRONSVC_DATA_DIR": str(tmp_dir),
             "PYTHONUNBUFFERED": "1",
+            # The tests' workers keep the CPU share they always had (the
+            # pytest process polls them); test_worker_nice checks the setting.
+            "CRONSVC_WORKER_NICE": "0",
         }
     )
     env.update(extra)
