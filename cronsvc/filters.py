@@ -229,6 +229,22 @@ def sqlite_sql(column: str, filter_: dict[str, Any]) -> tuple[str, list[Any]]:
 # --------------------------------------------------------------------------
 
 
+def _column_sql(compiler: Any, column: Any) -> str:
+    column_sql, column_params = compiler.compile(column)
+    if column_params:  # pragma: no cover - a column reference has none
+        raise ValueError("JSON filters apply to a column")
+    return str(column_sql)
+
+
+def vendor_sql(connection: Any, column_sql: str, filter_: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`filter_` on the JSON column `column_sql`, in the connection's SQL."""
+    if connection.vendor == "postgresql":
+        return postgres_sql(column_sql, filter_)
+    if connection.vendor == "sqlite":
+        return sqlite_sql(column_sql, filter_)
+    raise NotImplementedError(f"JSON filters on {connection.vendor}")  # pragma: no cover
+
+
 class JsonFilter(Expression):
     """A boolean expression: `field` matches `filter_` (see the module docstring)."""
 
@@ -247,15 +263,7 @@ class JsonFilter(Expression):
         (self.column,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
-        column_sql, column_params = compiler.compile(self.column)
-        if column_params:  # pragma: no cover - a column reference has none
-            raise ValueError("JSON filters apply to a column")
-        if connection.vendor == "postgresql":
-            sql, params = postgres_sql(column_sql, self.filter)
-        elif connection.vendor == "sqlite":
-            sql, params = sqlite_sql(column_sql, self.filter)
-        else:  # pragma: no cover - only the two supported databases
-            raise NotImplementedError(f"JSON filters on {connection.vendor}")
+        sql, params = vendor_sql(connection, _column_sql(compiler, self.column), self.filter)
         return f"({sql})", params
 
 
@@ -285,19 +293,12 @@ class NullOrRelatedJsonFilter(Expression):
         (self.column,) = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
-        column_sql, column_params = compiler.compile(self.column)
-        if column_params:  # pragma: no cover - a column reference has none
-            raise ValueError("JSON filters apply to a column")
+        column_sql = _column_sql(compiler, self.column)
         quote = connection.ops.quote_name
         meta = self.model._meta
         alias = quote("cronsvc_related")
         inner = f"{alias}.{quote(meta.get_field(self.json_field).column)}"
-        if connection.vendor == "postgresql":
-            sql, params = postgres_sql(inner, self.filter)
-        elif connection.vendor == "sqlite":
-            sql, params = sqlite_sql(inner, self.filter)
-        else:  # pragma: no cover - only the two supported databases
-            raise NotImplementedError(f"JSON filters on {connection.vendor}")
+        sql, params = vendor_sql(connection, inner, self.filter)
         subquery = (
             f"SELECT {alias}.{quote(meta.pk.column)} FROM {quote(meta.db_table)} {alias} "
             f"WHERE {sql}"
