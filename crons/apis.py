@@ -248,11 +248,10 @@ class CronApi(APIView):
         responses={200: CronOut, **errors(400, 404, 422)},
     )
     def patch(self, request, cron_id):
-        require_uuid(cron_id, "cron")
+        pk = require_uuid(cron_id, "cron")
         if isinstance(request.data, dict) and not request.data:
             raise ServiceError("Request body cannot be empty")
         data = validated(CronPatchIn, request.data)
-        cron = selectors.cron_get_or_404(cron_id, action=None)  # the update authorizes
         run_fields = {
             k: v for k, v in request.data.items() if k not in CRON_KEYS and k not in POLICY_KEYS
         }
@@ -269,12 +268,14 @@ class CronApi(APIView):
         ):
             if name in data:
                 kwargs[name] = data[name]
+        # The update reads the cron locked, and authorizes (a 404 when it is not
+        # there or hidden): no read before it.
         cron = services.cron_update(
-            cron=cron,
+            cron=pk,
             schedule=data.get("schedule"),
             timezone=data.get("timezone"),
             enabled=data.get("enabled"),
-            on_run_completed=data.get("on_run_completed") if cron.thread_id is None else None,
+            on_run_completed=data.get("on_run_completed"),  # a thread cron's is ignored
             payload=run_fields,
             metadata=data.get("metadata"),
             overlap_policy=data.get("overlap_policy"),

@@ -99,7 +99,7 @@ from django.utils import timezone as djtz
 from crons import firetime
 from crons.models import Cron, Tick
 from cronsvc import custom_auth, metrics
-from cronsvc.dbclock import db_now
+from cronsvc.dbclock import db_now, db_now_sql
 from cronsvc.errors import AuthFailed, Forbidden
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_auth_q
@@ -804,10 +804,10 @@ def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     come (caller's transaction): a rescheduled, disabled, ended or deleted cron
     does not fire them, and no tick of an instant to come stays recorded —
     fired, or rejected ahead of time. Returns how many runs were withdrawn."""
-    now = now or db_now()
+    at = now or db_now_sql()
     # Not yet due: its instant, or its jittered start (not_before), to come.
     runs = Run.objects.filter(
-        Q(scheduled_at__gt=now) | Q(not_before__gt=now),
+        Q(scheduled_at__gt=at) | Q(not_before__gt=at),
         cron=cron,
         status=Run.Status.PENDING,
         attempts=0,
@@ -816,7 +816,7 @@ def withdraw_prepared(cron: Cron, *, now: datetime | None = None) -> int:
     # Every tick that has still to fire (no worker claims a run before its
     # instant and its not_before, so each such run is among `rows` and goes too).
     withdrawn, _ = (
-        Tick.objects.filter(Q(scheduled_at__gt=now) | Q(fire_at__gt=now), cron=cron)
+        Tick.objects.filter(Q(scheduled_at__gt=at) | Q(fire_at__gt=at), cron=cron)
         .exclude(kind=Tick.Kind.MANUAL)
         .delete()
     )

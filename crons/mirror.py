@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery.schedules import crontab as celery_crontab
+from django.db import connection
 from django.utils import timezone as djtz
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
@@ -278,10 +279,18 @@ def mirror_sync(cron: Cron) -> PeriodicTask | None:
 
 
 def mirror_delete(cron: Cron) -> None:
-    """Delete a removed cron's mirror (its row is gone: nothing to unlink)."""
-    tasks = PeriodicTask.objects.filter(pk=cron.periodic_task_id)
-    clocked = tasks.values_list("clocked_id", flat=True).first()
-    tasks._raw_delete(tasks.db)
+    """Delete a removed cron's mirror (its row is gone: nothing to unlink), in
+    one statement that also tells which clocked row it used (SQLite and
+    PostgreSQL both have DELETE ... RETURNING)."""
+    if cron.periodic_task_id is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {PeriodicTask._meta.db_table} WHERE id = %s RETURNING clocked_id",  # noqa: S608 - a model table
+            [cron.periodic_task_id],
+        )
+        row = cursor.fetchone()
+    clocked = row[0] if row else None
     if clocked is not None:
         ClockedSchedule.objects.filter(pk=clocked).delete()
 

@@ -257,7 +257,7 @@ def cron_create(
 @transaction.atomic
 def cron_update(
     *,
-    cron: Cron,
+    cron: Cron | uuid.UUID,
     schedule: str | None = None,
     timezone: str | None = None,
     end_time: datetime | None = NOT_SET,
@@ -288,12 +288,15 @@ def cron_update(
     otherwise, and nothing is written); re-enabling clears `paused_reason`
     and `consecutive_failures`. `retry_policy` (None: no retry) and
     `max_consecutive_failures` (None: never pause) replace the cron's; a new
-    retry_policy applies to the next failure of any of its runs."""
+    retry_policy applies to the next failure of any of its runs.
+
+    `cron` is the cron or its id: it is read here, locked (CronNotFound when it
+    is not there, or custom auth hides it)."""
     # Custom auth: crons.update decides (a cron its filter hides, or on a thread
     # the caller may not read, is not found), and the payload and metadata its
     # handler leaves (changed in place or replaced) are what is merged in.
     value = {
-        "cron_id": cron.pk,
+        "cron_id": cron.pk if isinstance(cron, Cron) else cron,
         "payload": payload,
         "schedule": schedule,
         "metadata": dict(metadata or {}),
@@ -306,7 +309,7 @@ def cron_update(
         Cron.objects.select_for_update(of=("self",))
         .select_related("periodic_task")
         .filter(allowed)
-        .filter(pk=cron.pk)
+        .filter(pk=value["cron_id"])
         .first()
     )
     if found is None or not cron_thread_visible(found):
