@@ -5,6 +5,7 @@ LangGraph Server answers them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connections
@@ -59,30 +60,17 @@ def counted_page(qs: QuerySet, offset: int, limit: int) -> tuple[list, int]:
     if keys is None:
         return list(page(qs, offset, limit)), qs.count()
     try:
-        keys_sql, keys_params = keys[0].query.sql_with_params()
+        keys_sql, keys_params = keys.query.sql_with_params()
     except EmptyResultSet:
         return [], 0
-    meta = qs.model._meta
-    quote = connections[qs.db].ops.quote_name
-    order = ", ".join(
-        f"cronsvc_keys.{quote(column)} {'DESC' if desc else 'ASC'}" for column, desc in keys[1]
-    )
-    pk = quote(meta.pk.column)
-    outer = QuerySet(model=qs.model, using=qs.db)
-    outer.query.deferred_loading = qs.query.deferred_loading
-    total = RawSQL("SELECT count(*) FROM cronsvc_keys", (), BigIntegerField())
-    in_page = RawSQL(f"SELECT {pk} FROM cronsvc_page", ())  # noqa: S608, S611 - a quoted name
-    outer = outer.annotate(cronsvc_total=total).filter(pk__in=in_page).order_by(*qs.query.order_by)
-    outer_sql, outer_params = outer.query.sql_with_params()
-    # Quoted names and Django's compiled SQL; every value is a parameter.
-    sql = (
-        f"WITH cronsvc_keys AS MATERIALIZED ({keys_sql}), "  # noqa: S608
-        f"cronsvc_page AS (SELECT {pk} FROM cronsvc_keys ORDER BY {order} "
-        f"LIMIT %s OFFSET %s) {outer_sql}"
+    names, defer = qs.query.deferred_loading
+    page_sql, page_params = _page_sql(
+        qs.model, qs.db, (frozenset(names), defer), tuple(qs.query.order_by)
     )
     rows = list(
         qs.model._base_manager.db_manager(qs.db).raw(
-            sql, (*keys_params, limit, offset, *outer_params)
+            f"WITH cronsvc_keys AS MATERIALIZED ({keys_sql}), {page_sql}",
+            (*keys_params, limit, offset, *page_params),
         )
     )
     if rows:
@@ -90,9 +78,29 @@ def counted_page(qs: QuerySet, offset: int, limit: int) -> tuple[list, int]:
     return rows, (qs.count() if offset else 0)
 
 
-def _keys_sql(qs: QuerySet) -> tuple[QuerySet, list[tuple[str, bool]]] | None:
-    """The queryset of `qs`'s keys and order columns, and the order as
-    (column, descending) pairs; None when `counted_page` cannot take `qs`."""
+def _order_columns(model, order_by: tuple) -> list[tuple[str, bool]] | None:
+    """`order_by` as (column, descending) pairs; None unless each item is a
+    plain column of `model` (a field's name, an attname such as
+    `assistant_id`, or `pk`; not a relation, whose order is its model's)."""
+    meta = model._meta
+    order = []
+    for item in order_by:
+        if not isinstance(item, str):
+            return None
+        name = item.removeprefix("-")
+        try:
+            field = meta.pk if name == "pk" else meta.get_field(name)
+        except FieldDoesNotExist:
+            return None
+        if (name != "pk" and name != field.attname) or getattr(field, "column", None) is None:
+            return None
+        order.append((field.column, item.startswith("-")))
+    return order
+
+
+def _keys_sql(qs: QuerySet) -> QuerySet | None:
+    """`qs`'s keys and order columns, as the query of `counted_page`'s
+    cronsvc_keys; None when `counted_page` cannot take `qs`."""
     query = qs.query
     if (
         connections[qs.db].vendor != "postgresql"
@@ -103,24 +111,44 @@ def _keys_sql(qs: QuerySet) -> tuple[QuerySet, list[tuple[str, bool]]] | None:
         or query.extra
         or query.select_related
         or query.combinator
+        or _order_columns(qs.model, tuple(query.order_by)) is None
     ):
         return None
     meta = qs.model._meta
-    names, order = [meta.pk.attname], []
+    names = [meta.pk.attname]
     for item in query.order_by:
-        if not isinstance(item, str):
-            return None
         name = item.removeprefix("-")
-        try:
-            field = meta.pk if name == "pk" else meta.get_field(name)
-        except FieldDoesNotExist:
-            return None
-        if (name != "pk" and name != field.attname) or getattr(field, "column", None) is None:
-            return None  # a relation's ordering, or not a column
-        if field.attname not in names:
-            names.append(field.attname)
-        order.append((field.column, item.startswith("-")))
-    return qs.order_by().values_list(*names), order
+        attname = meta.pk.attname if name == "pk" else meta.get_field(name).attname
+        if attname not in names:
+            names.append(attname)
+    return qs.order_by().values_list(*names)
+
+
+@lru_cache(maxsize=256)
+def _page_sql(model, db: str, deferred_loading: tuple, order_by: tuple) -> tuple[str, tuple]:
+    """What follows cronsvc_keys in `counted_page`'s statement: the page's
+    keys and the page's rows with the total, for a model, the columns it
+    loads and its order. The same for every request of that shape (the
+    filter's values are all in cronsvc_keys), so compiled once."""
+    order = _order_columns(model, order_by)
+    assert order is not None  # noqa: S101 - _keys_sql checked it
+    quote = connections[db].ops.quote_name
+    pk = quote(model._meta.pk.column)
+    outer = QuerySet(model=model, using=db)
+    outer.query.deferred_loading = deferred_loading
+    total = RawSQL("SELECT count(*) FROM cronsvc_keys", (), BigIntegerField())
+    in_page = RawSQL(f"SELECT {pk} FROM cronsvc_page", ())  # noqa: S608, S611 - a quoted name
+    outer = outer.annotate(cronsvc_total=total).filter(pk__in=in_page).order_by(*order_by)
+    outer_sql, outer_params = outer.query.sql_with_params()
+    keys_order = ", ".join(
+        f"cronsvc_keys.{quote(column)} {'DESC' if desc else 'ASC'}" for column, desc in order
+    )
+    # Quoted names and Django's compiled SQL; every value is a parameter.
+    sql = (
+        f"cronsvc_page AS (SELECT {pk} FROM cronsvc_keys ORDER BY {keys_order} "  # noqa: S608
+        f"LIMIT %s OFFSET %s) {outer_sql}"
+    )
+    return sql, tuple(outer_params)
 
 
 def page(qs: QuerySet, offset: int, limit: int) -> QuerySet:
