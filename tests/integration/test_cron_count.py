@@ -136,6 +136,13 @@ def test_filtered_search_counts_in_its_page_statement(client, settings):
                 # One statement, but for an empty page past the end (counted apart).
                 assert len(queries) == (1 if ids else 2), [q["sql"] for q in queries]
 
+    # With select, only the selected fields (and only their columns are read).
+    response, queries = search(
+        {"limit": 2, "offset": 1, "metadata": {"owner": "ada"}, "select": ["schedule"]}
+    )
+    assert [list(c) for c in response.json()] == [["schedule"], ["schedule"]]
+    assert response["X-Pagination-Total"] == "9" and len(queries) == 1
+    assert '"payload"' not in queries[0]["sql"]
     # An empty first page is a total of 0 without a COUNT.
     response, queries = search({"limit": 5, "offset": 0, "metadata": {"owner": "nobody"}})
     assert response.json() == [] and response["X-Pagination-Total"] == "0"
