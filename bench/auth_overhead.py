@@ -14,7 +14,8 @@ as the owner-only recipe stamps it), then times POST /runs/crons/search
   crons.search and threads.read, whose filters the query applies in SQL.
 
 Prints p50/p90 of each and the difference, the handler calls alone (the
-event-loop bridge), and the PostgreSQL plan of the filtered query.
+event-loop bridge), and the PostgreSQL plan of the filtered search's one
+statement (its page and total: cronsvc.http.pagination.counted_page).
 Needs PostgreSQL on loopback (BENCH_ADMIN_URL to change it).
 """
 
@@ -78,12 +79,14 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
     from django.test import Client
-    from django.test.utils import override_settings
+    from django.test.utils import CaptureQueriesContext, override_settings
 
     from crons.models import Cron
     from crons.selectors import cron_search
     from crons.services import crons_bulk_create
+    from crons.wire import cron_columns
     from cronsvc import custom_auth
+    from cronsvc.http.pagination import counted_page
     from cronsvc.selectors import assistant_get_or_404
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -135,8 +138,14 @@ def main() -> None:
 
         alone = timed(handlers, args.n)
         with custom_auth.acting_as(user):
-            qs = cron_search()[:10]
-            plan = qs.explain(analyze=True)
+            # The statement the API sends: the page and its total (counted_page).
+            qs = cron_search().only(*cron_columns(None))
+            with CaptureQueriesContext(connection) as queries:
+                counted_page(qs, 0, 10)
+            (statement,) = [q["sql"] for q in queries.captured_queries]
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + statement)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
 
     print(f"search, no custom auth:   p50 {pct(plain, 50):.2f} ms  p90 {pct(plain, 90):.2f} ms")
     print(
@@ -156,7 +165,7 @@ def main() -> None:
         f"the three handler calls alone (authenticate, crons.search, threads.read): "
         f"p50 {pct(alone, 50):.3f} ms"
     )
-    print("plan of the filtered page:")
+    print("plan of the owner's page and total (one statement):")
     print(plan)
 
 

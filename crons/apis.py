@@ -317,9 +317,13 @@ class CronSearchApi(APIView):
         qs = selectors.cron_search(
             **filters, sort_by=data.get("sort_by"), sort_order=data.get("sort_order")
         )
-        total = selectors.cron_total(qs, **filters)
+        # Unfiltered, the total comes from counters; filtered (a metadata
+        # filter, or custom auth's), the page's statement counts its rows too.
+        total = selectors.cron_counted_total(**filters)
         # Only the columns the selected fields need are read (and decoded).
-        return search_page(qs.only(*cron_columns(data.get("select"))), data, cron_out, total)
+        return search_page(
+            qs.only(*cron_columns(data.get("select"))), data, cron_out, total, one_statement=True
+        )
 
 
 class CronCountApi(APIView):

@@ -104,14 +104,28 @@ def cron_total(
     metadata: dict | None = None,
 ) -> int:
     """How many crons `qs` — cron_search(...) with the same arguments —
-    finds. Unfiltered (no argument, no custom-auth user), on PostgreSQL,
-    from the counters the crons table's triggers keep (cronsvc.metrics):
-    exact, and as fast at a million crons as at ten; otherwise COUNT(*)."""
+    finds: `cron_counted_total` when it can, otherwise COUNT(*)."""
+    total = cron_counted_total(
+        assistant_id=assistant_id, thread_id=thread_id, enabled=enabled, metadata=metadata
+    )
+    return qs.count() if total is None else total
+
+
+def cron_counted_total(
+    *,
+    assistant_id: str | None = None,
+    thread_id: str | None = None,
+    enabled: bool | None = None,
+    metadata: dict | None = None,
+) -> int | None:
+    """How many crons an unfiltered search (no argument but `enabled`, no
+    custom-auth user) finds, on PostgreSQL, from the counters the crons
+    table's triggers keep (cronsvc.metrics): exact, and as fast at a million
+    crons as at ten. None for a filtered search (or on SQLite): it has to
+    be counted."""
     if not (assistant_id or thread_id or metadata) and custom_auth.current_user() is None:
-        total = metrics.crons_total(enabled)
-        if total is not None:
-            return total
-    return qs.count()
+        return metrics.crons_total(enabled)
+    return None
 
 
 def cron_ticks(cron: Cron, *, status: str | None = None) -> QuerySet[Tick]:

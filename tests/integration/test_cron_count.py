@@ -75,3 +75,88 @@ def test_unfiltered_totals_read_no_cron_rows(sdk):
     with CaptureQueriesContext(connection) as queries:
         assert cron_total(cron_search(metadata={"k": 1}), metadata={"k": 1}) == 0
     assert any("COUNT(" in q["sql"] and "crons_cron" in q["sql"] for q in queries)
+
+
+def test_filtered_search_counts_in_its_page_statement(client, settings):
+    """A filtered search (a metadata filter, or custom auth's) reads its page
+    and its total in one statement (cronsvc.http.pagination.counted_page):
+    the same rows, order, total and next offset as the page and a COUNT, for
+    every sort (ties and nulls included) and offset (past the end too), and
+    a null-owner cron stays invisible to the owner's filter."""
+    from crons.selectors import SORTABLE
+    from cronsvc import custom_auth
+    from cronsvc.http.pagination import page
+    from tests.auth_recipes import owner_auth
+
+    thread = Thread.objects.create(metadata={"owner": "ada"})
+    assistant = assistant_get_or_404("agent")
+    # Made in one statement: equal created_at, so cron_id breaks the ties.
+    crons_bulk_create(
+        assistant=assistant,
+        specs=[
+            {
+                "schedule": f"{i} * * * *",
+                "metadata": {"owner": "ada" if i % 3 else "bob", "i": i},
+                "enabled": i % 4 != 0,
+            }
+            for i in range(14)
+        ]
+        + [{"schedule": "0 0 * * *", "metadata": {}}],  # no owner
+    )
+    Cron.objects.filter(metadata__i__in=[1, 2]).update(end_time=None, thread=thread)
+    Cron.objects.filter(metadata__i__in=[5, 7]).update(next_run_date=None)
+
+    def search(body, token=None):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(
+                "/runs/crons/search", body, content_type="application/json", **headers
+            )
+        assert response.status_code == 200, response.content
+        crons = [q for q in queries if "crons_cron" in q["sql"]]
+        return response, crons
+
+    def expected(body, **filters):
+        qs = cron_search(sort_by=body.get("sort_by"), sort_order=body.get("sort_order"), **filters)
+        ids = [str(c.pk) for c in page(qs, body["offset"], body["limit"])]
+        return ids, qs.count()
+
+    for sort_by in sorted(SORTABLE):
+        for sort_order in ("asc", "desc"):
+            for offset in (0, 3, 8, 9, 30):
+                body = {"limit": 4, "offset": offset, "sort_by": sort_by, "sort_order": sort_order}
+                body["metadata"] = {"owner": "ada"}
+                response, queries = search(body)
+                ids, total = expected(body, metadata={"owner": "ada"})
+                assert [c["cron_id"] for c in response.json()] == ids, body
+                assert response["X-Pagination-Total"] == str(total) == "9", body
+                assert response.get("X-Pagination-Next") == (
+                    str(offset + 4) if offset + 4 < total else None
+                )
+                # One statement, but for an empty page past the end (counted apart).
+                assert len(queries) == (1 if ids else 2), [q["sql"] for q in queries]
+
+    # With select, only the selected fields (and only their columns are read).
+    response, queries = search(
+        {"limit": 2, "offset": 1, "metadata": {"owner": "ada"}, "select": ["schedule"]}
+    )
+    assert [list(c) for c in response.json()] == [["schedule"], ["schedule"]]
+    assert response["X-Pagination-Total"] == "9" and len(queries) == 1
+    assert '"payload"' not in queries[0]["sql"]
+    # An empty first page is a total of 0 without a COUNT.
+    response, queries = search({"limit": 5, "offset": 0, "metadata": {"owner": "nobody"}})
+    assert response.json() == [] and response["X-Pagination-Total"] == "0"
+    assert len(queries) == 1
+
+    settings.CRONSVC_AUTH = owner_auth()
+    body = {"limit": 3, "offset": 2, "enabled": True}
+    response, queries = search(body, token="token-ada")
+    with custom_auth.acting_as(custom_auth.AuthUser("ada")):
+        ids, total = expected(body, enabled=True)
+    assert [c["cron_id"] for c in response.json()] == ids
+    assert response["X-Pagination-Total"] == str(total) == "7"
+    assert len(queries) == 1
+    # The owner-less cron is in no owner's search.
+    response, _ = search({"limit": 100, "offset": 0}, token="token-ada")
+    assert all(c["metadata"].get("owner") == "ada" for c in response.json())
+    assert response["X-Pagination-Total"] == "9"
