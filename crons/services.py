@@ -578,7 +578,12 @@ class _Imported(NamedTuple):
 
 def _imported(specs: list[dict], now: datetime) -> list[_Imported]:
     """The specs validated (one invalid spec: Invalid naming its index), with
-    their first fire time, computed once per (schedule, timezone)."""
+    their first fire time, computed once per (schedule, timezone). In cron_id
+    order: the ids are random (uuid4), and five of the indexes the rows go
+    into lead with them or with a constant before them (the crons' primary
+    key and creation-order indexes, the mirrors' name indexes), so rows in id
+    order fill those in order instead of touching a random leaf page each
+    (1,000,000 crons: 57 s to 41 s, bench/import_scale.py)."""
     next_of: dict = {}
     rows = []
     for index, spec in enumerate(specs):
@@ -613,7 +618,12 @@ def _imported(specs: list[dict], now: datetime) -> list[_Imported]:
                 thread,
             )
         )
+    rows.sort(key=_by_id)
     return rows
+
+
+def _by_id(row: _Imported) -> uuid.UUID:
+    return row.cron_id
 
 
 def copy_supported() -> bool:
