@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery.schedules import crontab as celery_crontab
+from django.db import IntegrityError
 from django.utils import timezone as djtz
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
@@ -165,12 +166,29 @@ def crontab_ids(keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str |
     return ids
 
 
-def mirrors_copy(cursor, crons: Sequence[MirrorOf], *, now: datetime) -> list[int]:
+def mirrors_copy(
+    cursor, crons: Sequence[MirrorOf], *, now: datetime, lock_crontabs: bool = False
+) -> list[int]:
     """Insert the mirrors of crons about to be imported with PostgreSQL COPY
     (`cursor`: a psycopg 3 cursor in the caller's transaction); the
     PeriodicTask id of each, in order. The same rows mirrors_bulk_create
-    writes, without a model instance per row."""
+    writes, without a model instance per row.
+
+    `lock_crontabs`: for a COPY without foreign-key triggers (the caller's
+    session_replication_role = replica), lock the crontab rows the mirrors
+    use as the foreign key's check would (FOR KEY SHARE, so none is deleted
+    before commit), in one statement; IntegrityError if one is gone. The
+    clocked rows are the COPY's own."""
     crontab_of = crontab_ids((c.schedule, c.timezone) for c in crons)
+    if lock_crontabs:
+        wanted = sorted({pk for pk in crontab_of.values() if pk is not None})
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {CrontabSchedule._meta.db_table} "  # noqa: S608
+            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE) AS locked",
+            [wanted],
+        )
+        if cursor.fetchone()[0] != len(wanted):
+            raise IntegrityError("a crontab schedule of the imported mirrors was deleted")
     clocked = [c for c in crons if crontab_of[(c.schedule, c.timezone)] is None]
     clocked_ids = reserve_ids(cursor, ClockedSchedule._meta.db_table, len(clocked))
     clocked_of = {c.cron_id: pk for c, pk in zip(clocked, clocked_ids, strict=True)}

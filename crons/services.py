@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone as djtz
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
 from crons import dispatch, firetime
 from crons.dispatch import withdraw_prepared
@@ -20,11 +21,18 @@ from crons.mirror import mirror_delete, mirror_sync, mirrors_bulk_create, mirror
 from crons.models import Cron, Tick
 from crons.retry import InvalidPolicy, max_consecutive_failures_valid, retry_policy_normalized
 from crons.selectors import cron_thread_visible
-from cronsvc import custom_auth
+from cronsvc import custom_auth, metrics
 from cronsvc.dbclock import db_now
 from cronsvc.errors import AssistantNotFound, CronNotFound, Invalid, ThreadNotFound
 from cronsvc.models import Assistant
-from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text
+from cronsvc.pg_copy import (
+    NULL,
+    copy_field,
+    copy_lines,
+    copy_text,
+    replica_copy_allowed,
+    replica_role,
+)
 from runs.models import Run
 from runs.webhooks.guard import url_problem
 from threads.models import Thread
@@ -622,8 +630,8 @@ def _imported(specs: list[dict], now: datetime) -> list[_Imported]:
     return rows
 
 
-def _by_id(row: _Imported) -> uuid.UUID:
-    return row.cron_id
+def _by_id(row: _Imported) -> int:
+    return row.cron_id.int  # an int compares in C, a UUID through Python
 
 
 def copy_supported() -> bool:
@@ -650,7 +658,11 @@ def _crons_copy(assistant: Assistant, rows: list[_Imported], now: datetime) -> N
 
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's own cursor, in the atomic block's transaction
-        task_ids = mirrors_copy(cursor, rows, now=now)
+        bulk_checked = replica_copy_allowed(cursor, _COPIED_TABLES, _COUNTER_TRIGGERS)
+        if bulk_checked:
+            _references_locked(cursor, assistant, rows)
+            replica_role(cursor, True)
+        task_ids = mirrors_copy(cursor, rows, now=now, lock_crontabs=bulk_checked)
         copy_lines(
             cursor,
             f"COPY {Cron._meta.db_table} (cron_id, assistant_id, thread_id, schedule, timezone, "
@@ -666,6 +678,40 @@ def _crons_copy(assistant: Assistant, rows: list[_Imported], now: datetime) -> N
                 for row, task_id in zip(rows, task_ids, strict=True)
             ),
         )
+        if bulk_checked:
+            replica_role(cursor, False)
+            enabled = sum(1 for row in rows if row.enabled)
+            metrics.crons_imported(enabled=enabled, disabled=len(rows) - enabled)
+
+
+# What an import's COPY writes into, and the user triggers on those tables
+# (cronsvc/migrations/0008_metrics.py) whose work _crons_copy does itself when
+# it copies with them off: counting the crons inserted.
+_COPIED_TABLES = [Cron._meta.db_table, PeriodicTask._meta.db_table, ClockedSchedule._meta.db_table]
+_COUNTER_TRIGGERS = {"cronsvc_crons_inserted", "cronsvc_crons_deleted", "cronsvc_crons_enabled"}
+
+
+def _references_locked(cursor, assistant: Assistant, rows: list[_Imported]) -> None:
+    """What the crons' foreign-key checks would do at commit, for a COPY
+    without them, once instead of once a row: lock the assistant and the
+    threads the crons reference (FOR KEY SHARE: neither can be deleted
+    before commit), IntegrityError if one is gone. (Their mirrors are the
+    import's own rows; mirrors_copy locks the crontabs.)"""
+    cursor.execute(
+        f"SELECT 1 FROM {Assistant._meta.db_table} WHERE assistant_id = %s FOR KEY SHARE",  # noqa: S608
+        [assistant.pk],
+    )
+    if cursor.fetchone() is None:
+        raise IntegrityError(f"assistant {assistant.pk} of the imported crons does not exist")
+    threads = sorted({row.thread.pk for row in rows if row.thread is not None})
+    if threads:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {Thread._meta.db_table} "  # noqa: S608
+            "WHERE thread_id = ANY(%s) ORDER BY thread_id FOR KEY SHARE) AS locked",
+            [threads],
+        )
+        if cursor.fetchone()[0] != len(threads):
+            raise IntegrityError("a thread of the imported crons does not exist")
 
 
 @transaction.atomic

@@ -106,6 +106,14 @@ def _add(increments: Iterable[tuple[str, str, int]]) -> None:
         cursor.execute(sql, [v for row in rows for v in row])
 
 
+def crons_imported(*, enabled: int, disabled: int) -> None:
+    """Count crons inserted with crons_crons' triggers off (an import's COPY
+    with session_replication_role = replica, crons.services._crons_copy): the
+    rows the insert trigger of migration 0008 would have added, the same way
+    (this connection's shard, labels in order)."""
+    _add([(CRONS, "enabled=true", enabled), (CRONS, "enabled=false", disabled)])
+
+
 def ticks_counted(outcome: str, kind: str, n: int = 1) -> None:
     """`n` ticks of `kind` were recorded with `outcome` (fired, skipped, rejected)."""
     _add([(TICKS, _labels(outcome=str(outcome), kind=str(kind)), n)])
