@@ -165,3 +165,30 @@ def test_an_unknown_trigger_keeps_the_row_triggers_on():
         )
         agent = assistant_get_or_404("agent")
         assert services.crons_bulk_create(assistant=agent, specs=[{"schedule": "0 * * * *"}]) == 1
+
+
+def test_the_scheduler_fires_imported_crons():
+    """Imported crons are the scheduler's like any other: due at their first
+    instant, fired once each (the disabled one not), then advanced."""
+    from crons import ticking
+    from crons.models import Tick
+
+    agent = assistant_get_or_404("agent")
+    thread = thread_create()
+    batch = [
+        {"schedule": "0 * * * *"},
+        {"schedule": "0 * * * *", "thread": thread},
+        {"schedule": "0 * * * *", "enabled": False},
+        {"schedule": "30 * * * *", "timezone": "Asia/Kolkata"},  # :00 UTC as well
+    ]
+    assert services.crons_bulk_create(assistant=agent, specs=batch, now=START) == 4
+    imported = Cron.objects.filter(schedule__in=["0 * * * *", "30 * * * *"])
+    instant = START + dt.timedelta(hours=1)
+    assert {c.next_run_date for c in imported} == {instant}
+    ticking.fire_due(now=instant)
+    ticking.advance()
+    fired = Tick.objects.filter(cron__in=imported, status=Tick.Status.FIRED)
+    assert sorted(t.cron.enabled for t in fired) == [True, True, True]
+    assert {c.next_run_date for c in imported.filter(enabled=True)} == {
+        instant + dt.timedelta(hours=1)
+    }
