@@ -220,7 +220,7 @@ def mirrors_copy(
                 # The description after the id (which needs no escape).
                 text = _description("", c.schedule, c.timezone).removeprefix(_DESCRIPTION_HEAD)
                 described_as = described[key] = copy_text(text)
-            enabled = c.enabled and c.next_run_date is not None
+            enabled = bool(c.enabled) and c.next_run_date is not None
             rest_key = (key, c.end_time, enabled)
             rest = rest_of.get(rest_key)
             if rest is None:
