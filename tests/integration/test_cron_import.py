@@ -11,6 +11,7 @@ from django_celery_beat.models import CrontabSchedule
 from crons import services
 from crons.models import Cron
 from cronsvc.errors import Invalid
+from cronsvc.metrics import crons_total
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_get_or_404
 from threads.models import Thread
@@ -164,7 +165,26 @@ def test_an_unknown_trigger_keeps_the_row_triggers_on():
             cursor.cursor, services._COPIED_TABLES, services._COUNTER_TRIGGERS
         )
         agent = assistant_get_or_404("agent")
-        assert services.crons_bulk_create(assistant=agent, specs=[{"schedule": "0 * * * *"}]) == 1
+        before = crons_total()
+        specs = [{"schedule": "0 * * * *"}, {"schedule": "0 * * * *", "enabled": False}]
+        assert services.crons_bulk_create(assistant=agent, specs=specs) == 2
+        # Counted once, by the trigger (no upsert of the import's own on top).
+        assert crons_total() == before + 2 == Cron.objects.count()
+        assert crons_total(enabled=False) == Cron.objects.filter(enabled=False).count()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+def test_a_crontab_gone_before_the_copy_fails_the_import(monkeypatch):
+    """With the triggers off, the crontab rows the mirrors reference are
+    locked and checked in one statement."""
+    from crons import mirror
+
+    agent = assistant_get_or_404("agent")
+    count = Cron.objects.count()
+    monkeypatch.setattr(mirror, "crontab_ids", lambda keys: dict.fromkeys(set(keys), 987654321))
+    with pytest.raises(IntegrityError, match="crontab"):
+        services.crons_bulk_create(assistant=agent, specs=[{"schedule": "0 * * * *"}], now=START)
+    assert Cron.objects.count() == count
 
 
 def test_the_scheduler_fires_imported_crons():
