@@ -639,18 +639,17 @@ def _sorted_ids(count: int) -> list[str]:
     """`count` random version 4 UUIDs (as uuid.uuid4 makes them, from one
     urandom read), in ascending order, as text: a COPY line wants the text,
     and making a uuid.UUID first doubles the cost."""
-    raw = os.urandom(16 * count)
-    ints = sorted(
-        (int.from_bytes(raw[i : i + 16]) & _UUID4_KEEP) | _UUID4_SET
-        for i in range(0, 16 * count, 16)
+    h = os.urandom(16 * count).hex()
+    return sorted(
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
     )
-    hexes = (f"{n:032x}" for n in ints)
-    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
 
 
-# The bits uuid.UUID(version=4) clears, and those it sets (version 4, RFC 4122 variant).
-_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (4 << 76) | (0x8000 << 48)
+# The version nibble is 4; the variant nibble keeps its two low random bits
+# under the RFC 4122 variant's 10 (8, 9, a or b), as uuid.UUID(version=4) does.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def copy_supported() -> bool:
