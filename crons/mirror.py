@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from celery.schedules import crontab as celery_crontab
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone as djtz
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
@@ -71,9 +71,12 @@ def _kwargs(cron_id) -> str:
     return f'{{"cron_id": "{cron_id}"}}'
 
 
+_DESCRIPTION_HEAD = "Mirror of cronsvc cron "
+
+
 def _description(cron_id, schedule: str, timezone: str | None) -> str:
     return (
-        f"Mirror of cronsvc cron {cron_id}: '{schedule}' in "
+        f"{_DESCRIPTION_HEAD}{cron_id}: '{schedule}' in "
         f"{timezone or 'UTC'}. cronsvc's scheduler fires it; edit it on the cron's page."
     )
 
@@ -116,7 +119,7 @@ class MirrorOf(Protocol):
     instances (mirrors_copy)."""
 
     @property
-    def cron_id(self) -> uuid.UUID: ...
+    def cron_id(self) -> uuid.UUID | str: ...
     @property
     def schedule(self) -> str: ...
     @property
@@ -166,12 +169,29 @@ def crontab_ids(keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str |
     return ids
 
 
-def mirrors_copy(cursor, crons: Sequence[MirrorOf], *, now: datetime) -> list[int]:
+def mirrors_copy(
+    cursor, crons: Sequence[MirrorOf], *, now: datetime, lock_crontabs: bool = False
+) -> list[int]:
     """Insert the mirrors of crons about to be imported with PostgreSQL COPY
     (`cursor`: a psycopg 3 cursor in the caller's transaction); the
     PeriodicTask id of each, in order. The same rows mirrors_bulk_create
-    writes, without a model instance per row."""
+    writes, without a model instance per row.
+
+    `lock_crontabs`: for a COPY without foreign-key triggers (the caller's
+    session_replication_role = replica), lock the crontab rows the mirrors
+    use as the foreign key's check would (FOR KEY SHARE, so none is deleted
+    before commit), in one statement; IntegrityError if one is gone. The
+    clocked rows are the COPY's own."""
     crontab_of = crontab_ids((c.schedule, c.timezone) for c in crons)
+    if lock_crontabs:
+        wanted = sorted({pk for pk in crontab_of.values() if pk is not None})
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {CrontabSchedule._meta.db_table} "  # noqa: S608
+            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE) AS locked",
+            [wanted],
+        )
+        if cursor.fetchone()[0] != len(wanted):
+            raise IntegrityError("a crontab schedule of the imported mirrors was deleted")
     clocked = [c for c in crons if crontab_of[(c.schedule, c.timezone)] is None]
     clocked_ids = reserve_ids(cursor, ClockedSchedule._meta.db_table, len(clocked))
     clocked_of = {c.cron_id: pk for c, pk in zip(clocked, clocked_ids, strict=True)}
@@ -186,29 +206,40 @@ def mirrors_copy(cursor, crons: Sequence[MirrorOf], *, now: datetime) -> list[in
         )
     task_ids = reserve_ids(cursor, PeriodicTask._meta.db_table, len(crons))
     changed = copy_field(now)
-    schedule_of: dict = {}  # (schedule, timezone): the crontab's fields, formatted once
+    # What a mirror's line holds besides its ids, formatted once per
+    # (schedule, timezone) and per (schedule, timezone, end_time, enabled):
+    # the mix of an import repeats them, a line costs one lookup of each.
+    described: dict = {}
+    rest_of: dict = {}
 
     def lines():
         for c, pk in zip(crons, task_ids, strict=True):
             key = (c.schedule, c.timezone)
-            if key not in schedule_of:
+            described_as = described.get(key)
+            if described_as is None:
+                # The description after the id (which needs no escape).
+                text = _description("", c.schedule, c.timezone).removeprefix(_DESCRIPTION_HEAD)
+                described_as = described[key] = copy_text(text)
+            enabled = bool(c.enabled) and c.next_run_date is not None
+            rest_key = (key, c.end_time, enabled)
+            rest = rest_of.get(rest_key)
+            if rest is None:
                 crontab = crontab_of[key]
-                schedule_of[key] = (copy_field(crontab), copy_field(crontab is None))
-            crontab_field, one_off = schedule_of[key]
+                rest = rest_of[rest_key] = (
+                    f"{MIRROR_TASK}\t[]\t{copy_field(c.end_time)}\t{copy_field(enabled)}\t0\t"
+                    f"{changed}\t{copy_field(crontab)}\t{copy_field(crontab is None)}\t{{}}\n"
+                )
             cron_id = str(c.cron_id)
-            enabled = "t" if c.enabled and c.next_run_date is not None else "f"
-            clocked_field = clocked_of[c.cron_id] if one_off == "t" else NULL
-            description = copy_text(_description(cron_id, c.schedule, c.timezone))
+            clocked_field = clocked_of.get(c.cron_id, NULL) if clocked_of else NULL
             yield (
-                f"{pk}\tcron {cron_id}\t{MIRROR_TASK}\t[]\t{_kwargs(cron_id)}\t"
-                f"{copy_field(c.end_time)}\t{enabled}\t0\t{changed}\t{description}\t"
-                f"{crontab_field}\t{clocked_field}\t{one_off}\t{{}}\n"
+                f"{pk}\tcron {cron_id}\t{_kwargs(cron_id)}\t{_DESCRIPTION_HEAD}{cron_id}"
+                f"{described_as}\t{clocked_field}\t{rest}"
             )
 
     copy_lines(
         cursor,
-        f"COPY {PeriodicTask._meta.db_table} (id, name, task, args, kwargs, expires, enabled, "
-        "total_run_count, date_changed, description, crontab_id, clocked_id, one_off, headers) "
+        f"COPY {PeriodicTask._meta.db_table} (id, name, kwargs, description, clocked_id, task, "
+        "args, expires, enabled, total_run_count, date_changed, crontab_id, one_off, headers) "
         "FROM STDIN",
         lines(),
     )

@@ -10,6 +10,8 @@
 #   scripts/bench.sh api [options]      the cron API through the SDK: cronsvc (SQLite,
 #                                       PostgreSQL) vs the reference LangGraph dev server
 #                                       (bench/api_compare.py)
+#   scripts/bench.sh import [options]   1,000,000 crons through the COPY import, by phase
+#                                       (bench/import_scale.py)
 #   scripts/bench.sh waiting [options]  500 open run streams + 500 joins on 1-second runs in
 #                                       the production topology, /ok and crons.count probed
 #                                       (bench/waiting_load.py)
@@ -23,6 +25,7 @@ case "${1:-}" in
     cpu) shift; exec .venv/bin/python bench/worker_cpu.py "$@" ;;
     soak) shift; exec .venv/bin/python bench/fault_soak.py "$@" ;;
     api) shift; exec .venv/bin/python bench/api_compare.py "$@" ;;
+    import) shift; exec .venv/bin/python bench/import_scale.py "$@" ;;
     waiting) shift; exec .venv/bin/python bench/waiting_load.py "$@" ;;
     *) exec .venv/bin/python bench/beat_scale.py "$@" ;;
 esac
