@@ -1,11 +1,12 @@
 """The assistants endpoints of the LangGraph Server API, and the system ones
 (`/ok`, `/info`, `/metrics`)."""
 
+import logging
 import warnings
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -46,6 +47,8 @@ from cronsvc.wire import (
     assistant_version_out,
     server_info,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class AssistantCreateIn(serializers.Serializer):
@@ -371,16 +374,33 @@ class InfoApi(APIView):
 class OkApi(APIView):
     permission_classes = [AllowAny]
 
+    """The health check, as the LangGraph Server answers it: the API answers
+    (`services.database` "skipped"), and with `check_db=1` its database too
+    ("healthy", or "unhealthy" and a 500). Without `check_db` nothing waits for
+    the database, so the check stays fast while a burst of runs keeps the
+    database busy (compose's health check; `/health` reports every component)."""
+
     @extend_schema(
         operation_id="ok",
-        summary="The API and its database answer",
+        summary="The API answers (with check_db=1: and its database)",
         tags=["system"],
-        responses={200: OkOut},
+        parameters=[
+            OpenApiParameter(
+                "check_db", OpenApiTypes.INT, enum=[0, 1], description="also check the database"
+            )
+        ],
+        responses={200: OkOut, 500: OkOut},
     )
     def get(self, request):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return Response({"ok": True})
+        if not query_bool(request.query_params, "check_db"):
+            return Response({"ok": True, "services": {"database": "skipped"}})
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError:
+            logger.warning("health check: the database did not answer", exc_info=True)
+            return Response({"ok": False, "services": {"database": "unhealthy"}}, status=500)
+        return Response({"ok": True, "services": {"database": "healthy"}})
 
 
 class _FormatIsOurs(BaseContentNegotiation):

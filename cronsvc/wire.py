@@ -77,6 +77,10 @@ class GraphOut(serializers.Serializer):
 
 class OkOut(serializers.Serializer):
     ok = serializers.BooleanField()
+    services = serializers.DictField(
+        child=serializers.ChoiceField(["healthy", "unhealthy", "skipped"]),
+        help_text="each dependency checked: the database unless check_db=1 is skipped",
+    )
 
 
 class InfoOut(serializers.Serializer):

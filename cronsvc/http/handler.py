@@ -8,15 +8,15 @@ work takes 0.6 ms. Here a request for a sync view (every view but the waiting
 ones: wait, join, streams) has its body read on the loop, then runs whole —
 signals, middleware in its sync form, view, rendering, closing — on one of
 CRONSVC_WEB_THREADS threads (so the sync requests in flight are bounded, as
-`cronsvc.topology.connection_budget` counts them), and its response leaves from
-the loop. Async views and static files take Django's own path."""
+`cronsvc.topology.connection_budget` counts them), taken earliest deadline
+first (health checks and reads before a burst of writes: cronsvc.http.lanes),
+and its response leaves from the loop. Async views and static files take Django's own path."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -27,15 +27,17 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import Resolver404, resolve, set_script_prefix
 
+from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
+
 
 class Handler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self._sync = BaseHandler()
         self._sync.load_middleware(is_async=False)
-        self._threads = ThreadPoolExecutor(
-            max_workers=settings.CRONSVC_WEB_THREADS, thread_name_prefix="web"
-        )
+        # Earliest deadline first, not arrival order: the health check and
+        # reads are not queued behind a burst of writes (cronsvc.http.lanes).
+        self._threads = LaneExecutor(settings.CRONSVC_WEB_THREADS, thread_name_prefix="web")
         self._static = "/" + settings.STATIC_URL.lstrip("/")
 
     async def __call__(self, scope, receive, send):
@@ -52,10 +54,10 @@ class Handler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        response = await loop.run_in_executor(
-            self._threads, functools.partial(context.run, self._respond, scope, body_file)
+        lane = lane_of(scope["method"], scope["path"])
+        response = await asyncio.wrap_future(
+            self._threads.submit(context.run, self._respond, scope, body_file, lane=lane)
         )
         try:
             await self.send_response(response, send)
@@ -63,7 +65,9 @@ class Handler(ASGIHandler):
             pass  # the client left while the response was being sent
         finally:
             if response.streaming:
-                await loop.run_in_executor(self._threads, _close, response, body_file)
+                await asyncio.wrap_future(
+                    self._threads.submit(_close, response, body_file, lane=HEALTH)
+                )
 
     def _respond(self, scope, body_file) -> HttpResponseBase:
         """The whole request on this thread, as Django's WSGI handler runs it."""

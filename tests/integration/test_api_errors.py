@@ -294,7 +294,13 @@ def test_api_keys_are_checked_when_configured(live_server, settings):
     assert right.threads.get(thread["thread_id"]) == thread
     assert missing_key.value.message == "Missing or invalid API key (x-api-key header)."
     assert wrong_key.value.message == "Missing or invalid API key (x-api-key header)."
-    assert httpx.get(f"{live_server.url}/ok").json() == {"ok": True}
+    assert httpx.get(f"{live_server.url}/ok").json() == {
+        "ok": True,
+        "services": {"database": "skipped"},
+    }
+    assert httpx.get(f"{live_server.url}/ok?check_db=1").json()["services"] == {
+        "database": "healthy"
+    }
 
 
 GARBAGE = [
@@ -340,3 +346,20 @@ def test_no_client_mistake_is_a_server_error_nor_a_write(api, thread_id):
         response = api.request(method, path.format(t=thread_id), json=body)
         assert response.status_code < 500, (method, path, body, response.text)
         assert rows() == before, (method, path, body, response.text)
+
+
+def test_ok_skips_the_database_unless_asked_and_reports_it_down(client, monkeypatch):
+    from django.db import OperationalError
+
+    from cronsvc import apis
+
+    class Down:
+        def cursor(self):
+            raise OperationalError("connection refused")
+
+    monkeypatch.setattr(apis, "connection", Down())
+    assert client.get("/ok").json() == {"ok": True, "services": {"database": "skipped"}}
+    response = client.get("/ok?check_db=1")
+    assert response.status_code == 500
+    assert response.json() == {"ok": False, "services": {"database": "unhealthy"}}
+    assert client.get("/ok?check_db=maybe").status_code == 422
