@@ -220,8 +220,9 @@ class PrivatePostgres:
     initdb'd into a scratch directory (as the `postgres` user when run as
     root) on a free loopback port, stopped and removed afterwards."""
 
-    def __init__(self, max_connections: int):
+    def __init__(self, max_connections: int, *, statements: bool = False):
         self.max_connections = max_connections
+        self.statements = statements  # load pg_stat_statements (--pg-top)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="cronsvc-waiting-pg-"))
         self.bin = self._bindir()
@@ -251,6 +252,8 @@ class PrivatePostgres:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
             f"-c max_connections={self.max_connections}"
         )
+        if self.statements:
+            options += " -c shared_preload_libraries=pg_stat_statements"
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "postgres.log"),
             "-o", options, "-w", "start",
@@ -264,6 +267,33 @@ class PrivatePostgres:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def statements_reset() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cursor.execute("SELECT pg_stat_statements_reset()")
+    connection.close()
+
+
+def statements_top(n: int) -> str:
+    """The `n` statements that took PostgreSQL the most time since the reset."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT round(total_exec_time::numeric, 0), calls, "
+            "round((total_exec_time / calls)::numeric, 3), left(regexp_replace(query, '\\s+', "
+            "' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s",
+            [n],
+        )
+        rows = cursor.fetchall()
+    connection.close()
+    lines = ["", "| total ms | calls | ms/call | statement |", "|---|---|---|---|"]
+    lines += [f"| {total} | {calls} | {each} | `{query}` |" for total, calls, each, query in rows]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------- prober
@@ -705,11 +735,18 @@ def main(argv=None) -> int:
         "shared: BENCH_ADMIN_URL's (loopback's by default)",
     )
     parser.add_argument("--max-connections", type=int, default=200)
+    parser.add_argument(
+        "--pg-top",
+        type=int,
+        default=0,
+        help="print the N statements that took the private PostgreSQL most time during the "
+        "load (pg_stat_statements), to find where its CPU goes",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     private = None
     if args.postgres == "private":
-        private = PrivatePostgres(args.max_connections)
+        private = PrivatePostgres(args.max_connections, statements=args.pg_top > 0)
         DB.admin_url = private.start()
         os.environ["DATABASE_URL"] = DB.admin_url.rsplit("/", 1)[0] + "/" + DB.name
     try:
@@ -774,6 +811,8 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
         topology.start()
         asyncio.run(warm_up(topology.url, 2 * (args.workers + args.api_workers)))
         print(f"ready: {topology.url} (logs in {workdir})", flush=True)
+        if args.pg_top and private is not None:
+            statements_reset()
         probe = spawn.Process(target=prober, args=(topology.url, args.probe_every, stop, send))
         probe.start()
         groups = {
@@ -915,6 +954,8 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
     print(table(rows))
     print()
     print(timeline(monitor.samples, samples, first, last, args.bucket))
+    if args.pg_top and private is not None:
+        print(statements_top(args.pg_top))
     if load.failures:
         print("\nfailures (the first 10 of streams and of joins):")
         for kind in ("stream", "join"):
