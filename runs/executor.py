@@ -86,9 +86,12 @@ def stream_modes(run: Run) -> list[str] | None:
     thread stream sees its events; a run nobody watches records none (one
     indexed query to know it)."""
     if not run.streamed:
-        if not ThreadStream.objects.filter(
-            thread_id=run.thread_id, expires_at__gt=timezone.now()
-        ).exists():
+        watched = run.thread_watched
+        if watched is None:
+            watched = ThreadStream.objects.filter(
+                thread_id=run.thread_id, expires_at__gt=timezone.now()
+            ).exists()
+        if not watched:
             return None
         Run.objects.filter(pk=run.pk).update(streamed=True)
         run.streamed = True

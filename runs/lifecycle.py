@@ -65,6 +65,7 @@ from crons.models import Cron
 from crons.retry import retry_backoff, retry_policy_of
 from cronsvc import metrics
 from cronsvc.dbclock import db_now
+from cronsvc.models import Assistant
 from runs import locks, wakeups
 from runs.models import Run, ThreadStream
 from threads.models import Thread
@@ -163,14 +164,14 @@ def run_claim_next(*, thread_id: Id, now: datetime | None = None) -> Run | None:
     postgres = connection.vendor == "postgresql"
     with transaction.atomic():
         if postgres:
-            head = _thread_head_locked_postgres(thread_id, skip_locked=False, now=now)
-        else:
-            head = _thread_head(thread_id, now) if locks.lock_thread(thread_id) else None
+            # Claims the head when it is pending and ready, as below.
+            return _claim_head_postgres(thread_id, candidate=None, skip_locked=False, now=now)[1]
+        head = _thread_head(thread_id, now) if locks.lock_thread(thread_id) else None
         if head is None or head[1] == Run.Status.RUNNING or not head[2]:
             # Nothing pending, one running, or the oldest waits (its instant,
             # its retry backoff): the thread's later runs wait behind it.
             return None
-        return _claim_postgres(head[0]) if postgres else _claim(Run.objects.get(pk=head[0]))
+        return _claim(Run.objects.get(pk=head[0]))
 
 
 CLAIM_SCAN = 20
@@ -245,51 +246,106 @@ FOR UPDATE SKIP LOCKED
     "{due}", _DUE_SQL.format(r="runs_run.", clock=_CLOCK_SQL)
 )
 
-# The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
-# locks.lock_thread and _thread_head do: no row when the thread is gone, is
-# held by another claimer (skip_locked) or has nothing active.
-_THREAD_HEAD_SQL = """
-SELECT r.run_id, r.status, {due} AND {not_waiting} AS ready
-FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s FOR UPDATE{skip}) t
-JOIN runs_run r ON r.thread_id = t.thread_id
-WHERE r.status IN ('pending', 'running')
-ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
-LIMIT 1
-""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r.")).replace(
-    "{due}", _DUE_SQL.format(r="r.", clock=_CLOCK_SQL)
-)
-
-# _claim in one statement: the compare-and-set and the row it claimed.
+# The claim in one statement: the thread's row locked (waiting, or SKIP
+# LOCKED) and its head read, as locks.lock_thread and _thread_head do; the
+# head claimed (_claim's compare-and-set, taking the lease) when it is
+# pending and either the candidate the caller found or ready; its fire lag
+# counted (metrics.run_started); and what the executor reads next: whether a
+# thread stream is open on the thread and the run's assistant. Locks in the
+# usual order: thread, run, counter rows. One row always (the head's columns
+# NULL when the thread is gone, held by another claimer or has nothing
+# active; the run's when nothing was claimed).
 _CLAIM_SQL = """
-UPDATE runs_run
-SET status = 'running', started_at = %(now)s, updated_at = %(now)s, attempts = attempts + 1,
-    lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
-WHERE run_id = %(run_id)s AND status = 'pending'
-RETURNING *
+WITH head AS (
+    SELECT r.run_id, r.status, {due} AND {not_waiting} AS ready
+    FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s
+          FOR UPDATE{skip}) t
+    JOIN runs_run r ON r.thread_id = t.thread_id
+    WHERE r.status IN ('pending', 'running')
+    ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
+    LIMIT 1
+), claimed AS (
+    UPDATE runs_run
+    SET status = 'running', started_at = %(now)s, updated_at = %(now)s,
+        attempts = runs_run.attempts + 1,
+        lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
+    FROM head
+    WHERE runs_run.run_id = head.run_id AND head.status = 'pending'
+      AND (head.run_id = %(candidate)s::uuid OR head.ready)
+      AND runs_run.status = 'pending'
+    RETURNING runs_run.*
+), counted AS ({counted})
+SELECT head.run_id, head.status, head.ready,
+    EXISTS (SELECT 1 FROM runs_threadstream s
+            WHERE s.thread_id = c.thread_id AND s.expires_at > %(now)s),
+    {run_columns}, {assistant_columns}
+FROM (SELECT 1) one
+LEFT JOIN head ON true
+LEFT JOIN claimed c ON true
+LEFT JOIN cronsvc_assistant a ON a.assistant_id = c.assistant_id
 """
 
 
-def _thread_head_locked_postgres(
-    thread_id: Id, *, skip_locked: bool, now: datetime | None = None
-) -> tuple[Any, str, bool] | None:
-    sql = _THREAD_HEAD_SQL.replace("{skip}", " SKIP LOCKED" if skip_locked else "")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"thread_id": str(thread_id), "clock": now})
-        row = cursor.fetchone()
-    return (row[0], row[1], row[2]) if row else None
+def _columns(model: Any, alias: str) -> str:
+    return ", ".join(f"{alias}.{f.column}" for f in model._meta.concrete_fields)
 
 
-def _claim_postgres(run_id: Any) -> Run | None:
-    """_claim on PostgreSQL: pending → running and the claimed row, one statement."""
+def _from_row(model: Any, row: Any) -> Any:
+    """A model instance from its concrete columns (in _columns's order), as
+    the ORM converts them (JSON text decoded); None for a row of NULLs."""
+    if row[0] is None:
+        return None
+    fields = model._meta.concrete_fields
+    values = [
+        f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+        for f, v in zip(fields, row, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+_CLAIM_STATEMENTS: dict[bool, str] = {}
+
+
+def _claim_sql(skip_locked: bool) -> str:
+    sql = _CLAIM_STATEMENTS.get(skip_locked)
+    if sql is None:
+        sql = (
+            _CLAIM_SQL.replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r."))
+            .replace("{due}", _DUE_SQL.format(r="r.", clock=_CLOCK_SQL))
+            .replace("{skip}", " SKIP LOCKED" if skip_locked else "")
+            .replace("{counted}", metrics.run_started_sql("claimed"))
+            .replace("{run_columns}", _columns(Run, "c"))
+            .replace("{assistant_columns}", _columns(Assistant, "a"))
+        )
+        _CLAIM_STATEMENTS[skip_locked] = sql
+    return sql
+
+
+def _claim_head_postgres(
+    thread_id: Id, *, candidate: Any, skip_locked: bool, now: datetime | None
+) -> tuple[tuple[Any, str, bool] | None, Run | None]:
+    """((run_id, status, ready) of the thread's head or None, the run it
+    claimed or None), in one statement (_CLAIM_SQL). The claimed run comes
+    with its assistant (None: deleted) and `thread_watched`."""
     params = {
-        "run_id": str(run_id),
+        "thread_id": str(thread_id),
+        "candidate": None if candidate is None else str(candidate),
+        "clock": now,
         "now": timezone.now(),
         "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
     }
-    run = next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(skip_locked), params)
+        row = cursor.fetchone()
+    head = (row[0], row[1], row[2]) if row[0] is not None else None
+    n_run = len(Run._meta.concrete_fields)
+    run = _from_row(Run, row[4 : 4 + n_run])
     if run is not None:
-        metrics.run_started(run)
-    return run
+        assistant = _from_row(Assistant, row[4 + n_run :])
+        if assistant is not None or run.assistant_id is None:
+            run.assistant = assistant
+        run.thread_watched = bool(row[3])
+    return head, run
 
 
 def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
@@ -309,14 +365,18 @@ def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
                 thread = str(thread_id)
                 if thread in skipped_threads:
                     continue
-                head = _thread_head_locked_postgres(thread, skip_locked=True, now=now)
+                head, run = _claim_head_postgres(
+                    thread, candidate=run_id, skip_locked=True, now=now
+                )
+                if run is not None:
+                    return run  # the thread's head: keeps each thread's runs in order
                 if head is None or head[1] == Run.Status.RUNNING:
                     skipped_threads.add(thread)
                     continue
                 if head[0] != run_id and not head[2]:
                     skipped_threads.add(thread)
                     continue
-                return _claim_postgres(head[0])  # keeps each thread's runs in order
+                return None  # the head was claimable, yet not claimed: as _claim's None
     return None
 
 
