@@ -139,6 +139,22 @@ def fire_lag_observed(seconds: float) -> None:
     _add([(LAG_BUCKET, _bucket(seconds), 1), (LAG_SUM_MS, "", round(seconds * 1000))])
 
 
+def runs_finished_sql(finished: str, status: str, *after: str) -> str:
+    """`runs_finished(status)` as a data-modifying CTE body (PostgreSQL): one
+    per row of the CTE `finished`; run after the CTEs `after` (each read to
+    its end first), so that the counter row is the statement's last lock."""
+    if status not in RUN_STATUSES:
+        raise ValueError(status)
+    waits = "".join(f", (SELECT count(*) FROM {n}) {n}_done" for n in after)  # noqa: S608
+    return f"""
+INSERT INTO {_TABLE} (name, labels, shard, value)
+SELECT '{RUNS}', '{_labels(status=status)}', mod(pg_backend_pid(), {SHARDS}), count(*)
+FROM {finished}{waits}
+HAVING count(*) > 0
+ON CONFLICT (name, labels, shard) DO UPDATE SET value = {_TABLE}.value + excluded.value
+"""  # noqa: S608 - constants only
+
+
 def run_started_sql(claimed: str) -> str:
     """`run_started` as a data-modifying CTE body (PostgreSQL) for the runs
     RETURNING'd by the CTE `claimed` (their started_at, not_before,

@@ -498,6 +498,18 @@ def run_finish(
     `now`: the clock of the backoff and of the cron's `last_run_date` (None:
     the database's; the finish time is this process's)."""
     with transaction.atomic():
+        if connection.vendor == "postgresql" and status not in FAILED:
+            # No retry to decide: the whole finish in one statement, which
+            # takes the cron's row first as below.
+            return _run_finish_one_statement(
+                run_id=run_id,
+                status=status,
+                output=output,
+                error=error,
+                values=values,
+                attempt=attempt,
+                cron_now=now,
+            )
         # The cron's row first (the order beat takes: cron, thread, runs).
         cron = _cron_of_run_locked(run_id)
         if (
@@ -718,6 +730,103 @@ def _run_finish_postgres(
     if cron_id is not None:
         cron_run_ended(cron_id=cron_id, run_id=run_id, status=status, now=cron_now)
     metrics.runs_finished(status)  # last: a counter row is the last lock taken
+    if webhook:
+        wakeups.deliver_webhook_after_commit(str(run_id))
+    if on_completion == "delete":
+        wakeups.delete_thread_after_commit(thread_id)
+    return True
+
+
+# run_finish of a run ending in a status that is no failure (no retry to
+# decide), in one statement, its locks in the usual order: the run's cron
+# row (the one-time filter of `fin`, before it touches the run), the run
+# (compare-and-set on status and attempt), its thread (settled as
+# thread_settle does, counting the run as finished: the statement's snapshot
+# still sees it running), the cron's row again (cron_run_ended: no pause
+# without a failure), then the counter row (runs_finished, after the others).
+_FINISH_ONE_SQL = """
+WITH cron AS (
+    SELECT c.cron_id FROM crons_cron c JOIN runs_run r ON r.cron_id = c.cron_id
+    WHERE r.run_id = %(run_id)s
+    FOR UPDATE OF c
+), fin AS (
+    UPDATE runs_run
+    SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = %(now)s,
+        updated_at = %(now)s, lease_expires_at = NULL,
+        webhook_status = CASE WHEN COALESCE(kwargs ->> 'webhook', '') <> '' THEN 'pending' END
+    WHERE run_id = %(run_id)s AND status = 'running'
+      AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s::int)
+      AND (SELECT count(*) FROM cron) >= 0
+    RETURNING thread_id, on_completion, webhook_status IS NOT NULL AS webhook, cron_id,
+        (SELECT w.thread_id FROM runs_run w
+         WHERE w.after_run_id = runs_run.run_id AND w.status = 'pending' LIMIT 1) AS waiter
+), settled AS (
+    UPDATE threads_thread t SET updated_at = %(now)s, values = %(values)s, status = COALESCE((
+        SELECT CASE
+            WHEN EXISTS (SELECT 1 FROM runs_run a
+                         WHERE a.thread_id = t.thread_id AND a.run_id <> %(run_id)s
+                           AND a.status IN ('pending', 'running'))
+                THEN 'busy'
+            WHEN l.run_id = %(run_id)s AND %(status)s = 'interrupted'
+                 AND l.cancel_action IS NULL THEN 'interrupted'
+            WHEN l.run_id = %(run_id)s THEN 'idle'
+            WHEN l.status = 'error' THEN 'error'
+            WHEN l.status = 'interrupted' AND l.cancel_action IS NULL THEN 'interrupted'
+            ELSE 'idle' END
+        FROM runs_run l WHERE l.thread_id = t.thread_id ORDER BY l.created_at DESC LIMIT 1
+    ), 'idle')
+    FROM fin WHERE t.thread_id = fin.thread_id
+    RETURNING 1
+), cron_ended AS (
+    UPDATE crons_cron
+    SET last_run_date = %(cron_now)s, last_run_final_status = %(status)s,
+        consecutive_failures = CASE WHEN %(status)s = 'success' THEN 0
+                                    ELSE consecutive_failures END
+    FROM fin WHERE crons_cron.cron_id = fin.cron_id
+    RETURNING 1
+), counted AS ({counted})
+SELECT thread_id, on_completion, webhook, waiter FROM fin
+"""
+_FINISH_ONE_STATEMENTS: dict[str, str] = {}
+
+
+def _run_finish_one_statement(
+    *,
+    run_id: Id,
+    status: str,
+    output: Any,
+    error: str | None,
+    values: Any,
+    attempt: int | None,
+    cron_now: datetime | None,
+) -> bool:
+    """run_finish on PostgreSQL for a status that is no failure (caller's
+    transaction): _FINISH_ONE_SQL, then the after-commit actions."""
+    sql = _FINISH_ONE_STATEMENTS.get(status)
+    if sql is None:
+        sql = _FINISH_ONE_SQL.replace(
+            "{counted}", metrics.runs_finished_sql("fin", status, "settled", "cron_ended")
+        )
+        _FINISH_ONE_STATEMENTS[status] = sql
+    now = timezone.now()
+    params = {
+        "run_id": str(run_id),
+        "status": status,
+        "output": _json(output),
+        "error": error,
+        "now": now,
+        "cron_now": cron_now or now,
+        "attempt": attempt,
+        "values": _json(values),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    thread_id, on_completion, webhook, waiter = row
+    if waiter is not None:  # a buffered cron tick's run waited for this one
+        wakeups.wake_thread_after_commit(waiter)
     if webhook:
         wakeups.deliver_webhook_after_commit(str(run_id))
     if on_completion == "delete":
