@@ -273,7 +273,7 @@ def execute(run: Run) -> str:
     """Run the graph for a claimed (running) run; record its end. Returns the status.
 
     Holds the run's lease meanwhile: renewed between steps and by a
-    LeaseKeeper thread during a step; when it is lost the run is left to
+    the process's LeaseRenewer thread during a step; when it is lost the run is left to
     the attempt that holds it now."""
     keeper = LeaseKeeper(run)
     keeper.start()

@@ -394,6 +394,59 @@ def run_lease_renew(*, run_id: Id, attempt: int) -> bool:
     )
 
 
+# Many leases renewed at once (runs.leases.LeaseRenewer), each only for the
+# attempt holding its run. Run rows another transaction holds (a finish, a
+# cancel, the reaper) are skipped, not waited for: no lock-order question
+# with them, and the renewer tries those again at its next beat.
+_RENEW_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS v(run_id, attempt)
+), locked AS (
+    SELECT r.run_id, r.status, r.attempts FROM runs_run r
+    WHERE r.run_id IN (SELECT run_id FROM v)
+    FOR UPDATE OF r SKIP LOCKED
+), renewed AS (
+    UPDATE runs_run r
+    SET lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
+    FROM locked l JOIN v ON v.run_id = l.run_id
+    WHERE r.run_id = l.run_id AND l.status = 'running' AND l.attempts = v.attempt
+    RETURNING r.run_id
+)
+SELECT v.run_id::text,
+    EXISTS (SELECT 1 FROM renewed n WHERE n.run_id = v.run_id),
+    EXISTS (SELECT 1 FROM locked l WHERE l.run_id = v.run_id)
+        OR NOT EXISTS (SELECT 1 FROM runs_run r WHERE r.run_id = v.run_id)
+FROM v
+"""
+
+
+def run_leases_renew(leases: list[tuple[Id, int]]) -> tuple[set[str], set[str]]:
+    """Extend the leases of many (run_id, attempt) at once, as run_lease_renew
+    does one. Returns (renewed, lost) run ids as text; a run in neither was
+    held by another transaction and is to be tried again."""
+    if not leases:
+        return set(), set()
+    if connection.vendor != "postgresql":
+        renewed: set[str] = set()
+        lost: set[str] = set()
+        for run_id, attempt in leases:
+            ok = run_lease_renew(run_id=run_id, attempt=attempt)
+            (renewed if ok else lost).add(str(run_id))
+        return renewed, lost
+    params = {
+        "ids": [str(run_id) for run_id, _ in leases],
+        "attempts": [attempt for _, attempt in leases],
+        "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_RENEW_SQL, params)
+        rows = cursor.fetchall()
+    return (
+        {run_id for run_id, ok, _ in rows if ok},
+        {run_id for run_id, ok, decided in rows if decided and not ok},
+    )
+
+
 def run_requeue(run: Run) -> bool:
     """running → pending for a run whose worker was lost (its lease expired),
     locked by the caller's transaction; it keeps its attempt count. False when
@@ -497,19 +550,21 @@ def run_finish(
     A cron's run that does finish updates its cron (`cron_run_ended`).
     `now`: the clock of the backoff and of the cron's `last_run_date` (None:
     the database's; the finish time is this process's)."""
+    if connection.vendor == "postgresql" and status not in FAILED:
+        # No retry to decide: the whole finish in one statement, which takes
+        # the cron's row first as below. Atomic on its own (no BEGIN and
+        # COMMIT round trips); its after-commit actions run once it committed
+        # (or at the caller's commit, inside a transaction).
+        return _run_finish_one_statement(
+            run_id=run_id,
+            status=status,
+            output=output,
+            error=error,
+            values=values,
+            attempt=attempt,
+            cron_now=now,
+        )
     with transaction.atomic():
-        if connection.vendor == "postgresql" and status not in FAILED:
-            # No retry to decide: the whole finish in one statement, which
-            # takes the cron's row first as below.
-            return _run_finish_one_statement(
-                run_id=run_id,
-                status=status,
-                output=output,
-                error=error,
-                values=values,
-                attempt=attempt,
-                cron_now=now,
-            )
         # The cron's row first (the order beat takes: cron, thread, runs).
         cron = _cron_of_run_locked(run_id)
         if (
