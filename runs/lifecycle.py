@@ -433,7 +433,7 @@ def run_leases_renew(leases: list[tuple[Id, int]]) -> tuple[set[str], set[str]]:
             ok = run_lease_renew(run_id=run_id, attempt=attempt)
             (renewed if ok else lost).add(str(run_id))
         return renewed, lost
-    params = {
+    params: dict[str, Any] = {
         "ids": [str(run_id) for run_id, _ in leases],
         "attempts": [attempt for _, attempt in leases],
         "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
