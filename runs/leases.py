@@ -2,8 +2,9 @@
 
 A worker that claims a run takes its lease (`lease_expires_at`, on the
 database's clock, `CRONSVC_RUN_LEASE_SECONDS` ahead) and renews it while the
-graph runs: between graph steps, and from a small timer thread while a step
-runs (`LeaseKeeper`). A worker killed mid-run stops renewing; the reaper
+graph runs: between graph steps, and while a step runs from the worker
+process's one renewer thread, which renews all its runs' leases in one
+statement (`LeaseKeeper`, `LeaseRenewer`). A worker killed mid-run stops renewing; the reaper
 (`runs.reap`, a periodic task) finds its run `running` with an expired lease
 and returns it to `pending` (it keeps its attempt count) with a wake-up, or,
 once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times (attempts
@@ -177,6 +178,10 @@ class LeaseRenewer(threading.Thread):
                     log.warning("renewing run leases failed: %s", exc)
                     close_old_connections()
                     time.sleep(1.0)
+                with self._lock:
+                    idle = not self._keepers
+                if idle:
+                    connection.close()  # no run to renew: hold no connection meanwhile
         finally:
             connection.close()
 
