@@ -70,7 +70,7 @@ def _yield_the_cpu_to_the_api_and_beat(**_: object) -> None:
         os.nice(settings.CRONSVC_WORKER_NICE)
 
 
-def _keep_task_connections(**_: object) -> None:
+def keep_task_connections(**_: object) -> None:
     """Celery's Django fixup closes the thread's database connections before
     and after every task (a new connection per task: most of a short run's
     connect cost). Instead, as Django does between requests: close only a
@@ -80,14 +80,14 @@ def _keep_task_connections(**_: object) -> None:
 
 
 @worker_init.connect
-def _reuse_connections_across_tasks(sender: object = None, **_: object) -> None:
+def reuse_connections_across_tasks(sender: object = None, **_: object) -> None:
     # Connected after the fixup's own worker_init receiver (cronsvc.celery is
     # imported after Celery installs its fixups), which has just installed
     # its task_prerun/task_postrun handlers; they call `close_database`.
     for fixup in getattr(app, "_fixups", None) or ():
         worker_fixup = getattr(fixup, "worker_fixup", None)
         if worker_fixup is not None and hasattr(worker_fixup, "close_database"):
-            worker_fixup.close_database = _keep_task_connections
+            worker_fixup.close_database = keep_task_connections
 
 
 @worker_process_init.connect
