@@ -74,7 +74,11 @@ def get_saver() -> Any:
                 postgres_conninfo(),
                 min_size=1,
                 max_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
-                kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
+                kwargs={
+                    "autocommit": True,
+                    "row_factory": dict_row,
+                    "prepare_threshold": 0 if settings.CRONSVC_CHECKPOINTER_PREPARE else None,
+                },
                 open=True,
             )
             _saver = PostgresSaver(_pool)
