@@ -124,12 +124,14 @@ class LeaseRenewer(threading.Thread):
         self.pid = os.getpid()
         self._keepers: dict[str, LeaseKeeper] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._wake_at = 0.0  # monotonic time of the next beat
 
     def add(self, keeper: LeaseKeeper) -> None:
         with self._lock:
             self._keepers[keeper.key] = keeper
-        # No wake-up needed: a new lease is due a whole interval from now, no
-        # sooner than the renewer's next beat (`_wait`).
+        if keeper.renewed_at + keeper.interval < self._wake_at:
+            self._wake.set()  # due before the next beat (a shorter lease than the last)
 
     def discard(self, keeper: LeaseKeeper) -> None:
         with self._lock:
@@ -138,7 +140,7 @@ class LeaseRenewer(threading.Thread):
 
     def _wait(self) -> float:
         """Seconds until the next lease is due (a whole interval when none is
-        held: a lease added meanwhile is due no sooner)."""
+        held; a lease added meanwhile that is due sooner wakes the renewer)."""
         with self._lock:
             keepers = list(self._keepers.values())
         now = time.monotonic()
@@ -171,7 +173,11 @@ class LeaseRenewer(threading.Thread):
     def run(self) -> None:
         try:
             while True:
-                time.sleep(self._wait())
+                self._wake.clear()
+                self._wake_at = float("inf")  # a lease added while this beat is planned wakes it
+                wait = self._wait()
+                self._wake_at = time.monotonic() + wait
+                self._wake.wait(wait)
                 try:
                     self.renew_due()
                 except Exception as exc:  # noqa: BLE001 - retried at the next beat
