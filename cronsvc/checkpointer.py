@@ -103,6 +103,17 @@ def reset() -> None:
         _pool = None
 
 
+def delete_threads(thread_ids: list[str]) -> None:
+    """delete_thread for many threads: on PostgreSQL LangGraph's own
+    `prune(strategy="delete")`, one transaction for all of them."""
+    saver = get_saver()
+    if hasattr(saver, "prune") and _is_postgres():
+        saver.prune([str(t) for t in thread_ids], strategy="delete")
+        return
+    for thread_id in thread_ids:
+        delete_thread(thread_id)
+
+
 def delete_thread(thread_id: str) -> None:
     get_saver().delete_thread(str(thread_id))
 

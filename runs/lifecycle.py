@@ -69,7 +69,11 @@ from cronsvc.models import Assistant
 from runs import locks, wakeups
 from runs.models import Run, ThreadStream
 from threads.models import Thread
-from threads.services import thread_delete, thread_delete_if_idle_postgres
+from threads.services import (
+    thread_delete,
+    thread_delete_if_idle_postgres,
+    threads_delete_if_idle_postgres,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1013,6 +1017,30 @@ def thread_delete_after_stream(thread_id: Id) -> None:
         .exists()
     ):
         wakeups.delete_thread_after_commit(thread_id)
+
+
+def threads_delete_when_idle(*, thread_ids: list[str]) -> None:
+    """thread_delete_when_idle for a worker's batch of stateless threads. On
+    PostgreSQL the idle ones go in one transaction: their rows locked in id
+    order (two batches cannot deadlock), deleted in one statement, their
+    checkpoints after commit in one more; any other (something active on it,
+    a cron, an open stream) then goes through thread_delete_when_idle."""
+    if connection.vendor != "postgresql" or len(thread_ids) < 2:
+        for thread_id in thread_ids:
+            thread_delete_when_idle(thread_id=thread_id)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT thread_id::text FROM threads_thread WHERE thread_id = ANY(%s::uuid[]) "
+                "ORDER BY thread_id FOR UPDATE",
+                [sorted({str(t) for t in thread_ids})],
+            )
+            existing = [row[0] for row in cursor.fetchall()]
+        deleted = threads_delete_if_idle_postgres(thread_ids=existing) if existing else set()
+    for thread_id in existing:
+        if thread_id not in deleted:
+            thread_delete_when_idle(thread_id=thread_id)
 
 
 def thread_delete_when_idle(*, thread_id: Id) -> None:

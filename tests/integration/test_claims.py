@@ -114,3 +114,22 @@ def test_leases_are_renewed_together_only_for_the_attempt_holding_each_run():
     assert by_id[reclaimed.run_id].lost.is_set() and by_id[gone.run_id].lost.is_set()
     for keeper in keepers:
         renewer.discard(keeper)
+
+
+def test_a_batch_of_stateless_threads_is_deleted_once_each_is_idle():
+    idle_a, idle_b, busy = thread_create(), thread_create(), thread_create()
+    for thread in (idle_a, idle_b):
+        make_run(thread)
+        run = lifecycle.run_claim_next(thread_id=thread.thread_id)
+        lifecycle.run_finish(run_id=run.run_id, status="success", attempt=1)
+    make_run(busy)  # still pending: its thread stays
+
+    lifecycle.threads_delete_when_idle(
+        thread_ids=[str(t.thread_id) for t in (idle_a, busy, idle_b)] + [str(idle_a.thread_id)]
+    )
+
+    left = set(Thread.objects.values_list("thread_id", flat=True))
+    assert busy.thread_id in left
+    assert not {idle_a.thread_id, idle_b.thread_id} & left
+    assert Run.objects.filter(thread_id=busy.thread_id).count() == 1
+    assert not Run.objects.filter(thread_id__in=[idle_a.thread_id, idle_b.thread_id]).exists()
