@@ -84,7 +84,8 @@ def stream_modes(run: Run) -> list[str] | None:
     (None: not streamed). A run started while a thread stream is open on its
     thread (runs.models.ThreadStream) is streamed from then on, so that the
     thread stream sees its events; a run nobody watches records none (one
-    indexed query to know it)."""
+    indexed query to know it, read by the claim on PostgreSQL:
+    `run.thread_watched`)."""
     if not run.streamed:
         watched = run.thread_watched
         if watched is None:
@@ -272,9 +273,9 @@ def build_config(run: Run) -> dict:
 def execute(run: Run) -> str:
     """Run the graph for a claimed (running) run; record its end. Returns the status.
 
-    Holds the run's lease meanwhile: renewed between steps and by a
-    the process's LeaseRenewer thread during a step; when it is lost the run is left to
-    the attempt that holds it now."""
+    Holds the run's lease meanwhile: renewed between steps and by the
+    process's LeaseRenewer thread during a step; when it is lost the run is
+    left to the attempt that holds it now."""
     keeper = LeaseKeeper(run)
     keeper.start()
     try:
