@@ -74,7 +74,11 @@ def get_saver() -> Any:
                 postgres_conninfo(),
                 min_size=1,
                 max_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
-                kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None},
+                kwargs={
+                    "autocommit": True,
+                    "row_factory": dict_row,
+                    "prepare_threshold": 0 if settings.CRONSVC_CHECKPOINTER_PREPARE else None,
+                },
                 open=True,
             )
             _saver = PostgresSaver(_pool)
@@ -97,6 +101,17 @@ def reset() -> None:
                 pass
         _saver = None
         _pool = None
+
+
+def delete_threads(thread_ids: list[str]) -> None:
+    """delete_thread for many threads: on PostgreSQL LangGraph's own
+    `prune(strategy="delete")`, one transaction for all of them."""
+    saver = get_saver()
+    if hasattr(saver, "prune") and _is_postgres():
+        saver.prune([str(t) for t in thread_ids], strategy="delete")
+        return
+    for thread_id in thread_ids:
+        delete_thread(thread_id)
 
 
 def delete_thread(thread_id: str) -> None:

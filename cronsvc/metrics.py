@@ -148,6 +148,50 @@ def fire_lag_observed(seconds: float) -> None:
     _add([(LAG_BUCKET, _bucket(seconds), 1), (LAG_SUM_MS, "", round(seconds * 1000))])
 
 
+def runs_finished_sql(finished: str, status: str, *after: str) -> str:
+    """`runs_finished(status)` as a data-modifying CTE body (PostgreSQL): one
+    per row of the CTE `finished`; run after the CTEs `after` (each read to
+    its end first), so that the counter row is the statement's last lock."""
+    if status not in RUN_STATUSES:
+        raise ValueError(status)
+    waits = "".join(f", (SELECT count(*) FROM {n}) {n}_done" for n in after)  # noqa: S608
+    return f"""
+INSERT INTO {_TABLE} (name, labels, shard, value)
+SELECT '{RUNS}', '{_labels(status=status)}', mod(pg_backend_pid(), {SHARDS}), count(*)
+FROM {finished}{waits}
+HAVING count(*) > 0
+ON CONFLICT (name, labels, shard) DO UPDATE SET value = {_TABLE}.value + excluded.value
+"""  # noqa: S608 - constants only
+
+
+def run_started_sql(claimed: str) -> str:
+    """`run_started` as a data-modifying CTE body (PostgreSQL) for the runs
+    RETURNING'd by the CTE `claimed` (their started_at, not_before,
+    scheduled_at, cron_id, attempts): the claim statement counts its fire lag
+    itself, its counter rows the last it locks. Same rows, labels and
+    rounding (to the millisecond) as `run_started`."""
+    bucket = " ".join(f"WHEN lag.s <= {bound!r} THEN 'le={bound}'" for bound in LAG_BUCKETS)
+    return f"""
+INSERT INTO {_TABLE} (name, labels, shard, value)
+SELECT v.name, v.labels, mod(pg_backend_pid(), {SHARDS}), v.n
+FROM (
+    SELECT GREATEST(EXTRACT(EPOCH FROM c.started_at - COALESCE(c.not_before, c.scheduled_at)),
+                    0)::float8 AS s
+    FROM {claimed} c
+    WHERE c.cron_id IS NOT NULL AND c.scheduled_at IS NOT NULL AND c.attempts = 1
+      AND c.started_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM crons_tick k WHERE k.cron_id = c.cron_id
+                      AND k.scheduled_at = c.scheduled_at AND k.kind = 'backfill')
+) lag, LATERAL (VALUES
+    ('{LAG_BUCKET}', CASE {bucket} ELSE 'le=+Inf' END, 1::bigint),
+    ('{LAG_SUM_MS}', '', round(lag.s * 1000)::bigint)
+) v(name, labels, n)
+WHERE v.n <> 0
+ORDER BY v.name, v.labels
+ON CONFLICT (name, labels, shard) DO UPDATE SET value = {_TABLE}.value + excluded.value
+"""  # noqa: S608 - constants only
+
+
 def run_started(run: Any) -> None:
     """A run was claimed: the fire lag of a cron run's first attempt at a
     scheduled instant (a backfilled instant's or a trigger's lag is not the

@@ -126,8 +126,9 @@ def connection_budget(
     Django keeps one connection per thread that uses it (CONN_MAX_AGE), and
     each process that runs or reads graphs has one checkpointer pool of up to
     `pool_size` (CRONSVC_CHECKPOINTER_POOL_SIZE) connections:
-    - a worker process: one per pool thread (`concurrency`), its main thread
-      and its heartbeat thread, plus its checkpointer pool;
+    - a worker process: one per pool thread (`concurrency`), its main thread,
+      its heartbeat thread and its lease renewer (runs.leases.LeaseRenewer,
+      while it has runs), plus its checkpointer pool;
     - an API process (a uvicorn worker, `web_workers` of them): its offloop
       executor's threads (`offloop_threads`, CRONSVC_OFFLOOP_THREADS: one kept
       connection each, whatever number of waits and streams are open), the
@@ -142,7 +143,7 @@ def connection_budget(
       heartbeat thread (it opens no checkpointer pool).
     Health checks, migrate and pg_dump each add one while they run.
     """
-    worker = concurrency + 2 + pool_size
+    worker = concurrency + 3 + pool_size
     api = web_workers * (offloop_threads + web_threads + 1 + pool_size)
     beat = 2 + pool_size
     webhooks = webhook_workers * (webhook_concurrency + 2)

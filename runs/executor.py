@@ -84,11 +84,15 @@ def stream_modes(run: Run) -> list[str] | None:
     (None: not streamed). A run started while a thread stream is open on its
     thread (runs.models.ThreadStream) is streamed from then on, so that the
     thread stream sees its events; a run nobody watches records none (one
-    indexed query to know it)."""
+    indexed query to know it, read by the claim on PostgreSQL:
+    `run.thread_watched`)."""
     if not run.streamed:
-        if not ThreadStream.objects.filter(
-            thread_id=run.thread_id, expires_at__gt=timezone.now()
-        ).exists():
+        watched = run.thread_watched
+        if watched is None:
+            watched = ThreadStream.objects.filter(
+                thread_id=run.thread_id, expires_at__gt=timezone.now()
+            ).exists()
+        if not watched:
             return None
         Run.objects.filter(pk=run.pk).update(streamed=True)
         run.streamed = True
@@ -215,6 +219,30 @@ def _merge(base: dict | None, extra: dict | None) -> dict:
     return out
 
 
+def _final_values_known(graph: Any, kwargs: dict, recorder: Any, last: Any) -> bool:
+    """Whether `last`, the last chunk of a `values` stream that ended without
+    an exception, is the thread's final state with nothing next: a run that
+    was not streamed to anyone (its chunks are the graph's values), that
+    yielded a chunk (not a resumed attempt that was already done), whose
+    values are the whole state (output channels = state channels), and that
+    could not stop at an interrupt: no interrupt_before/after (the run's or
+    the compiled graph's), no `__interrupt__` in the chunk (a node's
+    `interrupt()`). Anything else reads the state back (get_state)."""
+    if recorder is not None or not isinstance(last, dict) or "__interrupt__" in last:
+        return False
+    if kwargs.get("interrupt_before") or kwargs.get("interrupt_after"):
+        return False
+    if getattr(graph, "interrupt_before_nodes", None) or getattr(
+        graph, "interrupt_after_nodes", None
+    ):
+        return False
+    output = graph.output_channels
+    state = graph.stream_channels_asis
+    if isinstance(output, str) or isinstance(state, str):
+        return False
+    return list(output) == list(state)
+
+
 def build_config(run: Run) -> dict:
     assistant = run.assistant
     config = _merge(assistant.config if assistant else {}, run.kwargs.get("config"))
@@ -245,9 +273,9 @@ def build_config(run: Run) -> dict:
 def execute(run: Run) -> str:
     """Run the graph for a claimed (running) run; record its end. Returns the status.
 
-    Holds the run's lease meanwhile: renewed between steps and by a
-    LeaseKeeper thread during a step; when it is lost the run is left to
-    the attempt that holds it now."""
+    Holds the run's lease meanwhile: renewed between steps and by the
+    process's LeaseRenewer thread during a step; when it is lost the run is
+    left to the attempt that holds it now."""
     keeper = LeaseKeeper(run)
     keeper.start()
     try:
@@ -303,9 +331,12 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             )
         )
         deadline = time.monotonic() + settings.CRONSVC_RUN_TIMEOUT
+        last: Any = None
         for chunk in stream:
             if recorder:
                 recorder.record(chunk)
+            else:
+                last = chunk
             if keeper.lost.is_set() or not keeper.renew_if_due():
                 stream.close()
                 raise LeaseLost()
@@ -319,9 +350,15 @@ def _execute(run: Run, keeper: LeaseKeeper) -> str:
             raise LeaseLost()
         if recorder:
             recorder.flush()  # the graph run's end
-        snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
-        values = to_jsonable(snapshot.values)
-        status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
+        if _final_values_known(graph, kwargs, recorder, last):
+            # The last values chunk is the thread's state and the graph ran
+            # to its end: what get_state would read back (one query and a
+            # checkpoint's deserialisation less per run).
+            values, status = to_jsonable(last), Run.Status.SUCCESS
+        else:
+            snapshot = graph.get_state({"configurable": {"thread_id": str(run.thread_id)}})
+            values = to_jsonable(snapshot.values)
+            status = Run.Status.INTERRUPTED if snapshot.next else Run.Status.SUCCESS
         if not lifecycle.run_finish(
             run_id=run.run_id, status=status, output=values, values=values, attempt=attempt
         ):

@@ -2,8 +2,9 @@
 
 A worker that claims a run takes its lease (`lease_expires_at`, on the
 database's clock, `CRONSVC_RUN_LEASE_SECONDS` ahead) and renews it while the
-graph runs: between graph steps, and from a small timer thread while a step
-runs (`LeaseKeeper`). A worker killed mid-run stops renewing; the reaper
+graph runs: between graph steps, and while a step runs from the worker
+process's one renewer thread, which renews all its runs' leases in one
+statement (`LeaseKeeper`, `LeaseRenewer`). A worker killed mid-run stops renewing; the reaper
 (`runs.reap`, a periodic task) finds its run `running` with an expired lease
 and returns it to `pending` (it keeps its attempt count) with a wake-up, or,
 once it has been attempted `CRONSVC_RUN_MAX_ATTEMPTS` times (attempts
@@ -32,6 +33,7 @@ then a compare-and-set on status and attempt), never check-then-act.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
@@ -51,28 +53,36 @@ from threads.models import Thread
 log = logging.getLogger(__name__)
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews a run's lease every third of it while a graph step runs.
+class LeaseKeeper:
+    """A run's lease while its worker executes it: renewed every third of it,
+    between graph steps by the executing thread (`renew_if_due`) and while a
+    step runs by the process's one LeaseRenewer thread, which renews every
+    due lease of the process in one statement.
 
     `lost` is set when a renewal finds the run no longer this attempt's. A
     failed renewal (database blip) is retried at the next beat: the lease
     has two more thirds to go."""
 
     def __init__(self, run: Run):
-        super().__init__(name=f"lease-{run.run_id}", daemon=True)
         self.run_id = run.run_id
+        self.key = str(run.run_id)
         self.attempt = run.attempts
         self.lost = threading.Event()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self.interval = settings.CRONSVC_RUN_LEASE_SECONDS / 3
-        self._renewed_at = time.monotonic()  # the claim took the lease
+        self.renewed_at = time.monotonic()  # the claim took the lease
+
+    def start(self) -> None:
+        LeaseRenewer.of_process().add(self)
+
+    def stop(self) -> None:
+        LeaseRenewer.of_process().discard(self)
 
     def renew(self) -> bool:
         with self._lock:
             if not self.lost.is_set():
                 if lifecycle.run_lease_renew(run_id=self.run_id, attempt=self.attempt):
-                    self._renewed_at = time.monotonic()
+                    self.renewed_at = time.monotonic()
                 else:
                     self.lost.set()
         return not self.lost.is_set()
@@ -80,33 +90,106 @@ class LeaseKeeper(threading.Thread):
     def renew_if_due(self) -> bool:
         """Renew when a third of the lease has passed since the last renewal
         (between graph steps, on the executing thread). False when lost."""
-        if time.monotonic() - self._renewed_at >= self.interval:
+        if time.monotonic() - self.renewed_at >= self.interval:
             try:
                 return self.renew()
             except Exception as exc:  # noqa: BLE001 - the timer retries; the lease has time left
                 log.warning("renewing the lease of run %s failed: %s", self.run_id, exc)
         return not self.lost.is_set()
 
+
+class LeaseRenewer(threading.Thread):
+    """The one thread of a worker process that renews its running runs'
+    leases (LeaseKeeper) while their graph steps run: each beat, every lease
+    past half its renewal interval, once one is due, in one statement
+    (lifecycle.run_leases_renew). Started with the process's first run; a
+    thread per run cost a thread start and, when it renewed, a database
+    connection of its own per run."""
+
+    _instance: LeaseRenewer | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def of_process(cls) -> LeaseRenewer:
+        with cls._instance_lock:
+            renewer = cls._instance
+            if renewer is None or renewer.pid != os.getpid() or not renewer.is_alive():
+                renewer = cls()
+                renewer.start()
+                cls._instance = renewer
+            return renewer
+
+    def __init__(self) -> None:
+        super().__init__(name="lease-renewer", daemon=True)
+        self.pid = os.getpid()
+        self._keepers: dict[str, LeaseKeeper] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._wake_at = 0.0  # monotonic time of the next beat
+
+    def add(self, keeper: LeaseKeeper) -> None:
+        with self._lock:
+            self._keepers[keeper.key] = keeper
+        if keeper.renewed_at + keeper.interval < self._wake_at:
+            self._wake.set()  # due before the next beat (a shorter lease than the last)
+
+    def discard(self, keeper: LeaseKeeper) -> None:
+        with self._lock:
+            if self._keepers.get(keeper.key) is keeper:
+                del self._keepers[keeper.key]
+
+    def _wait(self) -> float:
+        """Seconds until the next lease is due (a whole interval when none is
+        held; a lease added meanwhile that is due sooner wakes the renewer)."""
+        with self._lock:
+            keepers = list(self._keepers.values())
+        now = time.monotonic()
+        due = [k.renewed_at + k.interval - now for k in keepers if not k.lost.is_set()]
+        return max(0.05, min(due)) if due else settings.CRONSVC_RUN_LEASE_SECONDS / 3
+
+    def renew_due(self) -> None:
+        """One beat: renew the leases due now and those past half their
+        interval with them; mark the lost ones."""
+        now = time.monotonic()
+        with self._lock:
+            keepers = [k for k in self._keepers.values() if not k.lost.is_set()]
+        if not any(now - k.renewed_at >= k.interval for k in keepers):
+            return
+        batch = [k for k in keepers if now - k.renewed_at >= k.interval / 2]
+        for keeper in batch:
+            keeper._lock.acquire()  # the keeper's own renewal waits meanwhile
+        try:
+            renewed, lost = lifecycle.run_leases_renew([(k.run_id, k.attempt) for k in batch])
+            done = time.monotonic()
+            for keeper in batch:
+                if keeper.key in renewed:
+                    keeper.renewed_at = done
+                elif keeper.key in lost:
+                    keeper.lost.set()
+        finally:
+            for keeper in batch:
+                keeper._lock.release()
+
     def run(self) -> None:
         try:
-            while not self._stop.wait(
-                max(0.05, self._renewed_at + self.interval - time.monotonic())
-            ):
-                if self.lost.is_set():
-                    return
-                if time.monotonic() - self._renewed_at < self.interval:
-                    continue
+            while True:
+                self._wake.clear()
+                self._wake_at = float("inf")  # a lease added while this beat is planned wakes it
+                wait = self._wait()
+                self._wake_at = time.monotonic() + wait
+                self._wake.wait(wait)
                 try:
-                    self.renew()
-                except Exception as exc:  # noqa: BLE001 - retried at the next interval
-                    log.warning("renewing the lease of run %s failed: %s", self.run_id, exc)
+                    self.renew_due()
+                except Exception as exc:  # noqa: BLE001 - retried at the next beat
+                    log.warning("renewing run leases failed: %s", exc)
                     close_old_connections()
-                    time.sleep(min(self.interval, 1.0))
+                    time.sleep(1.0)
+                with self._lock:
+                    idle = not self._keepers
+                if idle:
+                    connection.close()  # no run to renew: hold no connection meanwhile
         finally:
             connection.close()
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def _lost_attempts(run: Run) -> int:

@@ -65,10 +65,15 @@ from crons.models import Cron
 from crons.retry import retry_backoff, retry_policy_of
 from cronsvc import metrics
 from cronsvc.dbclock import db_now
+from cronsvc.models import Assistant
 from runs import locks, wakeups
 from runs.models import Run, ThreadStream
 from threads.models import Thread
-from threads.services import thread_delete, thread_delete_if_idle_postgres
+from threads.services import (
+    thread_delete,
+    thread_delete_if_idle_postgres,
+    threads_delete_if_idle_postgres,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +168,14 @@ def run_claim_next(*, thread_id: Id, now: datetime | None = None) -> Run | None:
     postgres = connection.vendor == "postgresql"
     with transaction.atomic():
         if postgres:
-            head = _thread_head_locked_postgres(thread_id, skip_locked=False, now=now)
-        else:
-            head = _thread_head(thread_id, now) if locks.lock_thread(thread_id) else None
+            # Claims the head when it is pending and ready, as below.
+            return _claim_head_postgres(thread_id, candidate=None, skip_locked=False, now=now)[1]
+        head = _thread_head(thread_id, now) if locks.lock_thread(thread_id) else None
         if head is None or head[1] == Run.Status.RUNNING or not head[2]:
             # Nothing pending, one running, or the oldest waits (its instant,
             # its retry backoff): the thread's later runs wait behind it.
             return None
-        return _claim_postgres(head[0]) if postgres else _claim(Run.objects.get(pk=head[0]))
+        return _claim(Run.objects.get(pk=head[0]))
 
 
 CLAIM_SCAN = 20
@@ -245,51 +250,106 @@ FOR UPDATE SKIP LOCKED
     "{due}", _DUE_SQL.format(r="runs_run.", clock=_CLOCK_SQL)
 )
 
-# The thread's row locked (waiting, or SKIP LOCKED) and its head read, as
-# locks.lock_thread and _thread_head do: no row when the thread is gone, is
-# held by another claimer (skip_locked) or has nothing active.
-_THREAD_HEAD_SQL = """
-SELECT r.run_id, r.status, {due} AND {not_waiting} AS ready
-FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s FOR UPDATE{skip}) t
-JOIN runs_run r ON r.thread_id = t.thread_id
-WHERE r.status IN ('pending', 'running')
-ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
-LIMIT 1
-""".replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r.")).replace(
-    "{due}", _DUE_SQL.format(r="r.", clock=_CLOCK_SQL)
-)
-
-# _claim in one statement: the compare-and-set and the row it claimed.
+# The claim in one statement: the thread's row locked (waiting, or SKIP
+# LOCKED) and its head read, as locks.lock_thread and _thread_head do; the
+# head claimed (_claim's compare-and-set, taking the lease) when it is
+# pending and either the candidate the caller found or ready; its fire lag
+# counted (metrics.run_started); and what the executor reads next: whether a
+# thread stream is open on the thread and the run's assistant. Locks in the
+# usual order: thread, run, counter rows. One row always (the head's columns
+# NULL when the thread is gone, held by another claimer or has nothing
+# active; the run's when nothing was claimed).
 _CLAIM_SQL = """
-UPDATE runs_run
-SET status = 'running', started_at = %(now)s, updated_at = %(now)s, attempts = attempts + 1,
-    lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
-WHERE run_id = %(run_id)s AND status = 'pending'
-RETURNING *
+WITH head AS (
+    SELECT r.run_id, r.status, {due} AND {not_waiting} AS ready
+    FROM (SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s
+          FOR UPDATE{skip}) t
+    JOIN runs_run r ON r.thread_id = t.thread_id
+    WHERE r.status IN ('pending', 'running')
+    ORDER BY (r.status = 'running') DESC, r.created_at, r.run_id
+    LIMIT 1
+), claimed AS (
+    UPDATE runs_run
+    SET status = 'running', started_at = %(now)s, updated_at = %(now)s,
+        attempts = runs_run.attempts + 1,
+        lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
+    FROM head
+    WHERE runs_run.run_id = head.run_id AND head.status = 'pending'
+      AND (head.run_id = %(candidate)s::uuid OR head.ready)
+      AND runs_run.status = 'pending'
+    RETURNING runs_run.*
+), counted AS ({counted})
+SELECT head.run_id, head.status, head.ready,
+    EXISTS (SELECT 1 FROM runs_threadstream s
+            WHERE s.thread_id = c.thread_id AND s.expires_at > %(now)s),
+    {run_columns}, {assistant_columns}
+FROM (SELECT 1) one
+LEFT JOIN head ON true
+LEFT JOIN claimed c ON true
+LEFT JOIN cronsvc_assistant a ON a.assistant_id = c.assistant_id
 """
 
 
-def _thread_head_locked_postgres(
-    thread_id: Id, *, skip_locked: bool, now: datetime | None = None
-) -> tuple[Any, str, bool] | None:
-    sql = _THREAD_HEAD_SQL.replace("{skip}", " SKIP LOCKED" if skip_locked else "")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"thread_id": str(thread_id), "clock": now})
-        row = cursor.fetchone()
-    return (row[0], row[1], row[2]) if row else None
+def _columns(model: Any, alias: str) -> str:
+    return ", ".join(f"{alias}.{f.column}" for f in model._meta.concrete_fields)
 
 
-def _claim_postgres(run_id: Any) -> Run | None:
-    """_claim on PostgreSQL: pending → running and the claimed row, one statement."""
+def _from_row(model: Any, row: Any) -> Any:
+    """A model instance from its concrete columns (in _columns's order), as
+    the ORM converts them (JSON text decoded); None for a row of NULLs."""
+    if row[0] is None:
+        return None
+    fields = model._meta.concrete_fields
+    values = [
+        f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+        for f, v in zip(fields, row, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+_CLAIM_STATEMENTS: dict[bool, str] = {}
+
+
+def _claim_sql(skip_locked: bool) -> str:
+    sql = _CLAIM_STATEMENTS.get(skip_locked)
+    if sql is None:
+        sql = (
+            _CLAIM_SQL.replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r."))
+            .replace("{due}", _DUE_SQL.format(r="r.", clock=_CLOCK_SQL))
+            .replace("{skip}", " SKIP LOCKED" if skip_locked else "")
+            .replace("{counted}", metrics.run_started_sql("claimed"))
+            .replace("{run_columns}", _columns(Run, "c"))
+            .replace("{assistant_columns}", _columns(Assistant, "a"))
+        )
+        _CLAIM_STATEMENTS[skip_locked] = sql
+    return sql
+
+
+def _claim_head_postgres(
+    thread_id: Id, *, candidate: Any, skip_locked: bool, now: datetime | None
+) -> tuple[tuple[Any, str, bool] | None, Run | None]:
+    """((run_id, status, ready) of the thread's head or None, the run it
+    claimed or None), in one statement (_CLAIM_SQL). The claimed run comes
+    with its assistant (None: deleted) and `thread_watched`."""
     params = {
-        "run_id": str(run_id),
+        "thread_id": str(thread_id),
+        "candidate": None if candidate is None else str(candidate),
+        "clock": now,
         "now": timezone.now(),
         "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
     }
-    run = next(iter(Run.objects.raw(_CLAIM_SQL, params)), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(skip_locked), params)
+        row = cursor.fetchone()
+    head = (row[0], row[1], row[2]) if row[0] is not None else None
+    n_run = len(Run._meta.concrete_fields)
+    run = _from_row(Run, row[4 : 4 + n_run])
     if run is not None:
-        metrics.run_started(run)
-    return run
+        assistant = _from_row(Assistant, row[4 + n_run :])
+        if assistant is not None or run.assistant_id is None:
+            run.assistant = assistant
+        run.thread_watched = bool(row[3])
+    return head, run
 
 
 def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
@@ -309,14 +369,18 @@ def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
                 thread = str(thread_id)
                 if thread in skipped_threads:
                     continue
-                head = _thread_head_locked_postgres(thread, skip_locked=True, now=now)
+                head, run = _claim_head_postgres(
+                    thread, candidate=run_id, skip_locked=True, now=now
+                )
+                if run is not None:
+                    return run  # the thread's head: keeps each thread's runs in order
                 if head is None or head[1] == Run.Status.RUNNING:
                     skipped_threads.add(thread)
                     continue
                 if head[0] != run_id and not head[2]:
                     skipped_threads.add(thread)
                     continue
-                return _claim_postgres(head[0])  # keeps each thread's runs in order
+                return None  # the head was claimable, yet not claimed: as _claim's None
     return None
 
 
@@ -331,6 +395,59 @@ def run_lease_renew(*, run_id: Id, attempt: int) -> bool:
         Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, attempts=attempt).update(
             lease_expires_at=lease_expiry()
         )
+    )
+
+
+# Many leases renewed at once (runs.leases.LeaseRenewer), each only for the
+# attempt holding its run. Run rows another transaction holds (a finish, a
+# cancel, the reaper) are skipped, not waited for: no lock-order question
+# with them, and the renewer tries those again at its next beat.
+_RENEW_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS v(run_id, attempt)
+), locked AS (
+    SELECT r.run_id, r.status, r.attempts FROM runs_run r
+    WHERE r.run_id IN (SELECT run_id FROM v)
+    FOR UPDATE OF r SKIP LOCKED
+), renewed AS (
+    UPDATE runs_run r
+    SET lease_expires_at = STATEMENT_TIMESTAMP() + make_interval(secs => %(lease)s)
+    FROM locked l JOIN v ON v.run_id = l.run_id
+    WHERE r.run_id = l.run_id AND l.status = 'running' AND l.attempts = v.attempt
+    RETURNING r.run_id
+)
+SELECT v.run_id::text,
+    EXISTS (SELECT 1 FROM renewed n WHERE n.run_id = v.run_id),
+    EXISTS (SELECT 1 FROM locked l WHERE l.run_id = v.run_id)
+        OR NOT EXISTS (SELECT 1 FROM runs_run r WHERE r.run_id = v.run_id)
+FROM v
+"""
+
+
+def run_leases_renew(leases: list[tuple[Id, int]]) -> tuple[set[str], set[str]]:
+    """Extend the leases of many (run_id, attempt) at once, as run_lease_renew
+    does one. Returns (renewed, lost) run ids as text; a run in neither was
+    held by another transaction and is to be tried again."""
+    if not leases:
+        return set(), set()
+    if connection.vendor != "postgresql":
+        renewed: set[str] = set()
+        lost: set[str] = set()
+        for run_id, attempt in leases:
+            ok = run_lease_renew(run_id=run_id, attempt=attempt)
+            (renewed if ok else lost).add(str(run_id))
+        return renewed, lost
+    params: dict[str, Any] = {
+        "ids": [str(run_id) for run_id, _ in leases],
+        "attempts": [attempt for _, attempt in leases],
+        "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_RENEW_SQL, params)
+        rows = cursor.fetchall()
+    return (
+        {run_id for run_id, ok, _ in rows if ok},
+        {run_id for run_id, ok, decided in rows if decided and not ok},
     )
 
 
@@ -437,6 +554,20 @@ def run_finish(
     A cron's run that does finish updates its cron (`cron_run_ended`).
     `now`: the clock of the backoff and of the cron's `last_run_date` (None:
     the database's; the finish time is this process's)."""
+    if connection.vendor == "postgresql" and status not in FAILED:
+        # No retry to decide: the whole finish in one statement, which takes
+        # the cron's row first as below. Atomic on its own (no BEGIN and
+        # COMMIT round trips); its after-commit actions run once it committed
+        # (or at the caller's commit, inside a transaction).
+        return _run_finish_one_statement(
+            run_id=run_id,
+            status=status,
+            output=output,
+            error=error,
+            values=values,
+            attempt=attempt,
+            cron_now=now,
+        )
     with transaction.atomic():
         # The cron's row first (the order beat takes: cron, thread, runs).
         cron = _cron_of_run_locked(run_id)
@@ -665,6 +796,103 @@ def _run_finish_postgres(
     return True
 
 
+# run_finish of a run ending in a status that is no failure (no retry to
+# decide), in one statement, its locks in the usual order: the run's cron
+# row (the one-time filter of `fin`, before it touches the run), the run
+# (compare-and-set on status and attempt), its thread (settled as
+# thread_settle does, counting the run as finished: the statement's snapshot
+# still sees it running), the cron's row again (cron_run_ended: no pause
+# without a failure), then the counter row (runs_finished, after the others).
+_FINISH_ONE_SQL = """
+WITH cron AS (
+    SELECT c.cron_id FROM crons_cron c JOIN runs_run r ON r.cron_id = c.cron_id
+    WHERE r.run_id = %(run_id)s
+    FOR UPDATE OF c
+), fin AS (
+    UPDATE runs_run
+    SET status = %(status)s, output = %(output)s, error = %(error)s, finished_at = %(now)s,
+        updated_at = %(now)s, lease_expires_at = NULL,
+        webhook_status = CASE WHEN COALESCE(kwargs ->> 'webhook', '') <> '' THEN 'pending' END
+    WHERE run_id = %(run_id)s AND status = 'running'
+      AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s::int)
+      AND (SELECT count(*) FROM cron) >= 0
+    RETURNING thread_id, on_completion, webhook_status IS NOT NULL AS webhook, cron_id,
+        (SELECT w.thread_id FROM runs_run w
+         WHERE w.after_run_id = runs_run.run_id AND w.status = 'pending' LIMIT 1) AS waiter
+), settled AS (
+    UPDATE threads_thread t SET updated_at = %(now)s, values = %(values)s, status = COALESCE((
+        SELECT CASE
+            WHEN EXISTS (SELECT 1 FROM runs_run a
+                         WHERE a.thread_id = t.thread_id AND a.run_id <> %(run_id)s
+                           AND a.status IN ('pending', 'running'))
+                THEN 'busy'
+            WHEN l.run_id = %(run_id)s AND %(status)s = 'interrupted'
+                 AND l.cancel_action IS NULL THEN 'interrupted'
+            WHEN l.run_id = %(run_id)s THEN 'idle'
+            WHEN l.status = 'error' THEN 'error'
+            WHEN l.status = 'interrupted' AND l.cancel_action IS NULL THEN 'interrupted'
+            ELSE 'idle' END
+        FROM runs_run l WHERE l.thread_id = t.thread_id ORDER BY l.created_at DESC LIMIT 1
+    ), 'idle')
+    FROM fin WHERE t.thread_id = fin.thread_id
+    RETURNING 1
+), cron_ended AS (
+    UPDATE crons_cron
+    SET last_run_date = %(cron_now)s, last_run_final_status = %(status)s,
+        consecutive_failures = CASE WHEN %(status)s = 'success' THEN 0
+                                    ELSE consecutive_failures END
+    FROM fin WHERE crons_cron.cron_id = fin.cron_id
+    RETURNING 1
+), counted AS ({counted})
+SELECT thread_id, on_completion, webhook, waiter FROM fin
+"""
+_FINISH_ONE_STATEMENTS: dict[str, str] = {}
+
+
+def _run_finish_one_statement(
+    *,
+    run_id: Id,
+    status: str,
+    output: Any,
+    error: str | None,
+    values: Any,
+    attempt: int | None,
+    cron_now: datetime | None,
+) -> bool:
+    """run_finish on PostgreSQL for a status that is no failure (caller's
+    transaction): _FINISH_ONE_SQL, then the after-commit actions."""
+    sql = _FINISH_ONE_STATEMENTS.get(status)
+    if sql is None:
+        sql = _FINISH_ONE_SQL.replace(
+            "{counted}", metrics.runs_finished_sql("fin", status, "settled", "cron_ended")
+        )
+        _FINISH_ONE_STATEMENTS[status] = sql
+    now = timezone.now()
+    params = {
+        "run_id": str(run_id),
+        "status": status,
+        "output": _json(output),
+        "error": error,
+        "now": now,
+        "cron_now": cron_now or now,
+        "attempt": attempt,
+        "values": _json(values),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    thread_id, on_completion, webhook, waiter = row
+    if waiter is not None:  # a buffered cron tick's run waited for this one
+        wakeups.wake_thread_after_commit(waiter)
+    if webhook:
+        wakeups.deliver_webhook_after_commit(str(run_id))
+    if on_completion == "delete":
+        wakeups.delete_thread_after_commit(thread_id)
+    return True
+
+
 def run_finish_locked(
     run: Run,
     *,
@@ -789,6 +1017,30 @@ def thread_delete_after_stream(thread_id: Id) -> None:
         .exists()
     ):
         wakeups.delete_thread_after_commit(thread_id)
+
+
+def threads_delete_when_idle(*, thread_ids: list[str]) -> None:
+    """thread_delete_when_idle for a worker's batch of stateless threads. On
+    PostgreSQL the idle ones go in one transaction: their rows locked in id
+    order (two batches cannot deadlock), deleted in one statement, their
+    checkpoints after commit in one more; any other (something active on it,
+    a cron, an open stream) then goes through thread_delete_when_idle."""
+    if connection.vendor != "postgresql" or len(thread_ids) < 2:
+        for thread_id in thread_ids:
+            thread_delete_when_idle(thread_id=thread_id)
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT thread_id::text FROM threads_thread WHERE thread_id = ANY(%s::uuid[]) "
+                "ORDER BY thread_id FOR UPDATE",
+                [sorted({str(t) for t in thread_ids})],
+            )
+            existing = [row[0] for row in cursor.fetchall()]
+        deleted = threads_delete_if_idle_postgres(thread_ids=existing) if existing else set()
+    for thread_id in existing:
+        if thread_id not in deleted:
+            thread_delete_when_idle(thread_id=thread_id)
 
 
 def thread_delete_when_idle(*, thread_id: Id) -> None:

@@ -87,6 +87,11 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Not a column: whether a thread stream was open on the run's thread when
+    # it was claimed (runs.lifecycle's PostgreSQL claim reads it in its
+    # statement; None: not known, runs.executor.stream_modes asks).
+    thread_watched: bool | None = None
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -51,8 +51,7 @@ def drain(thread_id: str | None = None) -> int:
 def delete_stateless_thread(*thread_ids: str) -> None:
     """Delete finished stateless runs' threads (on_completion="delete"), each
     once idle. Idempotent; a message names one thread or a worker's batch."""
-    for thread_id in thread_ids:
-        lifecycle.thread_delete_when_idle(thread_id=thread_id)
+    lifecycle.threads_delete_when_idle(thread_ids=[str(t) for t in thread_ids])
 
 
 @shared_task(

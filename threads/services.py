@@ -158,6 +158,41 @@ DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id RETURNING
 """
 
 
+# _DELETE_IDLE_SQL for many threads at once, the caller holding their rows.
+_DELETE_IDLE_MANY_SQL = """
+WITH t AS (
+    SELECT th.thread_id FROM threads_thread th WHERE th.thread_id = ANY(%(ids)s::uuid[])
+    AND NOT EXISTS (SELECT 1 FROM runs_run
+                    WHERE thread_id = th.thread_id AND status IN ('pending', 'running'))
+    AND NOT EXISTS (SELECT 1 FROM crons_cron WHERE thread_id = th.thread_id)
+    AND NOT EXISTS (SELECT 1 FROM runs_threadstream
+                    WHERE thread_id = th.thread_id AND expires_at > now())
+), events AS (
+    DELETE FROM runs_runevent e USING runs_run r, t
+    WHERE e.run_id = r.run_id AND r.thread_id = t.thread_id
+), runs AS (
+    DELETE FROM runs_run r USING t WHERE r.thread_id = t.thread_id
+), streams AS (
+    DELETE FROM runs_threadstream s USING t WHERE s.thread_id = t.thread_id
+)
+DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id
+RETURNING th.thread_id::text
+"""
+
+
+def threads_delete_if_idle_postgres(*, thread_ids: list[str]) -> set[str]:
+    """thread_delete_if_idle_postgres for many threads locked by the caller's
+    transaction, in one statement; their checkpoints after commit, in one
+    transaction. Returns the ids (as text) of those it deleted."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_IDLE_MANY_SQL, {"ids": [str(t) for t in thread_ids]})
+        deleted = {row[0] for row in cursor.fetchall()}
+    if deleted:
+        ids = sorted(deleted)
+        transaction.on_commit(lambda: checkpointer.delete_threads(ids))
+    return deleted
+
+
 def thread_delete_if_idle_postgres(*, thread_id: uuid.UUID | str) -> bool:
     """thread_delete for a thread locked by the caller's transaction that has
     no pending or running run, no cron and no open stream (a stateless run's

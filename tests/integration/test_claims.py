@@ -82,3 +82,54 @@ def test_a_thread_with_a_run_still_pending_stays_busy_after_a_finish():
     lifecycle.run_finish(run_id=run.run_id, status="success", attempt=1)
 
     assert Thread.objects.get(pk=thread.pk).status == "busy"
+
+
+def test_leases_are_renewed_together_only_for_the_attempt_holding_each_run():
+    from runs.leases import LeaseKeeper, LeaseRenewer
+
+    held, reclaimed, gone = (make_run(thread_create()) for _ in range(3))
+    runs = [lifecycle.run_claim_ready() for _ in range(3)]
+    assert {r.run_id for r in runs} == {held.run_id, reclaimed.run_id, gone.run_id}
+    Run.objects.filter(pk=reclaimed.pk).update(attempts=2)  # reaped and claimed again
+    Run.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now())
+
+    renewed, lost = lifecycle.run_leases_renew(
+        [(held.run_id, 1), (reclaimed.run_id, 1), (gone.run_id, 1)]
+    )
+    assert (renewed, lost) == ({str(held.run_id), str(gone.run_id)}, {str(reclaimed.run_id)})
+    assert Run.objects.get(pk=held.pk).lease_expires_at > timezone.now() + timedelta(seconds=5)
+
+    Run.objects.filter(pk=gone.pk).delete()
+    assert lifecycle.run_leases_renew([(gone.run_id, 1)]) == (set(), {str(gone.run_id)})
+
+    # The process's renewer, one beat by hand: due leases renewed, lost ones marked.
+    renewer = LeaseRenewer()
+    keepers = [LeaseKeeper(r) for r in runs]
+    for keeper in keepers:
+        keeper.renewed_at -= keeper.interval
+        renewer.add(keeper)
+    renewer.renew_due()
+    by_id = {k.run_id: k for k in keepers}
+    assert not by_id[held.run_id].lost.is_set()
+    assert by_id[reclaimed.run_id].lost.is_set() and by_id[gone.run_id].lost.is_set()
+    for keeper in keepers:
+        renewer.discard(keeper)
+
+
+def test_a_batch_of_stateless_threads_is_deleted_once_each_is_idle():
+    idle_a, idle_b, busy = thread_create(), thread_create(), thread_create()
+    for thread in (idle_a, idle_b):
+        make_run(thread)
+        run = lifecycle.run_claim_next(thread_id=thread.thread_id)
+        lifecycle.run_finish(run_id=run.run_id, status="success", attempt=1)
+    make_run(busy)  # still pending: its thread stays
+
+    lifecycle.threads_delete_when_idle(
+        thread_ids=[str(t.thread_id) for t in (idle_a, busy, idle_b)] + [str(idle_a.thread_id)]
+    )
+
+    left = set(Thread.objects.values_list("thread_id", flat=True))
+    assert busy.thread_id in left
+    assert not {idle_a.thread_id, idle_b.thread_id} & left
+    assert Run.objects.filter(thread_id=busy.thread_id).count() == 1
+    assert not Run.objects.filter(thread_id__in=[idle_a.thread_id, idle_b.thread_id]).exists()

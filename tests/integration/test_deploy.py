@@ -442,7 +442,7 @@ def test_default_compose_with_four_workers_fits_postgres_max_connections():
         offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
 
-    assert (max_connections, budget) == (200, 4 * (8 + 2 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4))
+    assert (max_connections, budget) == (200, 4 * (8 + 3 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4))
     # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
     assert budget + 3 + 10 <= max_connections
 
@@ -550,5 +550,5 @@ def test_compose_with_four_workers_and_the_webhook_worker_fits_postgres_max_conn
         webhook_workers=1,
         offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
-    assert budget == 4 * (8 + 2 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4) + (4 + 2)
+    assert budget == 4 * (8 + 3 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4) + (4 + 2)
     assert budget + 3 + 10 <= max_connections
