@@ -389,7 +389,7 @@ class OkApi(APIView):
                 "check_db", OpenApiTypes.INT, enum=[0, 1], description="also check the database"
             )
         ],
-        responses={200: OkOut, 500: OkOut},
+        responses={200: OkOut, 500: OkOut, **errors(422)},
     )
     def get(self, request):
         if not query_bool(request.query_params, "check_db"):
