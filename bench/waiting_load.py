@@ -736,6 +736,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--max-connections", type=int, default=200)
     parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=0,
+        help="niceness of the load's SDK clients (this process's load thread; the prober "
+        "keeps 0): on a deployment the clients are other machines",
+    )
+    parser.add_argument(
         "--pg-top",
         type=int,
         default=0,
@@ -831,6 +838,10 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
         rss_before = sum(s["rss"] for s in monitor.samples[-3:]) / len(monitor.samples[-3:])
         ticks_before, load_before = machine_ticks(), loadavg()
         load_start = time.time()
+        if args.load_nice:
+            # This thread runs the load's clients: on a deployment they are
+            # other machines, here they share the 2 cores with what they load.
+            os.nice(args.load_nice)
         wall = asyncio.run(
             load.run(
                 topology.url,
