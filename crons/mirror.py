@@ -22,7 +22,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 
 from crons import firetime
 from crons.models import Cron
-from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text, reserve_ids
+from cronsvc.pg_copy import NULL, copy_field, copy_lines, copy_text, lock_keys, reserve_ids
 
 MIRROR_TASK = "crons.fire_cron"
 
@@ -183,15 +183,13 @@ def mirrors_copy(
     before commit), in one statement; IntegrityError if one is gone. The
     clocked rows are the COPY's own."""
     crontab_of = crontab_ids((c.schedule, c.timezone) for c in crons)
-    if lock_crontabs:
-        wanted = sorted({pk for pk in crontab_of.values() if pk is not None})
-        cursor.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {CrontabSchedule._meta.db_table} "  # noqa: S608
-            "WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE) AS locked",
-            [wanted],
-        )
-        if cursor.fetchone()[0] != len(wanted):
-            raise IntegrityError("a crontab schedule of the imported mirrors was deleted")
+    if lock_crontabs and not lock_keys(
+        cursor,
+        CrontabSchedule._meta.db_table,
+        "id",
+        [pk for pk in crontab_of.values() if pk is not None],
+    ):
+        raise IntegrityError("a crontab schedule of the imported mirrors was deleted")
     clocked = [c for c in crons if crontab_of[(c.schedule, c.timezone)] is None]
     clocked_ids = reserve_ids(cursor, ClockedSchedule._meta.db_table, len(clocked))
     clocked_of = {c.cron_id: pk for c, pk in zip(clocked, clocked_ids, strict=True)}

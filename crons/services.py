@@ -31,6 +31,7 @@ from cronsvc.pg_copy import (
     copy_field,
     copy_lines,
     copy_text,
+    lock_keys,
     replica_copy_allowed,
     replica_role,
 )
@@ -727,21 +728,11 @@ def _references_locked(cursor, assistant: Assistant, rows: list[_Imported]) -> N
     threads the crons reference (FOR KEY SHARE: neither can be deleted
     before commit), IntegrityError if one is gone. (Their mirrors are the
     import's own rows; mirrors_copy locks the crontabs.)"""
-    cursor.execute(
-        f"SELECT 1 FROM {Assistant._meta.db_table} WHERE assistant_id = %s FOR KEY SHARE",  # noqa: S608
-        [assistant.pk],
-    )
-    if cursor.fetchone() is None:
+    if not lock_keys(cursor, Assistant._meta.db_table, "assistant_id", [assistant.pk]):
         raise IntegrityError(f"assistant {assistant.pk} of the imported crons does not exist")
-    threads = sorted({row.thread.pk for row in rows if row.thread is not None})
-    if threads:
-        cursor.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {Thread._meta.db_table} "  # noqa: S608
-            "WHERE thread_id = ANY(%s) ORDER BY thread_id FOR KEY SHARE) AS locked",
-            [threads],
-        )
-        if cursor.fetchone()[0] != len(threads):
-            raise IntegrityError("a thread of the imported crons does not exist")
+    threads = [row.thread.pk for row in rows if row.thread is not None]
+    if not lock_keys(cursor, Thread._meta.db_table, "thread_id", threads):
+        raise IntegrityError("a thread of the imported crons does not exist")
 
 
 @transaction.atomic

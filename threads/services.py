@@ -136,30 +136,10 @@ def thread_delete(*, thread: Thread) -> None:
     transaction.on_commit(lambda: checkpointer.delete_thread(thread_id))
 
 
-# A thread with no active run and no cron, with its runs and their events, in
-# one statement; its conditions are read after the caller locked the row.
+# Threads with no active run, no cron and no open stream, with their runs and
+# their events, in one statement (one thread or many); its conditions are read
+# after the caller locked the rows.
 _DELETE_IDLE_SQL = """
-WITH t AS (
-    SELECT thread_id FROM threads_thread WHERE thread_id = %(thread_id)s
-    AND NOT EXISTS (SELECT 1 FROM runs_run
-                    WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running'))
-    AND NOT EXISTS (SELECT 1 FROM crons_cron WHERE thread_id = %(thread_id)s)
-    AND NOT EXISTS (SELECT 1 FROM runs_threadstream
-                    WHERE thread_id = %(thread_id)s AND expires_at > now())
-), events AS (
-    DELETE FROM runs_runevent e USING runs_run r, t
-    WHERE e.run_id = r.run_id AND r.thread_id = t.thread_id
-), runs AS (
-    DELETE FROM runs_run r USING t WHERE r.thread_id = t.thread_id
-), streams AS (
-    DELETE FROM runs_threadstream s USING t WHERE s.thread_id = t.thread_id
-)
-DELETE FROM threads_thread th USING t WHERE th.thread_id = t.thread_id RETURNING th.thread_id
-"""
-
-
-# _DELETE_IDLE_SQL for many threads at once, the caller holding their rows.
-_DELETE_IDLE_MANY_SQL = """
 WITH t AS (
     SELECT th.thread_id FROM threads_thread th WHERE th.thread_id = ANY(%(ids)s::uuid[])
     AND NOT EXISTS (SELECT 1 FROM runs_run
@@ -185,7 +165,7 @@ def threads_delete_if_idle_postgres(*, thread_ids: list[str]) -> set[str]:
     transaction, in one statement; their checkpoints after commit, in one
     transaction. Returns the ids (as text) of those it deleted."""
     with connection.cursor() as cursor:
-        cursor.execute(_DELETE_IDLE_MANY_SQL, {"ids": [str(t) for t in thread_ids]})
+        cursor.execute(_DELETE_IDLE_SQL, {"ids": [str(t) for t in thread_ids]})
         deleted = {row[0] for row in cursor.fetchall()}
     if deleted:
         ids = sorted(deleted)
@@ -200,7 +180,7 @@ def thread_delete_if_idle_postgres(*, thread_id: uuid.UUID | str) -> bool:
     reading it: its events, runs and row in one statement, its checkpoints
     after commit. False when it has either (then nothing is deleted)."""
     with connection.cursor() as cursor:
-        cursor.execute(_DELETE_IDLE_SQL, {"thread_id": str(thread_id)})
+        cursor.execute(_DELETE_IDLE_SQL, {"ids": [str(thread_id)]})
         deleted = cursor.fetchone() is not None
     if deleted:
         transaction.on_commit(lambda: checkpointer.delete_thread(str(thread_id)))
