@@ -3,6 +3,7 @@ the input serializers of every app share."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -18,9 +19,30 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
     `null` is not an object."""
     if not isinstance(data, dict):
         raise Invalid("Request body must be a JSON object")
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+    serializer = _take(serializer_class, data)
+    try:
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+    finally:
+        _idle.__dict__.setdefault("serializers", {})[serializer_class] = serializer
+
+
+# One idle instance per input serializer and thread, its fields built and
+# bound once: DRF deep-copies and binds every declared field for each new
+# instance (~0.1 ms for a search body, as much as the rest of its validation).
+# An instance is taken out while it validates, so a nested call gets its own.
+_idle = threading.local()
+_STATE = ("_validated_data", "_errors", "_data")
+
+
+def _take(serializer_class: type[serializers.Serializer], data: dict) -> serializers.Serializer:
+    serializer = _idle.__dict__.setdefault("serializers", {}).pop(serializer_class, None)
+    if serializer is None:
+        return serializer_class(data=data)
+    for name in _STATE:
+        serializer.__dict__.pop(name, None)
+    serializer.initial_data = data
+    return serializer
 
 
 def require_uuid(value: str, what: str) -> uuid.UUID:
