@@ -20,6 +20,7 @@ from crons.wire import (
     cron_out,
     tick_out,
 )
+from cronsvc import statements
 from cronsvc.dbclock import db_now
 from cronsvc.errors import Conflict, Invalid, ServiceError
 from cronsvc.http.inputs import (
@@ -314,15 +315,29 @@ class CronSearchApi(APIView):
             "enabled": data.get("enabled"),
             "metadata": data.get("metadata"),
         }
-        qs = selectors.cron_search(
-            **filters, sort_by=data.get("sort_by"), sort_order=data.get("sort_order")
-        )
+        inputs = {
+            **filters,
+            "sort_by": data.get("sort_by"),
+            "sort_order": data.get("sort_order"),
+            "select": data.get("select"),
+        }
+
+        def build():
+            # Only the columns the selected fields need are read (and decoded).
+            return selectors.cron_search(
+                **filters, sort_by=inputs["sort_by"], sort_order=inputs["sort_order"]
+            ).only(*cron_columns(inputs["select"]))
+
         # Unfiltered, the total comes from counters; filtered (a metadata
         # filter, or custom auth's), the page's statement counts its rows too.
         total = selectors.cron_counted_total(**filters)
-        # Only the columns the selected fields need are read (and decoded).
         return search_page(
-            qs.only(*cron_columns(data.get("select"))), data, cron_out, total, one_statement=True
+            build,
+            data,
+            cron_out,
+            total,
+            one_statement=True,
+            key=statements.key_of("crons.search", inputs),
         )
 
 
@@ -340,7 +355,7 @@ class CronCountApi(APIView):
             "thread_id": data.get("thread_id"),
             "metadata": data.get("metadata"),
         }
-        return Response(selectors.cron_total(selectors.cron_search(**filters), **filters))
+        return Response(selectors.cron_count(**filters))
 
 
 # ------------------------------------------------------ scheduler control

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 
 from crons import firetime
 from crons.models import Cron, Tick
-from cronsvc import custom_auth, metrics
+from cronsvc import custom_auth, metrics, statements
 from cronsvc.errors import CronNotFound
 from cronsvc.selectors import assistant_id_from, filter_metadata, order, parse_uuid
 from runs.models import Run
@@ -95,20 +95,27 @@ def cron_search(
     return order(qs, sort_by or "created_at", sort_order or "desc", allowed=SORTABLE)
 
 
-def cron_total(
-    qs: QuerySet[Cron],
+def cron_count(
     *,
     assistant_id: str | None = None,
     thread_id: str | None = None,
     enabled: bool | None = None,
     metadata: dict | None = None,
 ) -> int:
-    """How many crons `qs` — cron_search(...) with the same arguments —
-    finds: `cron_counted_total` when it can, otherwise COUNT(*)."""
-    total = cron_counted_total(
-        assistant_id=assistant_id, thread_id=thread_id, enabled=enabled, metadata=metadata
-    )
-    return qs.count() if total is None else total
+    """How many crons cron_search(...) with the same arguments finds:
+    `cron_counted_total` when it can, otherwise COUNT(*) (its SQL compiled
+    once per filter: cronsvc.statements)."""
+    filters = {
+        "assistant_id": assistant_id,
+        "thread_id": thread_id,
+        "enabled": enabled,
+        "metadata": metadata,
+    }
+    total = cron_counted_total(**filters)
+    if total is not None:
+        return total
+    key = statements.key_of("crons.search", filters)
+    return statements.count(key, lambda: cron_search(**filters))
 
 
 def cron_counted_total(

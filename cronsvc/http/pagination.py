@@ -8,28 +8,41 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import BigIntegerField, QuerySet
 from django.db.models.expressions import RawSQL
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
+from cronsvc import statements
+
 
 def search_page(
-    qs, data: dict, render: Callable, total: int | None = None, *, one_statement: bool = False
+    qs,
+    data: dict,
+    render: Callable,
+    total: int | None = None,
+    *,
+    one_statement: bool = False,
+    key: str | None = None,
 ) -> Response:
     """One page of a search (`offset`, `limit`, `select` from `data`), each row
     rendered by `render(row, select)`, with the pagination headers (`total`:
     the rows `qs` finds, when the caller knows it more cheaply than a count;
     else, with `one_statement`, counted by the page's own query: see
-    `counted_page`)."""
+    `counted_page`). `qs` is the queryset, or with `key` (from
+    `cronsvc.statements.key_of`) a function that builds it: the page's and the
+    count's SQL are then compiled once per key and offset."""
     offset, limit = data["offset"], data["limit"]
+    build = qs if callable(qs) else (lambda: qs)
+    page_key = None if key is None else f"{key}[{offset}:{limit}]"
     if total is not None:
-        rows = page(qs, offset, limit)
-    elif one_statement:
-        rows, total = counted_page(qs, offset, limit)
+        rows = statements.rows(page_key, lambda: page(build(), offset, limit))
+    elif one_statement and connection.vendor == "postgresql":
+        rows, total = counted_page(build(), offset, limit)
     else:
-        rows, total = page(qs, offset, limit), qs.count()
+        rows = statements.rows(page_key, lambda: page(build(), offset, limit))
+        total = statements.count(key, build)
     return paginated(
         [render(row, data.get("select")) for row in rows],
         total=total,
