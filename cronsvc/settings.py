@@ -176,6 +176,10 @@ else:
         # threads plus the web threads per process
         # (cronsvc.topology.connection_budget counts the same).
         DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # Checked when lent after a while unused, not before every request
+        # (cronsvc.pgpool): Django's check is a round trip per request.
+        DATABASES["default"]["ENGINE"] = "cronsvc.pgpool"
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 2,
             "max_size": env.int("CRONSVC_OFFLOOP_THREADS", default=8)

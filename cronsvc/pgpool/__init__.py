@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend for the API's connection pool (see base)."""
