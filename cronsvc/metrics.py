@@ -235,10 +235,11 @@ def crons_total(enabled: bool | None = None) -> int | None:
         ["enabled=true", "enabled=false"] if enabled is None else [f"enabled={enabled}".lower()]
     )
     with connection.cursor() as cursor:
+        # Labels as scalars, not an array: adapting a list costs more than the query.
         cursor.execute(
             f"SELECT COALESCE(SUM(value), 0) FROM {_TABLE} "  # noqa: S608
-            "WHERE name = %s AND labels = ANY(%s)",
-            [CRONS, labels],
+            f"WHERE name = %s AND labels IN ({', '.join(['%s'] * len(labels))})",
+            [CRONS, *labels],
         )
         (total,) = cursor.fetchone()
     return int(total)
