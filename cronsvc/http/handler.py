@@ -25,7 +25,7 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
-from django.urls import Resolver404, resolve, set_script_prefix
+from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
 
 from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
 
@@ -33,7 +33,7 @@ from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
 class Handler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
-        self._sync = BaseHandler()
+        self._sync = _SyncHandler()
         self._sync.load_middleware(is_async=False)
         # Earliest deadline first, not arrival order: the health check and
         # reads are not queued behind a burst of writes (cronsvc.http.lanes).
@@ -86,14 +86,33 @@ class Handler(ASGIHandler):
         return response
 
 
+class _SyncHandler(BaseHandler):
+    """Django's handler, each path resolved once (`_resolved`) instead of
+    matched against every URL pattern per request (~10% of a count's time)."""
+
+    def resolve_request(self, request):
+        match = None if hasattr(request, "urlconf") else _resolved(request.path_info)
+        if match is None:  # a per-request urlconf, or a 404: Django's way
+            return super().resolve_request(request)
+        request.resolver_match = match
+        return match
+
+
 def _close(response: HttpResponseBase, body_file) -> None:
     response.close()
     body_file.close()
 
 
 @functools.lru_cache(maxsize=4096)
-def _sync_view(path: str) -> bool:
+def _resolved(path: str) -> ResolverMatch | None:
+    """The path's match (None: not found), shared by its requests (read only:
+    Django hands a view copies of its arguments)."""
     try:
-        return not iscoroutinefunction(resolve(path).func)
+        return resolve(path)
     except Resolver404:
-        return True  # the 404 view is sync
+        return None
+
+
+def _sync_view(path: str) -> bool:
+    match = _resolved(path)
+    return match is None or not iscoroutinefunction(match.func)  # the 404 view is sync

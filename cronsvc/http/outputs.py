@@ -7,6 +7,7 @@ from datetime import datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 
 
 def iso(value: datetime | None) -> str | None:
@@ -59,3 +60,18 @@ class ValidationErrorSerializer(ErrorSerializer):
     """A 422: `detail`, and for invalid fields `errors` with their messages."""
 
     errors = serializers.JSONField(required=False, help_text="The messages, per field.")
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF's, with the common case answered at once: a view with one renderer
+    (every API view: JSON) asked for anything (`*/*`, no Accept header, as the
+    SDKs send) or for that renderer's own type. DRF's parses and ranks the
+    Accept header each time (~10% of a count's time in the server)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if len(renderers) == 1 and not format_suffix:
+            renderer = renderers[0]
+            accept = request.META.get("HTTP_ACCEPT", "*/*")
+            if accept in ("*/*", renderer.media_type):
+                return renderer, renderer.media_type
+        return super().select_renderer(request, renderers, format_suffix)
