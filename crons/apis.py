@@ -328,14 +328,14 @@ class CronSearchApi(APIView):
                 **filters, sort_by=inputs["sort_by"], sort_order=inputs["sort_order"]
             ).only(*cron_columns(inputs["select"]))
 
-        # Unfiltered, the total comes from counters; filtered (a metadata
-        # filter, or custom auth's), the page's statement counts its rows too.
-        total = selectors.cron_counted_total(**filters)
+        # Unfiltered, the total comes from counters (sent with the page's
+        # statement); filtered (a metadata filter, or custom auth's), the
+        # page's statement counts its rows too.
         return search_page(
             build,
             data,
             cron_out,
-            total,
+            total_sql=selectors.cron_counted_total_sql(**filters),
             one_statement=True,
             key=statements.key_of("crons.search", inputs),
         )

@@ -130,9 +130,27 @@ def cron_counted_total(
     table's triggers keep (cronsvc.metrics): exact, and as fast at a million
     crons as at ten. None for a filtered search (or on SQLite): it has to
     be counted."""
-    if not (assistant_id or thread_id or metadata) and custom_auth.current_user() is None:
+    if _unfiltered(assistant_id, thread_id, metadata):
         return metrics.crons_total(enabled)
     return None
+
+
+def cron_counted_total_sql(
+    *,
+    assistant_id: str | None = None,
+    thread_id: str | None = None,
+    enabled: bool | None = None,
+    metadata: dict | None = None,
+) -> tuple[str, list] | None:
+    """`cron_counted_total`'s statement, for a search page that sends it with
+    its own (one round trip); None where that has to be counted."""
+    if _unfiltered(assistant_id, thread_id, metadata):
+        return metrics.crons_total_sql(enabled)
+    return None
+
+
+def _unfiltered(assistant_id, thread_id, metadata) -> bool:
+    return not (assistant_id or thread_id or metadata) and custom_auth.current_user() is None
 
 
 def cron_ticks(cron: Cron, *, status: str | None = None) -> QuerySet[Tick]:

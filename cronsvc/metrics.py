@@ -229,20 +229,29 @@ def crons_total(enabled: bool | None = None) -> int | None:
     a sum over at most 2 x SHARDS rows, in the same snapshot a COUNT(*)
     would read, so exact, where a COUNT(*) reads every row (or index entry).
     None on SQLite, which has no such triggers."""
+    query = crons_total_sql(enabled)
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(*query)
+        (total,) = cursor.fetchone()
+    return int(total)
+
+
+def crons_total_sql(enabled: bool | None = None) -> tuple[str, list] | None:
+    """`crons_total`'s statement and parameters (one row, one column), for a
+    caller that sends it with another; None on SQLite."""
     if connection.vendor != "postgresql":
         return None
     labels = (
         ["enabled=true", "enabled=false"] if enabled is None else [f"enabled={enabled}".lower()]
     )
-    with connection.cursor() as cursor:
-        # Labels as scalars, not an array: adapting a list costs more than the query.
-        cursor.execute(
-            f"SELECT COALESCE(SUM(value), 0) FROM {_TABLE} "  # noqa: S608
-            f"WHERE name = %s AND labels IN ({', '.join(['%s'] * len(labels))})",
-            [CRONS, *labels],
-        )
-        (total,) = cursor.fetchone()
-    return int(total)
+    # Labels as scalars, not an array: adapting a list costs more than the query.
+    sql = (
+        f"SELECT COALESCE(SUM(value), 0) FROM {_TABLE} "  # noqa: S608
+        f"WHERE name = %s AND labels IN ({', '.join(['%s'] * len(labels))})"
+    )
+    return sql, [CRONS, *labels]
 
 
 def _crons_by_enabled(totals: dict[tuple[str, str], int]) -> dict[str, int]:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Model, QuerySet
 
 from cronsvc import custom_auth
@@ -72,10 +72,35 @@ def rows(key: Hashable | None, build: Callable[[], QuerySet]) -> list[Model]:
     entry = _compiled(("rows", key), lambda: _rows_of(build()))
     if entry is _EMPTY:
         return []
-    connection = connections[entry.db]
-    with connection.cursor() as cursor:
+    with connections[entry.db].cursor() as cursor:
         cursor.execute(entry.sql, entry.params)
-        fetched = cursor.fetchall()
+        return _instances(entry, cursor.fetchall())
+
+
+def rows_and_scalar(
+    key: Hashable | None, build: Callable[[], QuerySet], scalar: tuple[str, Sequence]
+) -> tuple[list[Model], Any]:
+    """`rows(key, build)`, and the value of `scalar` (a statement and its
+    parameters that read one row of one column: a total) sent before it in
+    the same round trip on PostgreSQL (its client-side binding takes several
+    statements in one execute); on the same connection either way."""
+    scalar_sql, scalar_params = scalar
+    entry = None if key is None else _compiled(("rows", key), lambda: _rows_of(build()))
+    if entry is None or entry is _EMPTY or connections[entry.db].vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(scalar_sql, scalar_params)
+            (value,) = cursor.fetchone()
+        return ([] if entry is _EMPTY else rows(key, build)), value
+    with connections[entry.db].cursor() as cursor:
+        cursor.execute(f"{scalar_sql}; {entry.sql}", (*scalar_params, *entry.params))
+        (value,) = cursor.fetchone()
+        cursor.nextset()
+        return _instances(entry, cursor.fetchall()), value
+
+
+def _instances(entry: _Rows, fetched: list) -> list[Model]:
+    """Model instances of fetched rows, as ModelIterable makes them."""
+    wrapper = connections[entry.db]
     out = []
     for row in fetched:
         if entry.converters:
@@ -83,7 +108,7 @@ def rows(key: Hashable | None, build: Callable[[], QuerySet]) -> list[Model]:
             for position, converters, expression in entry.converters:
                 value = row[position]
                 for converter in converters:
-                    value = converter(value, expression, connection)
+                    value = converter(value, expression, wrapper)
                 row[position] = value
         out.append(entry.model.from_db(entry.db, entry.names, row))
     return out

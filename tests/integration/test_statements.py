@@ -44,6 +44,10 @@ def test_keyed_page_and_count_are_the_orms(crons, select, offset, sort_by):
         rows = statements.rows(key, lambda: page(build(), offset, 10))
         assert [cron_out(cron, select) for cron in rows] == expected
         assert statements.count(key, build) == build().count() == 30
+        total = ("SELECT COUNT(*) FROM crons_cron WHERE enabled = %s", [True])
+        rows, value = statements.rows_and_scalar(key, lambda: page(build(), offset, 10), total)
+        assert [cron_out(cron, select) for cron in rows] == expected
+        assert value == 30
 
 
 def test_keyed_filters_and_empty_results(crons):
@@ -51,6 +55,9 @@ def test_keyed_filters_and_empty_results(crons):
     assert statements.count(key, lambda: cron_search(metadata={"odd": True})) == 15
     assert statements.rows("test-none", lambda: Cron.objects.none()) == []
     assert statements.count("test-none", lambda: Cron.objects.none()) == 0
+    one = ("SELECT %s", [7])
+    assert statements.rows_and_scalar("test-none", lambda: Cron.objects.none(), one) == ([], 7)
+    assert statements.rows_and_scalar(None, lambda: Cron.objects.none(), one) == ([], 7)
 
 
 def test_a_custom_auth_users_reads_are_not_keyed():
