@@ -231,7 +231,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["cronsvc.http.auth.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_PARSER_CLASSES": ["cronsvc.http.parsers.StrictJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["cronsvc.http.outputs.JSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "cronsvc.http.outputs.ContentNegotiation",
     "EXCEPTION_HANDLER": "cronsvc.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "cronsvc.http.schema.ApiSchema",
