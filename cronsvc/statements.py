@@ -6,10 +6,12 @@ offset 0 and ~0.4 ms past it (a subquery), for a count ~0.1 ms, several times
 what SQLite or PostgreSQL take to answer them at 10,000 rows. A search's SQL
 is a function of its inputs alone (filters, order, `select`, offset, limit),
 so a view keys the queryset by those inputs (`key_of`) and this module keeps,
-per key, the compiled SQL and its parameters with how its rows become
-instances (the converters and field names Django's ModelIterable would use),
-or that it finds nothing (an `EmptyResultSet`). A dashboard or SDK that asks
-the same search or count again skips the compilation.
+per key, the compiled SQL and its parameters with how its rows are
+converted (the converters Django's ModelIterable would apply), or that it
+finds nothing (an `EmptyResultSet`). Rows come back as Records, their fields
+as attributes: what the views' wire writers read, without a model instance
+each. A dashboard or SDK that asks the same search or count again skips the
+compilation.
 
 Only for querysets whose SQL depends on nothing but the key: a view does not
 key a request with a custom-auth user (whose filter is part of the SQL) and
@@ -40,7 +42,7 @@ class _Rows:
     db: str
     sql: str
     params: tuple
-    names: frozenset[str]  # the attnames the row's columns fill, for from_db
+    names: tuple[str, ...]  # the attnames the row's columns fill, in order
     converters: tuple  # (position, converters, expression), as Django's compiler gives them
 
 
@@ -64,9 +66,9 @@ def key_of(name: str, inputs: dict) -> str | None:
     return name + json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
 
 
-def rows(key: Hashable | None, build: Callable[[], QuerySet]) -> list[Model]:
-    """The instances `build()` finds, compiled once per `key` (None: each time,
-    through the ORM)."""
+def rows(key: Hashable | None, build: Callable[[], QuerySet]) -> list[Any]:
+    """The rows `build()` finds, compiled once per `key`, as Records (None:
+    each time, through the ORM, as model instances)."""
     if key is None:
         return list(build())
     entry = _compiled(("rows", key), lambda: _rows_of(build()))
@@ -74,12 +76,12 @@ def rows(key: Hashable | None, build: Callable[[], QuerySet]) -> list[Model]:
         return []
     with connections[entry.db].cursor() as cursor:
         cursor.execute(entry.sql, entry.params)
-        return _instances(entry, cursor.fetchall())
+        return _records(entry, cursor.fetchall())
 
 
 def rows_and_scalar(
     key: Hashable | None, build: Callable[[], QuerySet], scalar: tuple[str, Sequence]
-) -> tuple[list[Model], Any]:
+) -> tuple[list[Any], Any]:
     """`rows(key, build)`, and the value of `scalar` (a statement and its
     parameters that read one row of one column: a total) sent before it in
     the same round trip on PostgreSQL (its client-side binding takes several
@@ -95,11 +97,21 @@ def rows_and_scalar(
         cursor.execute(f"{scalar_sql}; {entry.sql}", (*scalar_params, *entry.params))
         (value,) = cursor.fetchone()
         cursor.nextset()
-        return _instances(entry, cursor.fetchall()), value
+        return _records(entry, cursor.fetchall()), value
 
 
-def _instances(entry: _Rows, fetched: list) -> list[Model]:
-    """Model instances of fetched rows, as ModelIterable makes them."""
+class Record:
+    """A row of a keyed read: its fields (the columns the queryset loads, by
+    attname, converted as the ORM converts them) as attributes. What the
+    views' wire writers read, without building a model instance per row
+    (Model.__init__ and the deferred fields: a third of a search page's
+    time in the server); not a model, nothing to save."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__ = fields
+
+
+def _records(entry: _Rows, fetched: list) -> list[Record]:
     wrapper = connections[entry.db]
     out = []
     for row in fetched:
@@ -110,7 +122,7 @@ def _instances(entry: _Rows, fetched: list) -> list[Model]:
                 for converter in converters:
                     value = converter(value, expression, wrapper)
                 row[position] = value
-        out.append(entry.model.from_db(entry.db, entry.names, row))
+        out.append(Record(dict(zip(entry.names, row, strict=True))))
     return out
 
 
@@ -163,7 +175,7 @@ def _rows_of(qs: QuerySet) -> _Rows | object:
         db=qs.db,
         sql=sql,
         params=tuple(params),
-        names=frozenset(column.target.attname for column in select),
+        names=tuple(column.target.attname for column in select),
         converters=converters,
     )
 

@@ -34,7 +34,8 @@ def search_page(
     with `one_statement`, counted by the page's own query: see
     `counted_page`). `qs` is the queryset, or with `key` (from
     `cronsvc.statements.key_of`) a function that builds it: the page's and the
-    count's SQL are then compiled once per key and offset."""
+    count's SQL are then compiled once per key and offset, and `render` is
+    given statements.Records (the row's fields as attributes)."""
     offset, limit = data["offset"], data["limit"]
     build = qs if callable(qs) else (lambda: qs)
     page_key = None if key is None else f"{key}[{offset}:{limit}]"
