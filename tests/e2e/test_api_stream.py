@@ -205,7 +205,10 @@ def test_a_client_that_disconnects_cancels_its_run_with_on_disconnect_cancel(
     sdk, live_server, settings, monkeypatch
 ):
     # The run stays pending (no wake-up is published), so only the disconnect
-    # can end it; the keep-alive comment is how the server notices it.
+    # can end it; the keep-alive comment is how the server notices it. Should
+    # the session's worker claim it anyway (its drain takes any ready run after
+    # another test's), the slow graph's 2 s step keeps it running until the
+    # cancel is seen between steps: interrupted either way, never a success.
     monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)
     settings.CRONSVC_STREAM_HEARTBEAT = 0.1
     thread_id = sdk.threads.create()["thread_id"]
@@ -213,7 +216,12 @@ def test_a_client_that_disconnects_cancels_its_run_with_on_disconnect_cancel(
     with httpx.stream(
         "POST",
         f"{live_server.url}/threads/{thread_id}/runs/stream",
-        json={"assistant_id": "agent", "input": QUESTION, "on_disconnect": "cancel"},
+        json={
+            "assistant_id": "slow",
+            "input": QUESTION,
+            "config": {"configurable": {"seconds": 2}},
+            "on_disconnect": "cancel",
+        },
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         run_id = response.headers["Content-Location"].rsplit("/", 1)[1]
