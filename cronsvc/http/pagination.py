@@ -21,27 +21,23 @@ def search_page(
     qs,
     data: dict,
     render: Callable,
-    total: int | None = None,
     *,
     total_sql: tuple[str, list] | None = None,
     one_statement: bool = False,
     key: str | None = None,
 ) -> Response:
     """One page of a search (`offset`, `limit`, `select` from `data`), each row
-    rendered by `render(row, select)`, with the pagination headers (`total`:
-    the rows `qs` finds, when the caller knows it more cheaply than a count,
-    or `total_sql`, a statement that reads it, sent with the page's; else,
-    with `one_statement`, counted by the page's own query: see
-    `counted_page`). `qs` is the queryset, or with `key` (from
+    rendered by `render(row, select)`, with the pagination headers (the rows
+    `qs` finds: read by `total_sql`, when the caller has a statement cheaper
+    than a count, sent with the page's; else, with `one_statement`, counted
+    by the page's own query: see `counted_page`; else a COUNT). `qs` is the queryset, or with `key` (from
     `cronsvc.statements.key_of`) a function that builds it: the page's and the
     count's SQL are then compiled once per key and offset, and `render` is
     given statements.Records (the row's fields as attributes)."""
     offset, limit = data["offset"], data["limit"]
     build = qs if callable(qs) else (lambda: qs)
     page_key = None if key is None else f"{key}[{offset}:{limit}]"
-    if total is not None:
-        rows = statements.rows(page_key, lambda: page(build(), offset, limit))
-    elif total_sql is not None:
+    if total_sql is not None:
         rows, total = statements.rows_and_scalar(
             page_key, lambda: page(build(), offset, limit), total_sql
         )
