@@ -102,37 +102,23 @@ def cron_count(
     enabled: bool | None = None,
     metadata: dict | None = None,
 ) -> int:
-    """How many crons cron_search(...) with the same arguments finds:
-    `cron_counted_total` when it can, otherwise COUNT(*) (its SQL compiled
-    once per filter: cronsvc.statements)."""
+    """How many crons cron_search(...) with the same arguments finds: for an
+    unfiltered search (`_unfiltered`) on PostgreSQL, from the counters the
+    crons table's triggers keep (cronsvc.metrics: exact, and as fast at a
+    million crons as at ten); otherwise COUNT(*) (its SQL compiled once per
+    filter: cronsvc.statements)."""
+    if _unfiltered(assistant_id, thread_id, metadata):
+        total = metrics.crons_total(enabled)
+        if total is not None:
+            return total
     filters = {
         "assistant_id": assistant_id,
         "thread_id": thread_id,
         "enabled": enabled,
         "metadata": metadata,
     }
-    total = cron_counted_total(**filters)
-    if total is not None:
-        return total
     key = statements.key_of("crons.search", filters)
     return statements.count(key, lambda: cron_search(**filters))
-
-
-def cron_counted_total(
-    *,
-    assistant_id: str | None = None,
-    thread_id: str | None = None,
-    enabled: bool | None = None,
-    metadata: dict | None = None,
-) -> int | None:
-    """How many crons an unfiltered search (no argument but `enabled`, no
-    custom-auth user) finds, on PostgreSQL, from the counters the crons
-    table's triggers keep (cronsvc.metrics): exact, and as fast at a million
-    crons as at ten. None for a filtered search (or on SQLite): it has to
-    be counted."""
-    if _unfiltered(assistant_id, thread_id, metadata):
-        return metrics.crons_total(enabled)
-    return None
 
 
 def cron_counted_total_sql(
@@ -142,14 +128,16 @@ def cron_counted_total_sql(
     enabled: bool | None = None,
     metadata: dict | None = None,
 ) -> tuple[str, list] | None:
-    """`cron_counted_total`'s statement, for a search page that sends it with
-    its own (one round trip); None where that has to be counted."""
+    """The counters' statement for cron_count's total of an unfiltered search,
+    for a search page that sends it with its own (one round trip); None where
+    the total has to be counted (a filter, or SQLite)."""
     if _unfiltered(assistant_id, thread_id, metadata):
         return metrics.crons_total_sql(enabled)
     return None
 
 
 def _unfiltered(assistant_id, thread_id, metadata) -> bool:
+    """No argument but `enabled`, and no custom-auth user (whose filter applies)."""
     return not (assistant_id or thread_id or metadata) and custom_auth.current_user() is None
 
 
