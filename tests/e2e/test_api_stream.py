@@ -232,5 +232,6 @@ def test_a_client_that_disconnects_cancels_its_run_with_on_disconnect_cancel(
     def cancelled():
         return Run.objects.filter(pk=run_id, status="interrupted").exists()
 
-    wait_until(cancelled, timeout=10)
+    # Generous under a loaded CI machine: the worker may be mid-step when the cancel lands.
+    wait_until(cancelled, timeout=30)
     assert Run.objects.get(pk=run_id).cancel_action == "interrupt"
