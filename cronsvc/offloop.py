@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import connections
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,8 +52,15 @@ async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 def submit(fn: Callable[..., object], *args: object) -> None:
     """`fn(*args)` on the executor, not waited for (work that must happen even
-    when the request that asked for it is being cancelled)."""
-    executor().submit(contextvars.copy_context().run, _call, fn, args, {})
+    when the request that asked for it is being cancelled). Nobody awaits it, so
+    its failure is logged here rather than lost."""
+    future = executor().submit(contextvars.copy_context().run, _call, fn, args, {})
+    future.add_done_callback(functools.partial(_log_failure, fn))
+
+
+def _log_failure(fn: Callable[..., object], future: Future) -> None:
+    if (exc := future.exception()) is not None:
+        log.error("%s failed off the loop", getattr(fn, "__qualname__", fn), exc_info=exc)
 
 
 def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:

@@ -233,5 +233,9 @@ def test_a_client_that_disconnects_cancels_its_run_with_on_disconnect_cancel(
         return Run.objects.filter(pk=run_id, status="interrupted").exists()
 
     # Generous under a loaded CI machine: the worker may be mid-step when the cancel lands.
-    wait_until(cancelled, timeout=30)
+    try:
+        wait_until(cancelled, timeout=30)
+    except AssertionError:
+        row = Run.objects.values("status", "cancel_action", "attempts", "started_at").get(pk=run_id)
+        raise AssertionError(f"the run was not interrupted: {row}") from None
     assert Run.objects.get(pk=run_id).cancel_action == "interrupt"

@@ -83,11 +83,15 @@ def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
 
     # When
     first = retention.prune(batch=2, max_batches=10)
+    ours_after_first = [checkpoint_counts(t.thread_id) for t in (thread, busy)]
     second = retention.prune(batch=2, max_batches=10)
 
-    # Then
+    # Then (checkpoints are counted on this test's threads only: the
+    # checkpoint tables outlive each test's flush, and a run another test left
+    # to the session's worker may end, and become prunable, between two prunes)
     assert first["runs"] == 2 and first["ticks"] == 3 and first["checkpoints"] >= 9
-    assert second == {"runs": 0, "ticks": 0, "checkpoints": 0}
+    assert (second["runs"], second["ticks"]) == (0, 0)
+    assert [checkpoint_counts(t.thread_id) for t in (thread, busy)] == ours_after_first
     assert set(Run.objects.filter(thread=thread).values_list("pk", flat=True)) == {
         r.pk for r in runs[2:]
     }
@@ -118,7 +122,7 @@ def test_prune_deletes_old_finished_runs_ticks_and_checkpoints_and_nothing_more(
     # Once the busy thread's run is over, its checkpoints are pruned too (and
     # the 3 the last run added to the first thread).
     Run.objects.filter(pk=running.pk).update(status="success", finished_at=Now())
-    assert retention.prune(batch=2, max_batches=10)["checkpoints"] == (busy_checkpoints[0] - 3) + 3
+    assert retention.prune(batch=2, max_batches=10)["checkpoints"] >= (busy_checkpoints[0] - 3) + 3
     assert checkpoint_counts(busy.thread_id)[0] == checkpoint_counts(thread.thread_id)[0] == 3
     for t in (thread, busy):
         checkpointer.delete_thread(str(t.thread_id))
