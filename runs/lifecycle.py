@@ -307,11 +307,25 @@ def _from_row(model: Any, row: Any) -> Any:
     return model.from_db(connection.alias, [f.attname for f in fields], values)
 
 
-_CLAIM_STATEMENTS: dict[bool, str] = {}
+# The first claim of run_claim_ready in one statement, on its own (autocommit:
+# no BEGIN and COMMIT round trips): the oldest ready candidate no other
+# claimer holds (_CANDIDATES_SQL's first row, locked SKIP LOCKED) is
+# _CLAIM_SQL's thread and candidate; the candidate's id comes first in the
+# row. A candidate it could not claim (its thread busy, held, or its head
+# not ready) leaves the rest to run_claim_ready_postgres's scan.
+_FIRST_CANDIDATE_SQL = (
+    "WITH cand AS MATERIALIZED ("
+    + _CANDIDATES_SQL.replace("  AND NOT (thread_id = ANY(%(skipped)s::uuid[]))\n", "")
+    .replace("%(scan)s", "1")
+    .strip()
+    + "), head AS ("
+)
+
+_CLAIM_STATEMENTS: dict[tuple[bool, bool], str] = {}
 
 
-def _claim_sql(skip_locked: bool) -> str:
-    sql = _CLAIM_STATEMENTS.get(skip_locked)
+def _claim_sql(skip_locked: bool, first_candidate: bool = False) -> str:
+    sql = _CLAIM_STATEMENTS.get((skip_locked, first_candidate))
     if sql is None:
         sql = (
             _CLAIM_SQL.replace("{not_waiting}", _NOT_WAITING_SQL.format(r="r."))
@@ -321,7 +335,14 @@ def _claim_sql(skip_locked: bool) -> str:
             .replace("{run_columns}", _columns(Run, "c"))
             .replace("{assistant_columns}", _columns(Assistant, "a"))
         )
-        _CLAIM_STATEMENTS[skip_locked] = sql
+        if first_candidate:
+            sql = (
+                sql.replace("WITH head AS (", _FIRST_CANDIDATE_SQL)
+                .replace("%(thread_id)s", "(SELECT thread_id FROM cand)")
+                .replace("%(candidate)s::uuid", "(SELECT run_id FROM cand)")
+                .replace("SELECT head.run_id,", "SELECT (SELECT run_id FROM cand), head.run_id,")
+            )
+        _CLAIM_STATEMENTS[(skip_locked, first_candidate)] = sql
     return sql
 
 
@@ -341,6 +362,24 @@ def _claim_head_postgres(
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(skip_locked), params)
         row = cursor.fetchone()
+    return _claimed_from_row(row)
+
+
+def _claim_first_candidate_postgres(now: datetime | None) -> tuple[Any, Run | None]:
+    """(the oldest ready candidate's run id, or None when there is none, the
+    run claimed or None), in one statement on its own (_FIRST_CANDIDATE_SQL)."""
+    params = {
+        "clock": now,
+        "now": timezone.now(),
+        "lease": float(settings.CRONSVC_RUN_LEASE_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(True, first_candidate=True), params)
+        row = cursor.fetchone()
+    return row[0], _claimed_from_row(row[1:])[1]
+
+
+def _claimed_from_row(row: Any) -> tuple[tuple[Any, str, bool] | None, Run | None]:
     head = (row[0], row[1], row[2]) if row[0] is not None else None
     n_run = len(Run._meta.concrete_fields)
     run = _from_row(Run, row[4 : 4 + n_run])
@@ -353,7 +392,15 @@ def _claim_head_postgres(
 
 
 def run_claim_ready_postgres(now: datetime | None = None) -> Run | None:
-    """run_claim_ready on PostgreSQL (same rules, same locks, same order)."""
+    """run_claim_ready on PostgreSQL (same rules, same locks, same order).
+
+    Its first try is one statement on its own (a burst of runs on their own
+    threads, as a cron's, is claimed that way: one round trip, not the
+    transaction's four); a first candidate it could not claim leaves the
+    rest to the scan below, in a transaction."""
+    candidate, run = _claim_first_candidate_postgres(now)
+    if run is not None or candidate is None:
+        return run
     skipped_threads: set[str] = set()
     for _ in range(50):
         with transaction.atomic():

@@ -4,6 +4,8 @@ order, nothing before its instant; and the thread status a finish leaves."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from runs import lifecycle, wakeups
@@ -37,6 +39,22 @@ def test_a_thread_runs_one_run_at_a_time_in_creation_order():
 
     lifecycle.run_finish(run_id=a1.run_id, status="success", attempt=1)
     assert lifecycle.run_claim_next(thread_id=a.thread_id).run_id == a2.run_id
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement claim")
+def test_the_oldest_ready_run_on_an_idle_thread_is_claimed_in_one_statement():
+    # A cron's burst: each run on its own thread, claimed in one round trip,
+    # with no transaction around it.
+    runs = [make_run(thread_create()) for _ in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        claimed = lifecycle.run_claim_ready()
+
+    assert claimed.run_id == runs[0].run_id and claimed.assistant.graph_id == "agent"
+    assert len(queries) == 1, [q["sql"][:60] for q in queries]
+    assert Run.objects.get(pk=runs[0].pk).status == "running"
+    assert [lifecycle.run_claim_ready().run_id for _ in range(2)] == [r.run_id for r in runs[1:]]
+    assert lifecycle.run_claim_ready() is None
 
 
 def test_nothing_is_claimed_before_its_instant_nor_jumps_the_queue():
