@@ -299,9 +299,10 @@ def statements_top(n: int) -> str:
 # ----------------------------------------------------------------- prober
 
 
-def prober(url: str, every: float, stop, results) -> None:
-    """In a process of its own: time /ok and crons.count every `every` s each
-    until `stop` is set; send [(kind, started_at, ms, ok)] on `results`."""
+def prober(url: str, every: float, stop, results, nice: int = 0) -> None:
+    """In a process of its own (at niceness `nice`): time /ok and crons.count
+    every `every` s each, and its own loop's lag, until `stop` is set; send
+    [(kind, started_at, ms, ok)] on `results`."""
 
     async def main() -> list:
         client = sdk_client(url, 4)
@@ -320,9 +321,23 @@ def prober(url: str, every: float, stop, results) -> None:
                 samples.append((kind, started_at, ms, ok))
                 await asyncio.sleep(max(0.0, every - ms / 1000))
 
+        async def own_lag() -> None:
+            # How late this process's own loop wakes from a sleep: a probe
+            # cannot be timed more precisely than this (on a saturated host
+            # the prober waits for a core too).
+            while not stop.is_set():
+                started_at = time.time()
+                began = time.perf_counter()
+                await asyncio.sleep(every)
+                ms = (time.perf_counter() - began - every) * 1000
+                samples.append(("lag", started_at, ms, True))
+
+        if nice:
+            os.nice(nice)
         await asyncio.gather(
             loop("ok", lambda: client.http.get("/ok")),
             loop("count", lambda: client.crons.count()),
+            own_lag(),
         )
         await client.aclose()
         return samples
@@ -743,6 +758,13 @@ def main(argv=None) -> int:
         "keeps 0): on a deployment the clients are other machines",
     )
     parser.add_argument(
+        "--probe-nice",
+        type=int,
+        default=0,
+        help="niceness of the prober (negative needs root): separates the server's latency "
+        "from the prober's own wait for a core on a saturated host",
+    )
+    parser.add_argument(
         "--pg-top",
         type=int,
         default=0,
@@ -820,7 +842,9 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
         print(f"ready: {topology.url} (logs in {workdir})", flush=True)
         if args.pg_top and private is not None:
             statements_reset()
-        probe = spawn.Process(target=prober, args=(topology.url, args.probe_every, stop, send))
+        probe = spawn.Process(
+            target=prober, args=(topology.url, args.probe_every, stop, send, args.probe_nice)
+        )
         probe.start()
         groups = {
             "API": ([topology.api.pid], True),
@@ -890,8 +914,8 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
     failures = {
         k: {r: n for r, n in load.outcomes[k].items() if r != "ok"} for k in ("stream", "join")
     }
-    idle = {k: probe_stats(samples, k, 0, idle_end) for k in ("ok", "count")}
-    busy = {k: probe_stats(samples, k, load_start, load_end) for k in ("ok", "count")}
+    idle = {k: probe_stats(samples, k, 0, idle_end) for k in ("ok", "count", "lag")}
+    busy = {k: probe_stats(samples, k, load_start, load_end) for k in ("ok", "count", "lag")}
     mb = 1024 * 1024
 
     def probe_row(s: dict) -> str:
@@ -924,6 +948,8 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
         ("/ok under load p50 / p99 / max", probe_row(busy["ok"])),
         ("crons.count idle p50 / p99 / max", probe_row(idle["count"])),
         ("crons.count under load p50 / p99 / max", probe_row(busy["count"])),
+        ("the prober's own loop lag, idle p50 / p99 / max", probe_row(idle["lag"])),
+        ("the prober's own loop lag, under load", probe_row(busy["lag"])),
         (
             f"API RSS ({busiest['api_processes']} processes) before / at most open",
             (
