@@ -95,6 +95,20 @@ class EventStreamResponse(StreamingHttpResponse):
         # A response dropped before its body started (the client went away) gives it back too.
         weakref.finalize(self, slot.release)
 
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Django's ASGI handler closes (aclosing) only the generator this
+        # returns; its own __aiter__ would leave the events' generator to the
+        # garbage collector, so a client that left while an event was being
+        # sent had its run cancelled (on_disconnect="cancel") and its stream's
+        # registrations released whenever a collection came, seconds or
+        # minutes later. Closed here, at once.
+        events = self._iterator
+        try:
+            async for part in events:
+                yield part
+        finally:
+            await events.aclose()
+
     def close(self) -> None:
         self.slot.release()
         super().close()
