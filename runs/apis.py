@@ -286,11 +286,19 @@ def _event_stream(
     return response
 
 
+def _start_and_hold(run_input: dict) -> tuple[Run, int | None]:
+    """The run started and, when stateless, its thread held for the stream in
+    the same call: no worker can end it and delete its thread before the
+    stream's relay begins (a loaded API's response may start seconds later)."""
+    run = services.run_start(**run_input)
+    return run, streaming.hold_stateless_thread(run)
+
+
 async def _stream_new_run(request, thread_id=None) -> streaming.EventStreamResponse:
     run_input = _run_input(request, thread_id, stream=True)
     slot = streaming.StreamSlot.take()  # before the run exists: a refused stream starts none
     try:
-        run = await offloop.run(services.run_start, **run_input)
+        run, registration = await offloop.run(_start_and_hold, run_input)
     except BaseException:
         slot.release()
         raise
@@ -299,6 +307,7 @@ async def _stream_new_run(request, thread_id=None) -> streaming.EventStreamRespo
         after=0,
         cancel_on_disconnect=request.data.get("on_disconnect") == "cancel",
         slot=slot,
+        registration=registration,
     )
     base = f"/threads/{thread_id}/runs/{run.run_id}" if thread_id else f"/runs/{run.run_id}"
     return _event_stream(slot, relay, stream_path=f"{base}/stream", run_path=base)

@@ -85,6 +85,9 @@ class StreamSlot:
                 StreamSlot.open -= 1
 
 
+_TAKE: Any = object()  # relay's default: it takes its hold on the thread itself
+
+
 class EventStreamResponse(StreamingHttpResponse):
     """A text/event-stream answer over an async iterator (events leave as they
     are produced), holding its stream slot until it is done."""
@@ -125,6 +128,7 @@ async def relay(
     modes: set[str] | None = None,
     cancel_on_disconnect: bool = False,
     slot: StreamSlot | None = None,
+    registration: Any = _TAKE,
 ) -> AsyncIterator[bytes]:
     """A run's events after event id `after` until the run ends (or is deleted),
     as SSE: first `metadata`, then the recorded events (only `modes`' when
@@ -137,14 +141,15 @@ async def relay(
     CRONSVC_WAIT_TIMEOUT; the client resumes from its last event id. With
     `cancel_on_disconnect`, a client that goes away first (the server cancels
     the response) cancels the run. `slot`, the stream's place under
-    CRONSVC_MAX_OPEN_STREAMS, is given back when the relay ends."""
+    CRONSVC_MAX_OPEN_STREAMS, is given back when the relay ends.
+    `registration`: the hold hold_stateless_thread took on the run's thread
+    when the run was started (by default the relay takes it as it begins)."""
     over = False
     # A stateless run's thread (and its events) goes CRONSVC_STATELESS_THREAD_GRACE
     # after the run ends; while this stream is open it stays, so a relay that
     # reads late still sends every event and the end.
-    registration = (
-        await offloop.run(_hold_thread, run.thread_id) if run.on_completion == "delete" else None
-    )
+    if registration is _TAKE:
+        registration = await offloop.run(hold_stateless_thread, run)
     try:
         yield sse("metadata", {"run_id": str(run.run_id), "attempt": max(run.attempts, 1)})
         sent = renewed = time.monotonic()
@@ -188,6 +193,15 @@ async def relay(
             offloop.submit(_release_thread, registration, run.thread_id)
         if slot is not None:
             slot.release()
+
+
+def hold_stateless_thread(run: Run) -> int | None:
+    """The hold a stream of a stateless run (on_completion="delete") takes on
+    its thread: its deletion waits while the hold lives. None for a kept
+    thread, or a thread gone already. Taken right after the run is started
+    (stream endpoints), so a run that ends and is deleted before the response
+    starts cannot leave its stream without an ending."""
+    return _hold_thread(run.thread_id) if run.on_completion == "delete" else None
 
 
 def _hold_thread(thread_id) -> int | None:
