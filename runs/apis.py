@@ -251,21 +251,29 @@ class RunWebhookApi(APIView):
         },
     )
 )
-class RunCancelApi(APIView):
-    def post(self, request, thread_id, run_id):
-        run = _run(thread_id, run_id, "update")
-        if run.status in Run.FINISHED:
-            raise NotFound(
-                "No matching runs to cancel. Please verify the thread ID and run IDs are "
-                "correct, and the runs haven't been deleted or completed."
-            )
+class RunCancelApi(AsyncAPIView):
+    """Async, as every wait: with `wait=true` the answer waits on the run's
+    notifications (runs.waiters), holding no thread."""
+
+    async def post(self, request, thread_id, run_id):
         action = request.query_params.get("action", "interrupt")
         action = action if action in ("interrupt", "rollback") else "interrupt"
-        lifecycle.run_cancel(run=run, action=action)
+        run = await offloop.run(_cancel, thread_id, run_id, action)
         if query_bool(request.query_params, "wait"):
-            run = selectors.run_wait(run)
+            run = await waiters.run_wait(run)
             return Response(run_result(run), headers=_locations(run))
         return Response(status=202)
+
+
+def _cancel(thread_id, run_id, action: str) -> Run:
+    run = _run(thread_id, run_id, "update")
+    if run.status in Run.FINISHED:
+        raise NotFound(
+            "No matching runs to cancel. Please verify the thread ID and run IDs are "
+            "correct, and the runs haven't been deleted or completed."
+        )
+    lifecycle.run_cancel(run=run, action=action)
+    return run
 
 
 class _EventStreamApi(AsyncAPIView):

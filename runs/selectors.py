@@ -1,8 +1,5 @@
 """Reads of runs."""
 
-import time
-
-from django.conf import settings
 from django.db.models import QuerySet
 
 from cronsvc.errors import RunNotFound
@@ -36,19 +33,3 @@ def run_is_finished(run_id) -> bool:
     """True when the run is finished or gone (deleted with its thread)."""
     status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
     return status is None or status in Run.FINISHED
-
-
-def run_wait(run: Run, timeout: float | None = None) -> Run:
-    """`run` once it is finished (or as last seen when deleted with its thread),
-    polling for at most `timeout` (CRONSVC_WAIT_TIMEOUT) seconds; then as it is."""
-    deadline = time.monotonic() + (timeout or settings.CRONSVC_WAIT_TIMEOUT)
-    delay = 0.05
-    while time.monotonic() < deadline:
-        current = Run.objects.filter(pk=run.pk).first()
-        if current is None:
-            return run
-        if current.status in Run.FINISHED:
-            return current
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    return Run.objects.filter(pk=run.pk).first() or run

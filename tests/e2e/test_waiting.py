@@ -82,6 +82,51 @@ def test_many_open_joins_do_not_block_ok_and_all_end_with_their_runs(live_server
     assert {a.json()["done"] for a in answers} == {True}
 
 
+def test_cancels_that_wait_hold_no_web_thread(live_server, settings):
+    # More waiting cancels than the process has web threads: /ok still answers.
+    settings.CRONSVC_WAIT_TIMEOUT = 120
+    n = 2 * settings.CRONSVC_WEB_THREADS + 4
+    runs = [make_run(make_thread()) for _ in range(n)]
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(status="running", attempts=1)
+
+    async def scenario():
+        limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+        async with httpx.AsyncClient(base_url=live_server.url, limits=limits, timeout=60) as client:
+            cancels = [
+                asyncio.create_task(
+                    client.post(f"/threads/{r.thread_id}/runs/{r.run_id}/cancel?wait=true")
+                )
+                for r in runs
+            ]
+
+            def flagged() -> bool:
+                return (
+                    Run.objects.filter(
+                        pk__in=[r.pk for r in runs], cancel_action="interrupt"
+                    ).count()
+                    == n
+                )
+
+            await asyncio.to_thread(wait_until, flagged, 30)
+            ok = [(await client.get("/ok")).status_code for _ in range(3)]
+            still_open = sum(not c.done() for c in cancels)
+            # The workers stop them (as a worker would record it): every cancel answers.
+            await asyncio.to_thread(
+                lambda: Run.objects.filter(pk__in=[r.pk for r in runs]).update(
+                    status="interrupted", output={"stopped": True}
+                )
+            )
+            answers = await asyncio.wait_for(asyncio.gather(*cancels), timeout=30)
+            return ok, still_open, answers
+
+    ok, still_open, answers = asyncio.run(scenario())
+
+    assert ok == [200] * 3
+    assert still_open == n  # /ok answered while every cancel was waiting
+    assert [a.status_code for a in answers] == [200] * n
+    assert {a.json()["stopped"] for a in answers} == {True}
+
+
 def test_the_stream_cap_answers_503_and_frees_its_place_when_a_stream_ends(live_server, settings):
     # Two more than the shared live server has open now (other tests' streams
     # may still be winding down).
