@@ -29,7 +29,7 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
 from cronsvc import custom_auth
 
@@ -38,7 +38,6 @@ CACHE_SIZE = 1024
 
 @dataclass(frozen=True)
 class _Rows:
-    model: type[Model]
     db: str
     sql: str
     params: tuple
@@ -171,7 +170,6 @@ def _rows_of(qs: QuerySet) -> _Rows | object:
         for position, (convs, expression) in compiler.get_converters(select).items()
     )
     return _Rows(
-        model=qs.model,
         db=qs.db,
         sql=sql,
         params=tuple(params),
