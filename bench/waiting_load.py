@@ -40,8 +40,9 @@ stream ends with the graph's answer in its last `values` event (no `error`
 event) and a join returns it; anything else is counted as a failure, and the
 first ten are printed with what they received or raised.
 
-Meanwhile a prober (a process of its own, with its own SDK client and event
-loop, so the load's loop does not delay it) times `client.http.get("/ok")` and
+Meanwhile a prober (a process of its own, in a session of its own, with its
+own SDK client and event loop, so neither the load's loop nor its share of the
+CPU delays it: Linux's autogroups weigh sessions against each other) times `client.http.get("/ok")` and
 `client.crons.count()` every --probe-every (0.05 s) each, for --idle seconds
 before the load and throughout it.
 
@@ -332,6 +333,10 @@ def prober(url: str, every: float, stop, results, nice: int = 0) -> None:
                 ms = (time.perf_counter() - began - every) * 1000
                 samples.append(("lag", started_at, ms, True))
 
+        # A session of its own: Linux (sched_autogroup) weighs one scheduling
+        # group per session, and in the benchmark's the SDK clients would
+        # take the prober's share; a health checker is a process of its own.
+        os.setsid()
         if nice:
             os.nice(nice)
         await asyncio.gather(

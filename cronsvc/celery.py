@@ -7,6 +7,7 @@ slow or huge webhook receiver never takes a run's slot.
 """
 
 import os
+from pathlib import Path
 
 import click
 from celery import Celery, bootsteps
@@ -68,6 +69,25 @@ def _yield_the_cpu_to_the_api_and_beat(**_: object) -> None:
     # starts) inherit it: Linux keeps niceness per thread.
     if settings.CRONSVC_WORKER_NICE > 0:
         os.nice(settings.CRONSVC_WORKER_NICE)
+        nice_own_autogroup(settings.CRONSVC_WORKER_NICE)
+
+
+def nice_own_autogroup(nice: int) -> bool:
+    """Linux (with sched_autogroup, the default of most distributions) weighs
+    one scheduling group per session against the others before the tasks in
+    them: a worker in a session of its own (`manage.py runall` starts each
+    role so, as supervisors do) ordered only its own threads with os.nice and
+    took the same share of the CPU as the API. Such a worker renices its
+    group too. Not one that shares its session (started from a shell): that
+    would renice its neighbours, and there its own niceness counts. True when
+    the group was reniced."""
+    if os.getsid(0) != os.getpid():
+        return False
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:  # a kernel without autogroups
+        return False
+    return True
 
 
 def keep_task_connections(**_: object) -> None:

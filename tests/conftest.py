@@ -86,11 +86,17 @@ def subprocess_env(tmp_dir: Path, **extra: str) -> dict:
 class Proc:
     """A child process whose output is collected, waited on for a line."""
 
-    def __init__(self, argv: list[str], env: dict, name: str):
+    def __init__(self, argv: list[str], env: dict, name: str, *, session: bool = False):
         self.name = name
         self.lines: list[str] = []
         self.popen = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=session,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -126,10 +132,17 @@ class Proc:
 
 
 def start_worker(
-    tmp_dir: Path, name: str = "w1", concurrency: int = 4, *, webhooks: bool = False, **env
+    tmp_dir: Path,
+    name: str = "w1",
+    concurrency: int = 4,
+    *,
+    webhooks: bool = False,
+    session: bool = False,
+    **env,
 ) -> Proc:
     """A run worker on the session's queue, or with `webhooks` a webhook worker
-    on `<queue>-webhooks` (cronsvc.celery)."""
+    on `<queue>-webhooks` (cronsvc.celery); with `session`, in a session of
+    its own (as `manage.py runall` starts it)."""
     queues = ["--webhooks"] if webhooks else ["-Q", QUEUE]
     proc = Proc(
         [
@@ -151,6 +164,7 @@ def start_worker(
         ],
         subprocess_env(tmp_dir, **env),
         f"worker {name}",
+        session=session,
     )
     proc.wait_for("ready.", timeout=60)
     return proc

@@ -1,7 +1,10 @@
 """A worker process takes CRONSVC_WORKER_NICE as it starts, and so do the
 threads its pool runs the graphs on: on a saturated machine the API and beat
-keep their CPU."""
+keep their CPU. In a session of its own (as `manage.py runall` starts it) it
+renices its session's scheduling group too: Linux weighs those groups against
+each other before the tasks in them."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,23 @@ def test_a_worker_and_its_threads_take_the_configured_niceness(tmp_path):
         assert {niceness(pid, tid) for tid in tids} == {7}
     finally:
         proc.stop()
+
+
+def autogroup_nice(pid: int) -> int:
+    # "/autogroup-85 nice 0"
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroups")
+def test_a_worker_in_a_session_of_its_own_renices_its_scheduling_group(tmp_path):
+    ours = autogroup_nice(os.getpid())
+    alone = start_worker(tmp_path, "alone", concurrency=2, session=True, CRONSVC_WORKER_NICE="7")
+    shared = start_worker(tmp_path, "shared", concurrency=2, CRONSVC_WORKER_NICE="7")
+    try:
+        assert autogroup_nice(alone.popen.pid) == 7
+        # Sharing this test's session: its group (and so this test's) is left as it was.
+        assert autogroup_nice(shared.popen.pid) == ours
+        assert autogroup_nice(os.getpid()) == ours
+    finally:
+        alone.stop()
+        shared.stop()
