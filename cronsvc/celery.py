@@ -15,7 +15,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from cronsvc import checkpointer
+from cronsvc import checkpointer, heap
 from store import backend as store_backend
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
@@ -124,3 +124,9 @@ def _open_checkpointer(sender: object = None, **_: object) -> None:
     # on its first run. A webhook worker never reads checkpoints.
     if worker_role(getattr(sender, "controller", None)) == ROLE_RUNS:
         checkpointer.get_saver()
+
+
+@worker_ready.connect
+def _freeze_the_started_heap(**_: object) -> None:
+    # After the saver is open and the pool's threads started (cronsvc.heap).
+    heap.freeze_after_start()
