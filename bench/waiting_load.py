@@ -351,6 +351,25 @@ def prober(url: str, every: float, stop, results, nice: int = 0) -> None:
     results.close()
 
 
+def load_group_nice(nice: int) -> None:
+    """Linux (sched_autogroup) weighs one scheduling group per session before
+    the tasks in it, and the servers and the prober each run in a session of
+    their own: a niceness orders the load's thread against them only through
+    its group. This process's group is reniced when it leads its session
+    (run under `setsid -w`); otherwise the niceness orders only this
+    process's threads, and that is said."""
+    group = Path("/proc/self/autogroup")
+    if os.getsid(0) == os.getpid() and group.exists():
+        group.write_text(str(nice))
+        print(f"the load's scheduling group: {group.read_text().strip()}", flush=True)
+    else:
+        print(
+            "--load-nice: this process shares its session's scheduling group, so the "
+            "niceness does not weigh against the servers'; run under `setsid -w` for it to",
+            flush=True,
+        )
+
+
 # ----------------------------------------------------------------- monitor
 
 
@@ -759,7 +778,8 @@ def main(argv=None) -> int:
         "--load-nice",
         type=int,
         default=0,
-        help="niceness of the load's SDK clients (this process's load thread; the prober "
+        help="niceness of the load's SDK clients (this process's load thread, and its "
+        "scheduling group when it leads its session: run under `setsid -w`; the prober "
         "keeps 0): on a deployment the clients are other machines",
     )
     parser.add_argument(
@@ -871,6 +891,7 @@ def measure(args, started: float, private: PrivatePostgres | None) -> int:
             # This thread runs the load's clients: on a deployment they are
             # other machines, here they share the 2 cores with what they load.
             os.nice(args.load_nice)
+            load_group_nice(args.load_nice)
         wall = asyncio.run(
             load.run(
                 topology.url,
