@@ -39,6 +39,19 @@ def executor() -> ThreadPoolExecutor:
         return _executor
 
 
+def start_all() -> None:
+    """Every thread of the executor now (the API's start), not one by one as
+    the first requests come: ThreadPoolExecutor starts a thread inside
+    `submit`, on the event loop, and waits until it runs; during a burst on a
+    saturated machine that stalled the loop for 100-300 ms a thread. Each
+    thread waits at the barrier, so none is idle when the next is asked."""
+    pool, size = executor(), settings.CRONSVC_OFFLOOP_THREADS
+    started = threading.Barrier(size + 1)
+    for _ in range(size):
+        pool.submit(started.wait, 30)
+    started.wait(30)
+
+
 async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`fn(*args, **kwargs)` on the executor; its result or its exception. It
     runs in a copy of the caller's context, so what the request set there (the

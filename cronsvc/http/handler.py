@@ -10,7 +10,13 @@ signals, middleware in its sync form, view, rendering, closing — on one of
 CRONSVC_WEB_THREADS threads (so the sync requests in flight are bounded, as
 `cronsvc.topology.connection_budget` counts them), taken earliest deadline
 first (health checks and reads before a burst of writes: cronsvc.http.lanes),
-and its response leaves from the loop. Async views and static files take Django's own path."""
+and its response leaves from the loop. Async views and static files take Django's own path,
+without its ThreadSensitiveContext: under it each request started a thread of
+its own for its signals (request_started, request_finished), which have no
+connection to close on it, and the loop waited for every one to start (a
+burst of 500 streams on a saturated machine: stalls of 150-350 ms). Their
+sync calls share asgiref's one thread instead. Every thread an API process
+uses is started with it (`Handler.__init__`)."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import asyncio
 import contextvars
 import functools
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import SyncToAsync, iscoroutinefunction
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -27,7 +33,9 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
 
+from cronsvc import offloop
 from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
+from runs import waiters
 
 
 class Handler(ASGIHandler):
@@ -39,12 +47,18 @@ class Handler(ASGIHandler):
         # reads are not queued behind a burst of writes (cronsvc.http.lanes).
         self._threads = LaneExecutor(settings.CRONSVC_WEB_THREADS, thread_name_prefix="web")
         self._static = "/" + settings.STATIC_URL.lstrip("/")
+        self._threads.start_all()
+        offloop.start_all()
+        SyncToAsync.single_thread_executor.submit(int).result(30)
+        waiters.listener_start()  # on PostgreSQL: the run listener's thread
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self._in_thread(scope["path"]):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # Django's refusal
+        elif self._in_thread(scope["path"]):
             await self._handle_in_thread(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.handle(scope, receive, send)
 
     def _in_thread(self, path: str) -> bool:
         return not path.startswith(self._static) and _sync_view(path)

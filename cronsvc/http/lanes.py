@@ -71,10 +71,21 @@ class LaneExecutor(Executor):
             self._start_thread()
         return future
 
+    def start_all(self) -> None:
+        """Every thread now, not at the first requests: starting a thread
+        waits until it runs, and a loop that started one during a burst, on
+        a saturated machine, stalled for 100-300 ms."""
+        with self._lock:
+            while len(self._threads) < self._max_workers:
+                self._spawn()
+
     def _start_thread(self) -> None:
         # A new thread unless one is idle (as ThreadPoolExecutor does).
         if self._idle.acquire(blocking=False) or len(self._threads) >= self._max_workers:
             return
+        self._spawn()
+
+    def _spawn(self) -> None:
         thread = threading.Thread(
             target=self._work, name=f"{self._prefix}_{len(self._threads)}", daemon=True
         )
