@@ -12,10 +12,11 @@ _defaulted = [name for name in ASGI_DEFAULTS if name not in os.environ]
 os.environ.update({name: ASGI_DEFAULTS[name] for name in _defaulted})
 django.setup(set_prefix=False)
 
-from cronsvc import heap  # noqa: E402
+from cronsvc import heap, logqueue  # noqa: E402
 from cronsvc.http.handler import Handler  # noqa: E402 - needs the settings loaded
 
 application = Handler()
+logqueue.offload()  # the access log: off the event loop
 heap.freeze_after_start()
 # Read by the settings just loaded (when this module loaded them): processes
 # started from here (dev's workers and beat, a test's migrate) must not
