@@ -15,8 +15,8 @@ without its ThreadSensitiveContext: under it each request started a thread of
 its own for its signals (request_started, request_finished), which have no
 connection to close on it, and the loop waited for every one to start (a
 burst of 500 streams on a saturated machine: stalls of 150-350 ms). Their
-sync calls share asgiref's one thread instead. Every thread an API process
-uses is started with it (`Handler.__init__`)."""
+sync calls share asgiref's one thread instead. The threads an API process
+uses are started with it (`Handler.__init__`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ from django.urls import Resolver404, ResolverMatch, resolve, set_script_prefix
 
 from cronsvc import offloop
 from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
-from runs import waiters
 
 
 class Handler(ASGIHandler):
@@ -50,7 +49,8 @@ class Handler(ASGIHandler):
         self._threads.start_all()
         offloop.start_all()
         SyncToAsync.single_thread_executor.submit(int).result(30)
-        waiters.listener_start()  # on PostgreSQL: the run listener's thread
+        # Not the run listener (runs.waiters): it starts with the first wait,
+        # once per process, on the database the process is using by then.
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from cronsvc.http.handler import Handler
+from runs import waiters
 from runs.models import Run
 from tests.factories import make_run, make_thread
 
@@ -58,6 +59,8 @@ def test_the_handler_starts_its_threads_and_an_async_view_starts_none(monkeypatc
     assert sum(n.startswith("web_") for n in names) == settings.CRONSVC_WEB_THREADS
     assert sum(n.startswith("offloop") for n in names) == settings.CRONSVC_OFFLOOP_THREADS
 
+    # The run listener starts with the first wait of the process (once).
+    waiters.listener_start()
     runs = [make_run(make_thread()) for _ in range(5)]
     Run.objects.filter(pk__in=[run.pk for run in runs]).update(status=Run.Status.SUCCESS)
     started: list[str] = []
