@@ -83,8 +83,11 @@ def nice_own_autogroup(nice: int) -> bool:
     the group was reniced."""
     if os.getsid(0) != os.getpid():
         return False
+    group = Path("/proc/self/autogroup")
     try:
-        Path("/proc/self/autogroup").write_text(str(nice))
+        if not group.read_text().strip():  # autogroups switched off: nothing to renice
+            return False
+        group.write_text(str(nice))
     except OSError:  # a kernel without autogroups
         return False
     return True
