@@ -118,7 +118,7 @@ def serve():
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
-        uvicorn.Config(application, lifespan="off", access_log=False, log_level="warning")
+        uvicorn.Config(application, lifespan="on", access_log=False, log_level="warning")
     )
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:

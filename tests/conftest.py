@@ -229,7 +229,7 @@ class UvicornLiveServer:
         self.server = uvicorn.Server(
             uvicorn.Config(
                 application,
-                lifespan="off",
+                lifespan="on",
                 access_log=False,
                 log_level="warning",
                 backlog=2048,

@@ -16,13 +16,16 @@ its own for its signals (request_started, request_finished), which have no
 connection to close on it, and the loop waited for every one to start (a
 burst of 500 streams on a saturated machine: stalls of 150-350 ms). Their
 sync calls share asgiref's one thread instead. The threads an API process
-uses are started with it (`Handler.__init__`)."""
+uses are started with it (`Handler.__init__`); what needs the server's
+database (the run listener: `on_startup`) starts with the server, at the
+ASGI lifespan's startup."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable, Iterable
 
 from asgiref.sync import SyncToAsync, iscoroutinefunction
 from django.conf import settings
@@ -38,8 +41,9 @@ from cronsvc.http.lanes import HEALTH, LaneExecutor, lane_of
 
 
 class Handler(ASGIHandler):
-    def __init__(self) -> None:
+    def __init__(self, on_startup: Iterable[Callable[[], None]] = ()) -> None:
         super().__init__()
+        self._on_startup = tuple(on_startup)
         self._sync = _SyncHandler()
         self._sync.load_middleware(is_async=False)
         # Earliest deadline first, not arrival order: the health check and
@@ -49,16 +53,33 @@ class Handler(ASGIHandler):
         self._threads.start_all()
         offloop.start_all()
         SyncToAsync.single_thread_executor.submit(int).result(30)
-        # Not the run listener (runs.waiters): it starts with the first wait,
-        # once per process, on the database the process is using by then.
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] != "http":
             await super().__call__(scope, receive, send)  # Django's refusal
         elif self._in_thread(scope["path"]):
             await self._handle_in_thread(scope, receive, send)
         else:
             await self.handle(scope, receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        """The server's start and stop (ASGI lifespan). `on_startup` runs at
+        the start, not in __init__: the application may be built before the
+        database it will serve is chosen (pytest imports it before setting
+        up the test database), and what it starts (the run listener, one
+        connection per process) stays on the database it found then. Each
+        hook is cheap and starts its own thread if it needs one."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for hook in self._on_startup:
+                    hook()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     def _in_thread(self, path: str) -> bool:
         return not path.startswith(self._static) and _sync_view(path)

@@ -59,7 +59,8 @@ def test_the_handler_starts_its_threads_and_an_async_view_starts_none(monkeypatc
     assert sum(n.startswith("web_") for n in names) == settings.CRONSVC_WEB_THREADS
     assert sum(n.startswith("offloop") for n in names) == settings.CRONSVC_OFFLOOP_THREADS
 
-    # The run listener starts with the first wait of the process (once).
+    # The run listener starts with the server (the lifespan test below) or
+    # with the first wait of the process, once.
     waiters.listener_start()
     runs = [make_run(make_thread()) for _ in range(5)]
     Run.objects.filter(pk__in=[run.pk for run in runs]).update(status=Run.Status.SUCCESS)
@@ -82,3 +83,28 @@ def test_the_handler_starts_its_threads_and_an_async_view_starts_none(monkeypatc
     assert all(isinstance(json.loads(body), dict) for _, body in answers)
     # asyncio.run's own default-executor shutdown aside, no thread was started.
     assert started == []
+
+
+def test_the_server_start_runs_the_startup_hooks_and_the_application_starts_the_run_listener():
+    """The run listener starts at the ASGI lifespan's startup, when the server
+    starts (on the database it serves), not when the application is built
+    (pytest imports it before setting up the test database) nor at the first
+    wait (a burst of waits polled until it had connected)."""
+    from cronsvc.asgi import application
+
+    assert waiters.listener_start in application._on_startup
+    calls: list[str] = []
+    app = Handler(on_startup=[lambda: calls.append("started")])
+    assert calls == []  # not on building it
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict] = []
+
+    async def receive():
+        return inbox.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    assert calls == ["started"]
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -160,7 +160,7 @@ class Command(BaseCommand):
                 topology.ASGI_APP,
                 host=host.strip("[]"),
                 port=port,
-                lifespan="off",
+                lifespan="on",
                 access_log=False,
                 log_level="warning",
                 # Open waits and streams get this long to end on Ctrl-C.
