@@ -339,6 +339,12 @@ def prober(url: str, every: float, stop, results, nice: int = 0) -> None:
         os.setsid()
         if nice:
             os.nice(nice)
+            # The niceness weighs against the servers' groups only as its
+            # group's (this process leads the new session's group).
+            group = Path("/proc/self/autogroup")
+            with contextlib.suppress(OSError):
+                if group.read_text().strip():
+                    group.write_text(str(nice))
         await asyncio.gather(
             loop("ok", lambda: client.http.get("/ok")),
             loop("count", lambda: client.crons.count()),
