@@ -204,42 +204,22 @@ def poller() -> Poller:
     return found
 
 
-def _current(run_id, seen: str) -> Run | str | None:
-    """The run (None: gone) once its status is no longer `seen`; else `seen`:
-    a wake that changed nothing of the status (one of its events) reads one
-    column, not the whole row and its JSON."""
-    with connection.cursor() as cursor:
-        cursor.execute(_STATUS_SQL, (_RUN_PK.get_db_prep_value(run_id, connection),))
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    if row[0] == seen:
-        return seen
+def _current(run_id) -> Run | None:
     return Run.objects.filter(pk=run_id).first()
-
-
-_RUN_PK = Run._meta.pk
-_STATUS_SQL = (
-    f"SELECT {Run._meta.get_field('status').column} FROM {Run._meta.db_table} "  # noqa: S608
-    f"WHERE {_RUN_PK.column} = %s"
-)
 
 
 async def run_wait(run: Run, timeout: float | None = None) -> Run:
     """`run` once it is finished (or as last seen when deleted with its thread),
     waiting at most `timeout` (CRONSVC_WAIT_TIMEOUT) seconds; then as it is."""
     deadline = time.monotonic() + (timeout or settings.CRONSVC_WAIT_TIMEOUT)
-    current, seen = run, ""  # nothing seen yet: the whole row
     with poller().watch(run.pk) as watch:
         while True:
-            found = await offloop.run(_current, run.pk, seen)
-            if found is None:
+            current = await offloop.run(_current, run.pk)
+            if current is None:
                 return run
-            if isinstance(found, Run):
-                current, seen = found, found.status
             if current.status in Run.FINISHED:
                 return current
             left = deadline - time.monotonic()
-            if left <= 0:  # the answer as it is now: the whole row
-                return await offloop.run(_current, run.pk, "") or run
+            if left <= 0:
+                return current
             await watch.wait(left)
