@@ -338,13 +338,12 @@ def prober(url: str, every: float, stop, results, nice: int = 0) -> None:
         # take the prober's share; a health checker is a process of its own.
         os.setsid()
         if nice:
+            from cronsvc.autogroup import renice_own_group
+
             os.nice(nice)
             # The niceness weighs against the servers' groups only as its
             # group's (this process leads the new session's group).
-            group = Path("/proc/self/autogroup")
-            with contextlib.suppress(OSError):
-                if group.read_text().strip():
-                    group.write_text(str(nice))
+            renice_own_group(nice)
         await asyncio.gather(
             loop("ok", lambda: client.http.get("/ok")),
             loop("count", lambda: client.crons.count()),
@@ -364,13 +363,14 @@ def load_group_nice(nice: int) -> None:
     its group. This process's group is reniced when it leads its session
     (run under `setsid -w`); otherwise the niceness orders only this
     process's threads, and that is said."""
-    group = Path("/proc/self/autogroup")
-    if os.getsid(0) == os.getpid() and group.exists():
-        group.write_text(str(nice))
-        print(f"the load's scheduling group: {group.read_text().strip()}", flush=True)
+    from cronsvc.autogroup import renice_own_group
+
+    group = renice_own_group(nice)
+    if group is not None:
+        print(f"the load's scheduling group: {group}", flush=True)
     else:
         print(
-            "--load-nice: this process shares its session's scheduling group, so the "
+            "--load-nice: this process leads no scheduling group of its own, so the "
             "niceness does not weigh against the servers'; run under `setsid -w` for it to",
             flush=True,
         )

@@ -7,7 +7,6 @@ slow or huge webhook receiver never takes a run's slot.
 """
 
 import os
-from pathlib import Path
 
 import click
 from celery import Celery, bootsteps
@@ -15,7 +14,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from cronsvc import checkpointer, heap
+from cronsvc import autogroup, checkpointer, heap
 from store import backend as store_backend
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cronsvc.settings")
@@ -69,28 +68,10 @@ def _yield_the_cpu_to_the_api_and_beat(**_: object) -> None:
     # starts) inherit it: Linux keeps niceness per thread.
     if settings.CRONSVC_WORKER_NICE > 0:
         os.nice(settings.CRONSVC_WORKER_NICE)
-        nice_own_autogroup(settings.CRONSVC_WORKER_NICE)
-
-
-def nice_own_autogroup(nice: int) -> bool:
-    """Linux (with sched_autogroup, the default of most distributions) weighs
-    one scheduling group per session against the others before the tasks in
-    them: a worker in a session of its own (`manage.py runall` starts each
-    role so, as supervisors do) ordered only its own threads with os.nice and
-    took the same share of the CPU as the API. Such a worker renices its
-    group too. Not one that shares its session (started from a shell): that
-    would renice its neighbours, and there its own niceness counts. True when
-    the group was reniced."""
-    if os.getsid(0) != os.getpid():
-        return False
-    group = Path("/proc/self/autogroup")
-    try:
-        if not group.read_text().strip():  # autogroups switched off: nothing to renice
-            return False
-        group.write_text(str(nice))
-    except OSError:  # a kernel without autogroups
-        return False
-    return True
+        # A worker leading its session (as runall and supervisors start it)
+        # renices its scheduling group too: os.nice alone ordered only its
+        # own threads and left it the API's share of the CPU.
+        autogroup.renice_own_group(settings.CRONSVC_WORKER_NICE)
 
 
 def keep_task_connections(**_: object) -> None:
