@@ -294,28 +294,38 @@ def _event_stream(
     return response
 
 
-def _start_and_hold(run_input: dict) -> tuple[Run, int | None]:
+def _start_and_hold(
+    run_input: dict, slot: streaming.StreamSlot, cancel_on_disconnect: bool
+) -> tuple[Run, int | None]:
     """The run started and, when stateless, its thread held for the stream in
     the same call: no worker can end it and delete its thread before the
-    stream's relay begins (a loaded API's response may start seconds later)."""
+    stream's relay begins (a loaded API's response may start seconds later).
+    Both registered on the stream's `slot` here, once the run exists: a
+    client that left meanwhile (its slot given back) has its hold given back
+    and, with on_disconnect="cancel", its run cancelled at once."""
     run = services.run_start(**run_input)
-    return run, streaming.hold_stateless_thread(run)
+    registration = streaming.hold_stateless_thread(run, slot)
+    if cancel_on_disconnect:
+        slot.on_disconnect(streaming.run_cancel, run)
+    return run, registration
 
 
 async def _stream_new_run(request, thread_id=None) -> streaming.EventStreamResponse:
     run_input = _run_input(request, thread_id, stream=True)
     slot = streaming.StreamSlot.take()  # before the run exists: a refused stream starts none
+    cancel_on_disconnect = request.data.get("on_disconnect") == "cancel"
     try:
-        run, registration = await offloop.run(_start_and_hold, run_input)
+        run, registration = await offloop.run(
+            _start_and_hold, run_input, slot, cancel_on_disconnect
+        )
     except BaseException:
         slot.release()
         raise
     relay = streaming.relay(
         run,
         after=0,
-        cancel_on_disconnect=request.data.get("on_disconnect") == "cancel",
         slot=slot,
-        registration=registration,
+        registration=registration,  # and the cancel on disconnect: both on the slot
     )
     base = f"/threads/{thread_id}/runs/{run.run_id}" if thread_id else f"/runs/{run.run_id}"
     return _event_stream(slot, relay, stream_path=f"{base}/stream", run_path=base)
@@ -447,7 +457,9 @@ class ThreadJoinStreamApi(_EventStreamApi):
         thread = await offloop.run(thread_get_or_404, thread_id)
         slot = streaming.StreamSlot.take()
         try:
-            registration, after = await offloop.run(streaming.thread_stream_open, thread.pk, after)
+            registration, after = await offloop.run(
+                streaming.thread_stream_open, thread.pk, after, slot
+            )
         except BaseException:
             slot.release()
             raise

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -58,15 +58,26 @@ def event_names(modes: Iterable[str]) -> set[str]:
 
 
 class StreamSlot:
-    """One open stream of this process, under CRONSVC_MAX_OPEN_STREAMS. Taken by
-    the view before the response starts (refused with a 503 when none is left),
-    given back once when the relay ends, the response closes or is dropped."""
+    """One open stream of this process, under CRONSVC_MAX_OPEN_STREAMS, and
+    what the stream holds. Taken by the view before the response starts
+    (refused with a 503 when none is left), given back once: when the relay
+    ends, or the response closes or is dropped, its body started or not.
+
+    What the stream takes is registered on its slot as it is taken (the hold
+    on a stateless run's thread, a thread stream's registration: `on_release`;
+    the cancel of an on_disconnect="cancel" run: `on_disconnect`) and given
+    back, off the loop, with the slot: a client that leaves before the first
+    event, or while the run is being started, leaves nothing to expire. A
+    registration made after the slot went back is given back at once."""
 
     open = 0
     _lock = threading.Lock()
 
     def __init__(self) -> None:
         self.held = True
+        self._ended = False
+        self._on_disconnect: list[tuple[Callable[..., object], tuple]] = []
+        self._on_release: list[tuple[Callable[..., object], tuple]] = []
 
     @classmethod
     def take(cls) -> StreamSlot:
@@ -79,11 +90,39 @@ class StreamSlot:
             cls.open += 1
         return cls()
 
-    def release(self) -> None:
+    def on_release(self, fn: Callable[..., object], *args: object) -> None:
+        """`fn(*args)` off the loop when the slot is given back."""
+        self._register(self._on_release, fn, args)
+
+    def on_disconnect(self, fn: Callable[..., object], *args: object) -> None:
+        """`fn(*args)` off the loop when the slot is given back before the
+        stream reached its end (`ended`): the client left first."""
+        self._register(self._on_disconnect, fn, args)
+
+    def ended(self) -> None:
+        """The stream reached its end: the run's ending, its deletion, or the
+        wait's bound (the client resumes)."""
+        self._ended = True
+
+    def _register(self, calls: list, fn: Callable[..., object], args: tuple) -> None:
         with self._lock:
             if self.held:
-                self.held = False
-                StreamSlot.open -= 1
+                calls.append((fn, args))
+                return
+        if calls is self._on_release or not self._ended:
+            offloop.submit(fn, *args)
+
+    def release(self) -> None:
+        with self._lock:
+            if not self.held:
+                return
+            self.held = False
+            StreamSlot.open -= 1
+        # Not awaited: the request may be being cancelled, or the response
+        # collected; the disconnect's calls (a run's cancel) before the rest.
+        calls = ([] if self._ended else self._on_disconnect) + self._on_release
+        for fn, args in calls:
+            offloop.submit(fn, *args)
 
 
 _TAKE: Any = object()  # relay's default: it takes its hold on the thread itself
@@ -96,8 +135,9 @@ class EventStreamResponse(StreamingHttpResponse):
     def __init__(self, slot: StreamSlot, events: AsyncIterator[bytes]):
         super().__init__(events, content_type="text/event-stream")
         self.slot = slot
-        # A response dropped before its body started (the client went away) gives it back too.
-        weakref.finalize(self, slot.release)
+        # A response dropped before its body started (the client went away)
+        # gives it back too (not at the interpreter's exit: nothing to run it then).
+        weakref.finalize(self, slot.release).atexit = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Django's ASGI handler closes (aclosing) only the generator this
@@ -122,13 +162,13 @@ def last_event_id(run: Run) -> int:
     return RunEvent.objects.filter(run_id=run.pk).aggregate(last=Max("id"))["last"] or 0
 
 
-async def relay(
+def relay(
     run: Run,
     *,
     after: int,
+    slot: StreamSlot,
     modes: set[str] | None = None,
     cancel_on_disconnect: bool = False,
-    slot: StreamSlot | None = None,
     registration: Any = _TAKE,
 ) -> AsyncIterator[bytes]:
     """A run's events after event id `after` until the run ends (or is deleted),
@@ -141,17 +181,27 @@ async def relay(
     through the bounded executor (cronsvc.offloop). Bounded by
     CRONSVC_WAIT_TIMEOUT; the client resumes from its last event id. With
     `cancel_on_disconnect`, a client that goes away first (the server cancels
-    the response) cancels the run. `slot`, the stream's place under
-    CRONSVC_MAX_OPEN_STREAMS, is given back when the relay ends.
-    `registration`: the hold hold_stateless_thread took on the run's thread
-    when the run was started (by default the relay takes it as it begins)."""
-    over = False
+    the response, or drops it before its body started) cancels the run.
+    `slot`, the stream's place under CRONSVC_MAX_OPEN_STREAMS, is given back
+    when the relay ends, with what it holds. `registration`: the hold
+    hold_stateless_thread took on the run's thread (on `slot`) when the run
+    was started (by default the relay takes it as it begins)."""
+    if cancel_on_disconnect:
+        # On the slot now, not in the relay's body: a response dropped before
+        # its body started never runs that.
+        slot.on_disconnect(run_cancel, run)
+    return _relay(run, after, modes, slot, registration)
+
+
+async def _relay(
+    run: Run, after: int, modes: set[str] | None, slot: StreamSlot, registration: Any
+) -> AsyncIterator[bytes]:
     # A stateless run's thread (and its events) goes CRONSVC_STATELESS_THREAD_GRACE
     # after the run ends; while this stream is open it stays, so a relay that
     # reads late still sends every event and the end.
-    if registration is _TAKE:
-        registration = await offloop.run(hold_stateless_thread, run)
     try:
+        if registration is _TAKE:
+            registration = await offloop.run(hold_stateless_thread, run, slot)
         yield sse("metadata", {"run_id": str(run.run_id), "attempt": max(run.attempts, 1)})
         sent = renewed = time.monotonic()
         deadline = sent + settings.CRONSVC_WAIT_TIMEOUT
@@ -168,10 +218,10 @@ async def relay(
                     if modes is None or event.split("|", 1)[0] in modes:
                         yield sse(event, data, event_id)
                 if current is None:
-                    over = True  # deleted (with its thread)
+                    slot.ended()  # deleted (with its thread)
                     return
                 if current["status"] in Run.FINISHED and len(events) < BATCH:
-                    over = True
+                    slot.ended()
                     for chunk in _ending(current, modes):
                         yield chunk
                     return
@@ -185,24 +235,24 @@ async def relay(
                     # An SSE comment: keeps proxies from timing the stream out.
                     yield b": heartbeat\n\n"
                     sent = time.monotonic()
-        over = True  # the bound: the client reconnects and resumes
+        slot.ended()  # the bound: the client reconnects and resumes
     finally:
-        if not over and cancel_on_disconnect:
-            # Not awaited: the request is being cancelled, the cancel must happen anyway.
-            offloop.submit(_cancel, run)
-        if registration is not None:
-            offloop.submit(_release_thread, registration, run.thread_id)
-        if slot is not None:
-            slot.release()
+        slot.release()
 
 
-def hold_stateless_thread(run: Run) -> int | None:
+def hold_stateless_thread(run: Run, slot: StreamSlot) -> int | None:
     """The hold a stream of a stateless run (on_completion="delete") takes on
-    its thread: its deletion waits while the hold lives. None for a kept
-    thread, or a thread gone already. Taken right after the run is started
-    (stream endpoints), so a run that ends and is deleted before the response
-    starts cannot leave its stream without an ending."""
-    return _hold_thread(run.thread_id) if run.on_completion == "delete" else None
+    its thread, given back with the stream's `slot`: the thread's deletion
+    waits while the hold lives. None for a kept thread, or a thread gone
+    already. Taken right after the run is started (stream endpoints), so a
+    run that ends and is deleted before the response starts cannot leave its
+    stream without an ending."""
+    if run.on_completion != "delete":
+        return None
+    registration = _hold_thread(run.thread_id)
+    if registration is not None:
+        slot.on_release(_release_thread, registration, run.thread_id)
+    return registration
 
 
 def _hold_thread(thread_id) -> int | None:
@@ -273,7 +323,8 @@ def _read_sql() -> str:
     )
 
 
-def _cancel(run: Run) -> None:
+def run_cancel(run: Run) -> None:
+    """A stream's run cancelled as its client left (on_disconnect="cancel")."""
     lifecycle.run_cancel(run=run)
 
 
@@ -316,15 +367,17 @@ def _registration_expiry() -> dt.datetime:
     return timezone.now() + dt.timedelta(seconds=ttl)
 
 
-def thread_stream_open(thread_id, after: int | None) -> tuple[int, int]:
+def thread_stream_open(thread_id, after: int | None, slot: StreamSlot) -> tuple[int, int]:
     """Registers an open thread stream (runs.executor then records the events
-    of the runs it starts on the thread) and returns its registration's id and
-    the event id to relay after: `after`, or the thread's last event id (from
-    now on). Registrations their servers left behind are removed."""
+    of the runs it starts on the thread), removed when the stream's `slot` is
+    given back, and returns its registration's id and the event id to relay
+    after: `after`, or the thread's last event id (from now on).
+    Registrations their servers left behind are removed."""
     ThreadStream.objects.filter(expires_at__lte=timezone.now()).delete()
     registration = ThreadStream.objects.create(
         thread_id=thread_id, expires_at=_registration_expiry()
     )
+    slot.on_release(_unregister, registration.pk)
     if after is None:
         last = RunEvent.objects.filter(run__thread_id=thread_id).aggregate(last=Max("id"))
         after = last["last"] or 0
@@ -352,7 +405,7 @@ async def thread_relay(
     *,
     after: int,
     names: set[str] | None,
-    slot: StreamSlot | None = None,
+    slot: StreamSlot,
 ) -> AsyncIterator[bytes]:
     """The events of the runs on a thread after event id `after` (the runs
     recorded them: streamed runs, and the runs started while this stream is
@@ -361,7 +414,8 @@ async def thread_relay(
     by `end` once it finished (`error` before it when it failed). Only `names`'
     events when given. Heartbeat comments renew the registration; the relay
     ends at CRONSVC_WAIT_TIMEOUT (the client reconnects with Last-Event-ID) or
-    when the thread is deleted, and then removes the registration.
+    when the thread is deleted, and then gives back its `slot` (which removes
+    the registration: thread_stream_open).
 
     It polls (every 20 ms while events come, backing off to 250 ms): two
     queries a round per open thread stream."""
@@ -429,10 +483,7 @@ async def thread_relay(
                 sent = time.monotonic()
             await asyncio.sleep(max(min(delay, deadline - time.monotonic()), 0))
     finally:
-        # Not awaited: the request may be being cancelled.
-        offloop.submit(_unregister, registration)
-        if slot is not None:
-            slot.release()
+        slot.release()
 
 
 def _thread_run_ended(run_id, current: dict | None, names, wanted) -> list[bytes]:

@@ -1,0 +1,88 @@
+"""What a stream holds is given back when its response goes, whether or not
+its body ever started: a client that leaves while the run is being started,
+or before the first event is sent, leaves no hold on a stateless run's
+thread (its deletion would wait for the hold's 30 s expiry) and, with
+on_disconnect="cancel", its run cancelled. runs.streaming.StreamSlot owns
+them: each is registered on the stream's slot as it is taken, and given back
+once when the slot is."""
+
+import gc
+
+import pytest
+
+from runs import streaming
+from runs.models import Run, ThreadStream
+from tests.conftest import wait_until
+from tests.factories import agent, make_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def stateless_run() -> Run:
+    # A running run no worker was told about (run_create would wake one).
+    return Run.objects.create(
+        thread=make_thread(),
+        assistant=agent(),
+        status=Run.Status.RUNNING,
+        kwargs={"input": {}},
+        on_completion="delete",
+    )
+
+
+def holds(run: Run) -> int:
+    return ThreadStream.objects.filter(thread_id=run.thread_id).count()
+
+
+def test_a_response_dropped_before_its_body_started_gives_the_hold_back_and_cancels():
+    run = stateless_run()
+    open_before = streaming.StreamSlot.open
+    slot = streaming.StreamSlot.take()
+    registration = streaming.hold_stateless_thread(run, slot)
+    assert registration is not None and holds(run) == 1
+    events = streaming.relay(
+        run, after=0, cancel_on_disconnect=True, slot=slot, registration=registration
+    )
+    response = streaming.EventStreamResponse(slot, events)
+    del response, events  # the client left before the body started: never iterated
+    gc.collect()
+    assert streaming.StreamSlot.open == open_before
+    wait_until(lambda: holds(run) == 0, timeout=5)
+    wait_until(lambda: Run.objects.filter(pk=run.pk, cancel_action="interrupt").exists(), timeout=5)
+
+
+def test_a_hold_taken_after_the_client_left_is_given_back_at_once():
+    # The view's start (run and hold, off the loop) went on after the request
+    # was cancelled and its slot given back.
+    run = stateless_run()
+    slot = streaming.StreamSlot.take()
+    slot.release()
+    assert streaming.hold_stateless_thread(run, slot) is not None
+    wait_until(lambda: holds(run) == 0, timeout=5)
+
+
+def test_a_stream_that_reached_its_end_does_not_cancel_its_run():
+    run = stateless_run()
+    slot = streaming.StreamSlot.take()
+    cancelled = []
+    slot.on_disconnect(cancelled.append, "cancelled")
+    slot.ended()
+    slot.release()
+    slot.release()  # once only
+    assert cancelled == []
+    other = streaming.StreamSlot.take()
+    other.on_disconnect(cancelled.append, "cancelled")
+    other.release()
+    wait_until(lambda: cancelled == ["cancelled"], timeout=5)
+    assert Run.objects.get(pk=run.pk).cancel_action is None
+
+
+def test_a_thread_stream_dropped_before_its_body_started_unregisters():
+    thread = make_thread()
+    slot = streaming.StreamSlot.take()
+    registration, _ = streaming.thread_stream_open(thread.pk, None, slot)
+    assert ThreadStream.objects.filter(pk=registration).exists()
+    response = streaming.EventStreamResponse(
+        slot, streaming.thread_relay(thread.pk, registration, after=0, names=None, slot=slot)
+    )
+    response.close()  # as Django closes a response it could not send
+    wait_until(lambda: not ThreadStream.objects.filter(pk=registration).exists(), timeout=5)
