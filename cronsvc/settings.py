@@ -149,6 +149,10 @@ TEMPLATES = [
 WSGI_APPLICATION = "cronsvc.wsgi.application"
 ASGI_APPLICATION = "cronsvc.asgi.application"
 
+# 4, not 8: the sync views' Python shares one GIL per process, and under a
+# burst of writes 8 threads waiting for it held the health check and a count
+# longer (README, "Waiting under load", session 12).
+web_threads_default = 4
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'cronsvc.sqlite3'}")}
 # Each thread keeps its connection (the API's threads are bounded pools,
 # cronsvc/http/handler.py and cronsvc/offloop.py): opening one costs more than
@@ -183,7 +187,7 @@ else:
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 2,
             "max_size": env.int("CRONSVC_OFFLOOP_THREADS", default=8)
-            + env.int("CRONSVC_WEB_THREADS", default=8),
+            + env.int("CRONSVC_WEB_THREADS", default=web_threads_default),
             "timeout": 30,
         }
 
@@ -378,7 +382,7 @@ CRONSVC_MAX_OPEN_STREAMS = env.int("CRONSVC_MAX_OPEN_STREAMS", default=1000)
 CRONSVC_OFFLOOP_THREADS = env.int("CRONSVC_OFFLOOP_THREADS", default=8)
 # Threads of each API process that run its sync views (cronsvc/http/handler.py):
 # the requests a process serves at once beside the waiting ones.
-CRONSVC_WEB_THREADS = env.int("CRONSVC_WEB_THREADS", default=8)
+CRONSVC_WEB_THREADS = env.int("CRONSVC_WEB_THREADS", default=web_threads_default)
 # Niceness a worker process (runs and webhooks) takes as it starts: on a
 # machine whose cores the workers saturate, the API (its health check) and
 # beat (on-time dispatch) keep their CPU, and the runs take what is left.

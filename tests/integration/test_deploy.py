@@ -437,12 +437,12 @@ def test_default_compose_with_four_workers_fits_postgres_max_connections():
         workers=4,
         concurrency=settings.CELERY_WORKER_CONCURRENCY,
         web_workers=2,
-        web_threads=8,
+        web_threads=settings.CRONSVC_WEB_THREADS,
         pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
         offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
 
-    assert (max_connections, budget) == (200, 4 * (8 + 3 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4))
+    assert (max_connections, budget) == (200, 4 * (8 + 3 + 4) + 2 * (8 + 4 + 1 + 4) + (2 + 4))
     # PostgreSQL keeps 3 for superusers; leave room for health checks and pg_dump.
     assert budget + 3 + 10 <= max_connections
 
@@ -545,10 +545,10 @@ def test_compose_with_four_workers_and_the_webhook_worker_fits_postgres_max_conn
         workers=4,
         concurrency=settings.CELERY_WORKER_CONCURRENCY,
         web_workers=2,
-        web_threads=8,
+        web_threads=settings.CRONSVC_WEB_THREADS,
         pool_size=settings.CRONSVC_CHECKPOINTER_POOL_SIZE,
         webhook_workers=1,
         offloop_threads=settings.CRONSVC_OFFLOOP_THREADS,
     )
-    assert budget == 4 * (8 + 3 + 4) + 2 * (8 + 8 + 1 + 4) + (2 + 4) + (4 + 2)
+    assert budget == 4 * (8 + 3 + 4) + 2 * (8 + 4 + 1 + 4) + (2 + 4) + (4 + 2)
     assert budget + 3 + 10 <= max_connections
