@@ -108,3 +108,36 @@ def test_the_server_start_runs_the_startup_hooks_and_the_application_starts_the_
     asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
     assert calls == ["started"]
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_a_path_is_resolved_once_for_async_views_as_for_sync_ones(monkeypatch):
+    """Django resolves each request's path against every URL pattern; the
+    handler resolves a path once per process, for both kinds of view."""
+    from django.urls import resolvers
+
+    from cronsvc.http import handler
+
+    handler._resolved.cache_clear()
+    app = Handler()
+    runs = [make_run(make_thread()) for _ in range(3)]
+    Run.objects.filter(pk__in=[run.pk for run in runs]).update(status=Run.Status.SUCCESS)
+    thread_id = runs[0].thread_id
+    paths = [
+        f"/threads/{thread_id}/runs/{runs[0].run_id}/join",  # async
+        f"/threads/{thread_id}/runs/{runs[0].run_id}",  # sync
+    ]
+    resolved: list[str] = []
+    resolve = resolvers.URLResolver.resolve
+
+    def counted(self, path):
+        if self.pattern.regex.pattern == "^/":  # the root resolver: once per resolution
+            resolved.append(path)
+        return resolve(self, path)
+
+    monkeypatch.setattr(resolvers.URLResolver, "resolve", counted)
+
+    async def requests():
+        return [await asgi_get(app, path) for path in paths * 3]
+
+    assert [status for status, _ in asyncio.run(requests())] == [200] * 6
+    assert sorted(resolved) == sorted(paths)
