@@ -294,29 +294,13 @@ def _event_stream(
     return response
 
 
-def _start_and_hold(
-    run_input: dict, slot: streaming.StreamSlot, cancel_on_disconnect: bool
-) -> tuple[Run, int | None]:
-    """The run started and, when stateless, its thread held for the stream in
-    the same call: no worker can end it and delete its thread before the
-    stream's relay begins (a loaded API's response may start seconds later).
-    Both registered on the stream's `slot` here, once the run exists: a
-    client that left meanwhile (its slot given back) has its hold given back
-    and, with on_disconnect="cancel", its run cancelled at once."""
-    run = services.run_start(**run_input)
-    registration = streaming.hold_stateless_thread(run, slot)
-    if cancel_on_disconnect:
-        slot.on_disconnect(streaming.run_cancel, run)
-    return run, registration
-
-
 async def _stream_new_run(request, thread_id=None) -> streaming.EventStreamResponse:
     run_input = _run_input(request, thread_id, stream=True)
     slot = streaming.StreamSlot.take()  # before the run exists: a refused stream starts none
     cancel_on_disconnect = request.data.get("on_disconnect") == "cancel"
     try:
         run, registration = await offloop.run(
-            _start_and_hold, run_input, slot, cancel_on_disconnect
+            streaming.run_start_streamed, run_input, slot, cancel_on_disconnect
         )
     except BaseException:
         slot.release()

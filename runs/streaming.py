@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from cronsvc import offloop
 from cronsvc.errors import Unavailable
-from runs import lifecycle, waiters
+from runs import lifecycle, services, waiters
 from runs.models import Run, RunEvent, ThreadStream
 from threads.models import Thread
 
@@ -240,16 +240,41 @@ async def _relay(
         slot.release()
 
 
-def hold_stateless_thread(run: Run, slot: StreamSlot) -> int | None:
+def run_start_streamed(
+    run_input: dict, slot: StreamSlot, cancel_on_disconnect: bool
+) -> tuple[Run, int | None]:
+    """A stream endpoint's run (runs.services.run_start's arguments) started
+    and, when stateless, its thread held for the stream in the same
+    transaction: no worker can end it and delete its thread before the
+    stream's relay begins (a loaded API's response may start seconds later).
+    Both registered on the stream's `slot` once the run exists: a client that
+    left meanwhile (its slot given back) has its hold given back and, with
+    on_disconnect="cancel", its run cancelled at once."""
+    with transaction.atomic():  # one commit: the run, its new thread and the hold
+        run = services.run_start(**run_input)
+        registration = hold_stateless_thread(run, slot, created=True)
+    if cancel_on_disconnect:
+        slot.on_disconnect(run_cancel, run)
+    return run, registration
+
+
+def hold_stateless_thread(run: Run, slot: StreamSlot, *, created: bool = False) -> int | None:
     """The hold a stream of a stateless run (on_completion="delete") takes on
     its thread, given back with the stream's `slot`: the thread's deletion
     waits while the hold lives. None for a kept thread, or a thread gone
     already. Taken right after the run is started (stream endpoints), so a
     run that ends and is deleted before the response starts cannot leave its
-    stream without an ending."""
+    stream without an ending. `created`: in the transaction that created the
+    run and its thread, which nobody else sees yet: the hold is one insert,
+    committed with them."""
     if run.on_completion != "delete":
         return None
-    registration = _hold_thread(run.thread_id)
+    if created:
+        registration = ThreadStream.objects.create(
+            thread_id=run.thread_id, expires_at=_registration_expiry()
+        ).pk
+    else:
+        registration = _hold_thread(run.thread_id)
     if registration is not None:
         slot.on_release(_release_thread, registration, run.thread_id)
     return registration

@@ -86,3 +86,33 @@ def test_a_thread_stream_dropped_before_its_body_started_unregisters():
     )
     response.close()  # as Django closes a response it could not send
     wait_until(lambda: not ThreadStream.objects.filter(pk=registration).exists(), timeout=5)
+
+
+def test_a_streamed_stateless_run_its_thread_and_its_hold_commit_together(monkeypatch):
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from cronsvc.http.inputs import validated
+    from runs.apis import RunCreateIn
+
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)  # no worker
+    body = {"assistant_id": "agent", "input": {}}
+    run_input = {
+        "thread_id": None,
+        "data": validated(RunCreateIn, body),
+        "body": body,
+        "stream": True,
+    }
+    commits = []
+    commit = BaseDatabaseWrapper.commit
+
+    def counted(self):
+        commits.append(self.alias)
+        return commit(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "commit", counted)
+    slot = streaming.StreamSlot.take()
+    run, registration = streaming.run_start_streamed(run_input, slot, cancel_on_disconnect=False)
+    assert commits == ["default"]
+    assert ThreadStream.objects.filter(pk=registration, thread_id=run.thread_id).exists()
+    slot.release()
+    wait_until(lambda: holds(run) == 0, timeout=5)
