@@ -39,7 +39,9 @@ class TooManyPending(Conflict):
     pass
 
 
-@transaction.atomic
+# Nested without a savepoint (two round trips): its callers that go on after
+# a refusal (crons.dispatch's ticks) hold a savepoint of their own.
+@transaction.atomic(savepoint=False)
 def run_create(
     *,
     thread: Thread,
@@ -182,7 +184,7 @@ def run_start(
     kwargs = custom_auth.with_user_configurable(
         dict(value.get("kwargs") or {}), custom_auth.current_user()
     )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # nested (a batch, a stream's hold): as one
         assistant = run_assistant(data["assistant_id"])
         on_completion = None
         if thread_id is None:

@@ -18,7 +18,9 @@ from threads.models import Thread
 from threads.selectors import thread_auth_q
 
 
-@transaction.atomic
+# Nested without a savepoint (two round trips): no caller goes on in its
+# transaction after this failed.
+@transaction.atomic(savepoint=False)
 def thread_create(
     *, thread_id: uuid.UUID | None = None, metadata: dict | None = None, if_exists: str = "raise"
 ) -> Thread:
@@ -39,11 +41,11 @@ def thread_create(
             ):
                 return existing
             raise Conflict(f"Thread with ID {thread_id} already exists")
+    if thread_id is None:  # a new random id: no duplicate to catch in a savepoint
+        return Thread.objects.create(thread_id=uuid.uuid4(), metadata=metadata or {})
     try:
         with transaction.atomic():
-            return Thread.objects.create(
-                thread_id=thread_id or uuid.uuid4(), metadata=metadata or {}
-            )
+            return Thread.objects.create(thread_id=thread_id, metadata=metadata or {})
     except IntegrityError as exc:
         if if_exists == "do_nothing":
             return Thread.objects.get(pk=thread_id)

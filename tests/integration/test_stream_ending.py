@@ -116,3 +116,30 @@ def test_a_streamed_stateless_run_its_thread_and_its_hold_commit_together(monkey
     assert ThreadStream.objects.filter(pk=registration, thread_id=run.thread_id).exists()
     slot.release()
     wait_until(lambda: holds(run) == 0, timeout=5)
+
+
+def test_starting_runs_takes_no_savepoint(monkeypatch):
+    """A savepoint is two round trips (SAVEPOINT, RELEASE): the services that
+    start a run nest their transactions without them (no caller goes on in
+    a transaction after they failed)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from cronsvc.http.inputs import validated
+    from runs.apis import RunCreateIn
+    from runs.services import run_start
+    from threads.services import thread_create
+
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)  # no worker
+    body = {"assistant_id": "agent", "input": {}}
+    data = validated(RunCreateIn, body)
+    thread = make_thread()
+    with CaptureQueriesContext(connection) as queries:
+        slot = streaming.StreamSlot.take()
+        streaming.run_start_streamed(
+            {"thread_id": None, "data": data, "body": body, "stream": True}, slot, False
+        )
+        run_start(thread_id=str(thread.thread_id), data=data, body=body)
+        thread_create()
+    slot.release()
+    assert [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()] == []
