@@ -247,34 +247,33 @@ def run_start_streamed(
     and, when stateless, its thread held for the stream in the same
     transaction: no worker can end it and delete its thread before the
     stream's relay begins (a loaded API's response may start seconds later).
-    Both registered on the stream's `slot` once the run exists: a client that
-    left meanwhile (its slot given back) has its hold given back and, with
+    Both registered on the stream's `slot` once committed: a client that left
+    meanwhile (its slot given back) has its hold given back and, with
     on_disconnect="cancel", its run cancelled at once."""
+    registration = None
     with transaction.atomic():  # one commit: the run, its new thread and the hold
         run = services.run_start(**run_input)
-        registration = hold_stateless_thread(run, slot, created=True)
+        if run.on_completion == "delete":
+            # The thread is new, seen by nobody else before this commits: one insert.
+            registration = ThreadStream.objects.create(
+                thread_id=run.thread_id, expires_at=_registration_expiry()
+            ).pk
+    if registration is not None:
+        slot.on_release(_release_thread, registration, run.thread_id)
     if cancel_on_disconnect:
         slot.on_disconnect(run_cancel, run)
     return run, registration
 
 
-def hold_stateless_thread(run: Run, slot: StreamSlot, *, created: bool = False) -> int | None:
+def hold_stateless_thread(run: Run, slot: StreamSlot) -> int | None:
     """The hold a stream of a stateless run (on_completion="delete") takes on
     its thread, given back with the stream's `slot`: the thread's deletion
     waits while the hold lives. None for a kept thread, or a thread gone
-    already. Taken right after the run is started (stream endpoints), so a
-    run that ends and is deleted before the response starts cannot leave its
-    stream without an ending. `created`: in the transaction that created the
-    run and its thread, which nobody else sees yet: the hold is one insert,
-    committed with them."""
+    already (a stream that starts the run takes it with the run:
+    run_start_streamed)."""
     if run.on_completion != "delete":
         return None
-    if created:
-        registration = ThreadStream.objects.create(
-            thread_id=run.thread_id, expires_at=_registration_expiry()
-        ).pk
-    else:
-        registration = _hold_thread(run.thread_id)
+    registration = _hold_thread(run.thread_id)
     if registration is not None:
         slot.on_release(_release_thread, registration, run.thread_id)
     return registration

@@ -118,6 +118,25 @@ def test_a_streamed_stateless_run_its_thread_and_its_hold_commit_together(monkey
     wait_until(lambda: holds(run) == 0, timeout=5)
 
 
+def test_a_stream_start_that_outlived_its_client_gives_the_hold_back_and_cancels(monkeypatch):
+    # The view's start (off the loop) went on after the request was cancelled
+    # and its slot given back: registered once committed, given back at once.
+    from cronsvc.http.inputs import validated
+    from runs.apis import RunCreateIn
+
+    monkeypatch.setattr("runs.wakeups.wake_thread", lambda thread_id: None)  # no worker
+    body = {"assistant_id": "agent", "input": {}}
+    run_input = {"thread_id": None, "data": validated(RunCreateIn, body), "body": body}
+    slot = streaming.StreamSlot.take()
+    slot.release()
+    run, registration = streaming.run_start_streamed(run_input, slot, cancel_on_disconnect=True)
+    assert registration is not None
+    wait_until(lambda: not ThreadStream.objects.filter(pk=registration).exists(), timeout=5)
+    wait_until(
+        lambda: not Run.objects.filter(pk=run.pk, status=Run.Status.PENDING).exists(), timeout=5
+    )
+
+
 def test_starting_runs_takes_no_savepoint(monkeypatch):
     """A savepoint is two round trips (SAVEPOINT, RELEASE): the services that
     start a run nest their transactions without them (no caller goes on in
