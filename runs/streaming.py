@@ -189,7 +189,7 @@ def relay(
     if cancel_on_disconnect:
         # On the slot now, not in the relay's body: a response dropped before
         # its body started never runs that.
-        slot.on_disconnect(run_cancel, run)
+        slot.on_disconnect(_cancel, run)
     return _relay(run, after, modes, slot, registration)
 
 
@@ -261,7 +261,7 @@ def run_start_streamed(
     if registration is not None:
         slot.on_release(_release_thread, registration, run.thread_id)
     if cancel_on_disconnect:
-        slot.on_disconnect(run_cancel, run)
+        slot.on_disconnect(_cancel, run)
     return run, registration
 
 
@@ -347,7 +347,7 @@ def _read_sql() -> str:
     )
 
 
-def run_cancel(run: Run) -> None:
+def _cancel(run: Run) -> None:
     """A stream's run cancelled as its client left (on_disconnect="cancel")."""
     lifecycle.run_cancel(run=run)
 
