@@ -4,7 +4,7 @@ import uuid
 
 from django.db.models import Q, QuerySet
 
-from cronsvc import custom_auth, graphs
+from cronsvc import custom_auth, graphs, statements
 from cronsvc.errors import AssistantNotFound, GraphNotFound, Invalid
 from cronsvc.filters import InvalidFilter, json_filter
 from cronsvc.models import Assistant, AssistantVersion
@@ -53,10 +53,14 @@ def assistant_get_or_404(
             raise Invalid("Invalid assistant ID: must be a UUID")
     if assistant_id is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
-    qs = Assistant.objects.filter(pk=assistant_id)
-    if action is not None:
-        qs = qs.filter(assistant_auth_q(action, {"assistant_id": assistant_id}))
-    assistant = qs.first()
+
+    def build(pk) -> QuerySet[Assistant]:
+        qs = Assistant.objects.filter(pk=pk)
+        if action is not None:
+            return qs.filter(assistant_auth_q(action, {"assistant_id": pk}))
+        return qs
+
+    assistant = statements.first(f"assistant:{action}", build, assistant_id)
     if assistant is None:
         raise AssistantNotFound(f"Assistant '{value}' not found")
     return assistant

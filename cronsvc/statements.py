@@ -16,12 +16,18 @@ compilation.
 Only for querysets whose SQL depends on nothing but the key: a view does not
 key a request with a custom-auth user (whose filter is part of the SQL) and
 keeps to inputs resolved without the database. At most CACHE_SIZE shapes per
-process (the oldest dropped first)."""
+process (the oldest dropped first).
+
+`first` does the same for the lookups of one row by its ids (a run, a
+thread, an assistant: every run start, get, join and wait): their SQL is
+compiled once per lookup with stand-in ids, which each call replaces with
+its own, and the row comes back as a model instance."""
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet, UUIDField
 
 from cronsvc import custom_auth
 
@@ -43,6 +49,7 @@ class _Rows:
     params: tuple
     names: tuple[str, ...]  # the attnames the row's columns fill, in order
     converters: tuple  # (position, converters, expression), as Django's compiler gives them
+    model: type[Model]
 
 
 @dataclass(frozen=True)
@@ -112,17 +119,23 @@ class Record:
 
 def _records(entry: _Rows, fetched: list) -> list[Record]:
     wrapper = connections[entry.db]
-    out = []
-    for row in fetched:
-        if entry.converters:
-            row = list(row)
-            for position, converters, expression in entry.converters:
-                value = row[position]
-                for converter in converters:
-                    value = converter(value, expression, wrapper)
-                row[position] = value
-        out.append(Record(dict(zip(entry.names, row, strict=True))))
-    return out
+    return [
+        Record(dict(zip(entry.names, _converted(entry, wrapper, row), strict=True)))
+        for row in fetched
+    ]
+
+
+def _converted(entry: _Rows, wrapper: Any, row: Sequence) -> Sequence:
+    """A fetched row's values as the ORM converts them."""
+    if not entry.converters:
+        return row
+    row = list(row)
+    for position, converters, expression in entry.converters:
+        value = row[position]
+        for converter in converters:
+            value = converter(value, expression, wrapper)
+        row[position] = value
+    return row
 
 
 def count(key: Hashable | None, build: Callable[[], QuerySet]) -> int:
@@ -136,6 +149,54 @@ def count(key: Hashable | None, build: Callable[[], QuerySet]) -> int:
         cursor.execute(entry.sql, entry.params)
         (total,) = cursor.fetchone()
     return int(total)
+
+
+def first(name: str, build: Callable[..., QuerySet], *ids: uuid.UUID) -> Model | None:
+    """`build(*ids).first()`, its SQL compiled once per `name` (with a
+    custom-auth user, whose filter is in the SQL: through the ORM each time).
+    `ids` are UUIDs (primary or foreign keys), the only parameters of the
+    statement that vary: `build` must make the same SQL for any of them."""
+    if custom_auth.current_user() is not None:
+        return build(*ids).first()
+    entry = _compiled(("first", name), lambda: _first_of(build, len(ids)))
+    if entry is _EMPTY:
+        return None
+    rows, slots = entry
+    wrapper = connections[rows.db]
+    params = list(rows.params)
+    for position, index in slots:
+        params[position] = _UUID.get_db_prep_value(ids[index], wrapper)
+    with wrapper.cursor() as cursor:
+        cursor.execute(rows.sql, params)
+        fetched = cursor.fetchall()
+    if not fetched:
+        return None
+    return rows.model.from_db(rows.db, rows.names, _converted(rows, wrapper, fetched[0]))
+
+
+_UUID = UUIDField()
+
+
+def _first_of(build: Callable[..., QuerySet], count: int) -> tuple[_Rows, tuple] | object:
+    """The compiled `first()` of `build`, with where each id goes among its
+    parameters (found by compiling it with stand-in ids)."""
+    stand_ins = [uuid.uuid4() for _ in range(count)]
+    qs = build(*stand_ins)
+    if not qs.ordered:
+        qs = qs.order_by("pk")
+    rows = _rows_of(qs[:1])
+    if rows is _EMPTY:
+        return _EMPTY
+    wrapper = connections[rows.db]
+    prepared = [_UUID.get_db_prep_value(value, wrapper) for value in stand_ins]
+    slots = tuple(
+        (position, prepared.index(param))
+        for position, param in enumerate(rows.params)
+        if param in prepared
+    )
+    if sorted({index for _position, index in slots}) != list(range(count)):
+        raise ValueError(f"cronsvc.statements.first: not every id is a parameter of {qs.query}")
+    return rows, slots
 
 
 def _compiled(key: Hashable, compile_: Callable[[], Any]) -> Any:
@@ -175,6 +236,7 @@ def _rows_of(qs: QuerySet) -> _Rows | object:
         params=tuple(params),
         names=tuple(column.target.attname for column in select),
         converters=converters,
+        model=qs.model,
     )
 
 

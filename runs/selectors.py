@@ -2,6 +2,7 @@
 
 from django.db.models import QuerySet
 
+from cronsvc import statements
 from cronsvc.errors import RunNotFound
 from cronsvc.selectors import parse_uuid
 from runs.models import Run
@@ -11,12 +12,24 @@ from threads.selectors import thread_auth_q
 
 def run_get_or_404(*, thread: Thread | None, run_id) -> Run:
     pk = parse_uuid(run_id)
-    qs = Run.objects.filter(pk=pk) if pk else Run.objects.none()
+    if pk is None:
+        raise RunNotFound(f"Run '{run_id}' not found")
     if thread is not None:
-        qs = qs.filter(thread=thread)
+        run = statements.first(
+            "run-of-thread",
+            lambda pk, thread_pk: Run.objects.filter(pk=pk, thread=thread_pk),
+            pk,
+            thread.pk,
+        )
     else:  # the run's thread was not looked up: custom auth's threads.read decides here
-        qs = qs.filter(thread_auth_q("read", {"thread_id": None, "run_id": pk}, "thread__metadata"))
-    run = qs.first()
+        run = statements.first(
+            "run",
+            lambda pk: Run.objects.filter(
+                thread_auth_q("read", {"thread_id": None, "run_id": pk}, "thread__metadata"),
+                pk=pk,
+            ),
+            pk,
+        )
     if run is None:
         raise RunNotFound(f"Run '{run_id}' not found")
     return run

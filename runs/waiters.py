@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 
-from cronsvc import offloop
+from cronsvc import offloop, statements
 from runs.models import Run, RunEvent
 
 POLL_MIN = 0.02
@@ -205,7 +205,7 @@ def poller() -> Poller:
 
 
 def _current(run_id) -> Run | None:
-    return Run.objects.filter(pk=run_id).first()
+    return statements.first("run-by-pk", lambda pk: Run.objects.filter(pk=pk), run_id)
 
 
 async def run_wait(run: Run, timeout: float | None = None) -> Run:

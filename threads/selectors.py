@@ -2,7 +2,7 @@
 
 from django.db.models import Q, QuerySet
 
-from cronsvc import custom_auth
+from cronsvc import custom_auth, statements
 from cronsvc.errors import ThreadNotFound
 from cronsvc.selectors import filter_metadata, order, parse_uuid
 from runs.models import Run
@@ -24,12 +24,19 @@ def thread_get_or_404(
     (threads.read by default; None: the caller authorized and passes the
     handler's `auth_filter`). A thread the filter hides is not found."""
     pk = parse_uuid(thread_id)
-    qs = Thread.objects.filter(pk=pk) if pk else Thread.objects.none()
-    if action is not None:
-        qs = qs.filter(thread_auth_q(action, {"thread_id": pk}))
-    elif auth_filter:
-        qs = qs.filter(custom_auth.filter_q(auth_filter))
-    thread = qs.first() if pk else None
+
+    def build(pk) -> QuerySet[Thread]:
+        qs = Thread.objects.filter(pk=pk)
+        if action is not None:
+            return qs.filter(thread_auth_q(action, {"thread_id": pk}))
+        return qs.filter(custom_auth.filter_q(auth_filter))
+
+    if pk is None:
+        thread = None
+    elif action is None and auth_filter:  # the caller's filter, in the SQL: not compiled once
+        thread = build(pk).first()
+    else:
+        thread = statements.first(f"thread:{action}", build, pk)
     if thread is None:
         raise ThreadNotFound(f"Thread with ID {thread_id} not found")
     return thread

@@ -2,6 +2,7 @@
 every time, on the database the tests run on; a custom-auth user's reads are
 never keyed (their filter is part of the SQL)."""
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -67,3 +68,69 @@ def test_a_custom_auth_users_reads_are_not_keyed():
     finally:
         custom_auth.reset_current_user(token)
     assert statements.key_of("test", {}) is not None
+
+
+def _fields(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_first_by_ids_is_the_orms_first_each_time(crons):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from runs.models import Run
+    from runs.selectors import run_get_or_404
+    from threads.models import Thread
+    from threads.services import thread_create
+
+    threads = [thread_create(metadata={"n": n, "deep": {"x": [n, None]}}) for n in range(3)]
+    assistant = assistant_get_or_404("agent")
+    runs = [
+        Run.objects.create(
+            thread=thread, assistant=assistant, status="running", kwargs={"input": {"n": 1}}
+        )
+        for thread in threads
+    ]
+
+    def by_thread(pk, thread_pk):
+        return Run.objects.filter(pk=pk, thread=thread_pk)
+
+    for _ in range(2):  # compiled, then from the cache, with other ids each time
+        for run, thread in zip(runs, threads, strict=True):
+            found = statements.first("test-run", by_thread, run.pk, thread.pk)
+            expected = Run.objects.filter(pk=run.pk, thread=thread.pk).first()
+            assert isinstance(found, Run) and not found._state.adding
+            assert _fields(found) == _fields(expected)
+            assert _fields(run_get_or_404(thread=thread, run_id=str(run.pk))) == _fields(expected)
+            found = statements.first(
+                "test-thread", lambda pk: Thread.objects.filter(pk=pk), thread.pk
+            )
+            assert _fields(found) == _fields(Thread.objects.get(pk=thread.pk))
+        # A run of another thread, an unknown id: nothing.
+        assert statements.first("test-run", by_thread, runs[0].pk, threads[1].pk) is None
+        assert statements.first("test-run", by_thread, uuid.uuid4(), threads[0].pk) is None
+    with CaptureQueriesContext(connection) as queries:
+        statements.first("test-run", by_thread, runs[2].pk, threads[2].pk)
+    assert len(queries) == 1 and str(runs[2].pk.hex) in queries[0]["sql"].replace("-", "")
+
+
+def test_first_of_a_custom_auth_user_goes_through_the_orm(crons, monkeypatch):
+    from threads.models import Thread
+    from threads.services import thread_create
+
+    thread = thread_create(metadata={})
+    built = []
+
+    def build(pk):
+        built.append(pk)
+        return Thread.objects.filter(pk=pk)
+
+    statements.first("test-auth", build, thread.pk)
+    statements.first("test-auth", build, thread.pk)
+    assert len(built) == 1  # compiled once, with a stand-in id
+    token = custom_auth.set_current_user(custom_auth.AuthUser("alice"))
+    try:
+        assert statements.first("test-auth", build, thread.pk).pk == thread.pk
+    finally:
+        custom_auth.reset_current_user(token)
+    assert built[1:] == [thread.pk]  # the user's own query, built for it
