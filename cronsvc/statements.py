@@ -36,6 +36,7 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
 from django.db.models import Model, QuerySet, UUIDField
+from django.db.transaction import TransactionManagementError
 
 from cronsvc import custom_auth
 
@@ -154,15 +155,20 @@ def count(key: Hashable | None, build: Callable[[], QuerySet]) -> int:
 def first(name: str, build: Callable[..., QuerySet], *ids: uuid.UUID) -> Model | None:
     """`build(*ids).first()`, its SQL compiled once per `name` (with a
     custom-auth user, whose filter is in the SQL: through the ORM each time).
-    `ids` are UUIDs (primary or foreign keys), the only parameters of the
-    statement that vary: `build` must make the same SQL for any of them."""
+    `ids` are UUIDs or their text (primary or foreign keys), the only
+    parameters of the statement that vary: `build` must make the same SQL
+    for any of them."""
     if custom_auth.current_user() is not None:
         return build(*ids).first()
     entry = _compiled(("first", name), lambda: _first_of(build, len(ids)))
     if entry is _EMPTY:
         return None
-    rows, slots = entry
+    rows, slots, locks = entry
     wrapper = connections[rows.db]
+    if locks and wrapper.get_autocommit():  # as the ORM checks it
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
     params = list(rows.params)
     for position, index in slots:
         params[position] = _UUID.get_db_prep_value(ids[index], wrapper)
@@ -177,9 +183,10 @@ def first(name: str, build: Callable[..., QuerySet], *ids: uuid.UUID) -> Model |
 _UUID = UUIDField()
 
 
-def _first_of(build: Callable[..., QuerySet], count: int) -> tuple[_Rows, tuple] | object:
+def _first_of(build: Callable[..., QuerySet], count: int) -> tuple[_Rows, tuple, bool] | object:
     """The compiled `first()` of `build`, with where each id goes among its
-    parameters (found by compiling it with stand-in ids)."""
+    parameters (found by compiling it with stand-in ids) and whether it locks
+    the row (select_for_update)."""
     stand_ins = [uuid.uuid4() for _ in range(count)]
     qs = build(*stand_ins)
     if not qs.ordered:
@@ -196,7 +203,7 @@ def _first_of(build: Callable[..., QuerySet], count: int) -> tuple[_Rows, tuple]
     )
     if sorted({index for _position, index in slots}) != list(range(count)):
         raise ValueError(f"cronsvc.statements.first: not every id is a parameter of {qs.query}")
-    return rows, slots
+    return rows, slots, bool(qs.query.select_for_update)
 
 
 def _compiled(key: Hashable, compile_: Callable[[], Any]) -> Any:

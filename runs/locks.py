@@ -22,6 +22,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
+from cronsvc import statements
 from runs.models import Run
 from threads.models import Thread
 
@@ -40,22 +41,32 @@ def lock_thread(thread_id: UUID | str, *, skip_locked: bool = False) -> bool:
 
 def lock_thread_row(thread_id: UUID | str) -> Thread | None:
     """Lock a thread's row and read it (None: it does not exist)."""
-    return Thread.objects.select_for_update().filter(pk=thread_id).first()
+    return statements.first(
+        "lock-thread", lambda pk: Thread.objects.select_for_update().filter(pk=pk), thread_id
+    )
 
 
 def lock_existing_thread(thread_id: UUID | str) -> Thread:
     """Lock a thread's row and read it; raises Thread.DoesNotExist."""
-    return Thread.objects.select_for_update().get(pk=thread_id)
+    thread = lock_thread_row(thread_id)
+    if thread is None:
+        raise Thread.DoesNotExist("Thread matching query does not exist.")
+    return thread
 
 
 def lock_run(run_id: UUID | str) -> Run | None:
     """Lock a run's row and read it (None: it does not exist)."""
-    return Run.objects.select_for_update().filter(pk=run_id).first()
+    return statements.first(
+        "lock-run", lambda pk: Run.objects.select_for_update().filter(pk=pk), run_id
+    )
 
 
 def lock_existing_run(run_id: UUID | str) -> Run:
     """Lock a run's row and read it; raises Run.DoesNotExist."""
-    return Run.objects.select_for_update().get(pk=run_id)
+    run = lock_run(run_id)
+    if run is None:
+        raise Run.DoesNotExist("Run matching query does not exist.")
+    return run
 
 
 def lock_runs(

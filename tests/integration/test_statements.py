@@ -134,3 +134,26 @@ def test_first_of_a_custom_auth_user_goes_through_the_orm(crons, monkeypatch):
     finally:
         custom_auth.reset_current_user(token)
     assert built[1:] == [thread.pk]  # the user's own query, built for it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_lookup_by_id_locks_and_needs_a_transaction():
+    from django.db import connection, transaction
+    from django.db.transaction import TransactionManagementError
+    from django.test.utils import CaptureQueriesContext
+
+    from runs import locks
+    from threads.models import Thread
+    from threads.services import thread_create
+
+    thread = thread_create(metadata={"n": 1})
+    with pytest.raises(TransactionManagementError):  # as the ORM's select_for_update
+        locks.lock_thread_row(thread.pk)
+    for _ in range(2):
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            locked = locks.lock_existing_thread(str(thread.pk))
+        assert _fields(locked) == _fields(Thread.objects.get(pk=thread.pk))
+        if connection.vendor == "postgresql":
+            assert "FOR UPDATE" in queries[-1]["sql"]
+    with transaction.atomic(), pytest.raises(Thread.DoesNotExist):
+        locks.lock_existing_thread(uuid.uuid4())
