@@ -15,9 +15,10 @@ runs.tasks; nothing imports them to send a message):
   workers only: a slow receiver never holds a run's slot.
 - `runs.delete_stateless_thread` — stateless runs' threads, deleted a
   grace period after the commit of the run's end (`delete_thread_after_commit`):
-  one message per thread, or, from a worker's drain, one per batch of the
-  threads of the runs it finished within a second (`thread_deletions_batched`);
-  the reconciler deletes the ones whose message was lost.
+  one message per thread, or, from a worker's drain and from the API's
+  streams as they end, one per batch of the threads asked within a second
+  (`thread_deletions_batched`, `batched=True`); the reconciler deletes the
+  ones whose message was lost.
 
 Other messages go to the queue Celery routes each task to (`task_routes`,
 else `task_default_queue`), as `Task.delay` would send them.
@@ -130,13 +131,15 @@ def deliver_webhook_after_commit(run_id: UUID | str) -> None:
     transaction.on_commit(lambda: deliver_webhook(str(run_id)), robust=True)
 
 
-def delete_stateless_thread(thread_id: UUID | str, countdown: float) -> None:
+def delete_stateless_thread(
+    thread_id: UUID | str, countdown: float, *, batched: bool = False
+) -> None:
     """Publish the deletion of a stateless run's thread, `countdown` seconds on.
 
-    Inside `thread_deletions_batched` (a worker's drain), the deletion joins
-    the process's batch instead: one message for the threads of the runs its
-    slots finished within DELETION_BATCH_WINDOW, not one per run."""
-    if getattr(_local, "batching", False):
+    `batched`, or inside `thread_deletions_batched` (a worker's drain): the
+    deletion joins the process's batch instead: one message for the threads
+    whose deletion it was asked within DELETION_BATCH_WINDOW, not one per run."""
+    if batched or getattr(_local, "batching", False):
         _deletions.add(str(thread_id), countdown)
         return
     _send(DELETE_STATELESS_THREAD, (str(thread_id),), countdown=countdown)
@@ -150,7 +153,8 @@ _local = threading.local()
 
 
 class _DeletionBatch:
-    """Stateless threads to delete, gathered by a worker's slots and published
+    """Stateless threads to delete, gathered by a process (a worker's slots, an
+    API's ending streams) and published
     as one `runs.delete_stateless_thread` message (its arguments: the thread
     ids) at the latest DELETION_BATCH_WINDOW after the first joined, by a timer,
     or when the drain ends."""
@@ -198,10 +202,14 @@ def thread_deletions_batched() -> Iterator[None]:
         _deletions.flush()
 
 
-def delete_thread_after_commit(thread_id: UUID | str) -> None:
+def delete_thread_after_commit(thread_id: UUID | str, *, batched: bool = False) -> None:
     """After commit, delete a stateless run's thread once it is idle. Deferred
     a little (CRONSVC_STATELESS_THREAD_GRACE), so a client waiting on the run
-    still reads its result (and its webhook its values)."""
+    still reads its result (and its webhook its values). `batched`: in the
+    process's batch (`delete_stateless_thread`), published within
+    DELETION_BATCH_WINDOW by its timer."""
     transaction.on_commit(
-        lambda: delete_stateless_thread(str(thread_id), settings.CRONSVC_STATELESS_THREAD_GRACE)
+        lambda: delete_stateless_thread(
+            str(thread_id), settings.CRONSVC_STATELESS_THREAD_GRACE, batched=batched
+        )
     )

@@ -146,7 +146,7 @@ def test_a_stateless_thread_whose_deletion_message_was_lost_goes_in_one_reconcil
     # The deletion message is lost: published nowhere.
     monkeypatch.setattr(
         "runs.wakeups.delete_stateless_thread",
-        lambda thread_id, countdown: dropped.append(thread_id),
+        lambda thread_id, countdown, batched=False: dropped.append(thread_id),
     )
     monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: None)
     agent = assistant_get_or_404("agent")
@@ -183,7 +183,7 @@ def test_an_open_stream_holds_its_stateless_runs_thread_until_it_ends(woken, mon
     deletions: list[str] = []
     monkeypatch.setattr(
         "runs.wakeups.delete_stateless_thread",
-        lambda thread_id, countdown: deletions.append(thread_id),
+        lambda thread_id, countdown, batched=False: deletions.append(thread_id),
     )
     monkeypatch.setattr("runs.wakeups.deliver_webhook", lambda run_id: None)
     run = stateless_run_here(assistant_get_or_404("agent"))

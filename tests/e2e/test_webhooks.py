@@ -198,7 +198,7 @@ def test_a_pending_run_cancelled_is_posted_and_its_stateless_thread_goes(
     doomed = []
     monkeypatch.setattr(
         "runs.wakeups.delete_stateless_thread",
-        lambda thread_id, countdown: doomed.append(thread_id),
+        lambda thread_id, countdown, batched=False: doomed.append(thread_id),
     )
     agent = assistant_get_or_404("agent")
     later = timezone.now() + timedelta(hours=1)  # not claimable: no worker takes them

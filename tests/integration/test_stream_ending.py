@@ -162,3 +162,20 @@ def test_starting_runs_takes_no_savepoint(monkeypatch):
         thread_create()
     slot.release()
     assert [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()] == []
+
+
+def test_streams_that_end_together_ask_their_threads_deletion_in_one_message(monkeypatch):
+    # 500 streams of a burst end within a second: one message, not 500.
+    from runs import wakeups
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(wakeups, "_send", lambda name, args=(), **options: sent.append(args))
+    runs = [stateless_run() for _ in range(3)]
+    Run.objects.filter(pk__in=[run.pk for run in runs]).update(status=Run.Status.SUCCESS)
+    for run in runs:
+        slot = streaming.StreamSlot.take()
+        streaming.hold_stateless_thread(run, slot)
+        slot.release()
+    wait_until(lambda: sum(holds(run) for run in runs) == 0, timeout=5)
+    wait_until(lambda: sent, timeout=5)  # by the batch's timer, DELETION_BATCH_WINDOW on
+    assert [sorted(args) for args in sent] == [sorted(str(run.thread_id) for run in runs)]
