@@ -31,7 +31,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
@@ -152,7 +152,10 @@ def count(key: Hashable | None, build: Callable[[], QuerySet]) -> int:
     return int(total)
 
 
-def first(name: str, build: Callable[..., QuerySet], *ids: uuid.UUID) -> Model | None:
+M = TypeVar("M", bound=Model)
+
+
+def first(name: str, build: Callable[..., QuerySet[M]], *ids: uuid.UUID | str) -> M | None:
     """`build(*ids).first()`, its SQL compiled once per `name` (with a
     custom-auth user, whose filter is in the SQL: through the ORM each time).
     `ids` are UUIDs or their text (primary or foreign keys), the only
