@@ -66,14 +66,15 @@ def run_create(
     jittered cron tick's)."""
     strategy = multitask_strategy or Run.MultitaskStrategy.ENQUEUE
     thread = locks.lock_existing_thread(thread.pk)
-    active = Run.objects.filter(thread=thread, status__in=ACTIVE)
-    if strategy == Run.MultitaskStrategy.REJECT and active.exists():
-        raise ThreadBusy(
-            f"Thread {thread.thread_id} is busy with another run (multitask_strategy=reject)"
-        )
-    if strategy in (Run.MultitaskStrategy.INTERRUPT, Run.MultitaskStrategy.ROLLBACK):
-        for other in active:
-            run_request_cancel(other, action=strategy)
+    if strategy != Run.MultitaskStrategy.ENQUEUE:  # the default looks at no other run
+        active = Run.objects.filter(thread=thread, status__in=ACTIVE)
+        if strategy == Run.MultitaskStrategy.REJECT and active.exists():
+            raise ThreadBusy(
+                f"Thread {thread.thread_id} is busy with another run (multitask_strategy=reject)"
+            )
+        if strategy in (Run.MultitaskStrategy.INTERRUPT, Run.MultitaskStrategy.ROLLBACK):
+            for other in active:
+                run_request_cancel(other, action=strategy)
     if max_pending is not None:
         pending = Run.objects.filter(thread=thread, status=Run.Status.PENDING).count()
         if pending >= max_pending:
