@@ -26,6 +26,7 @@ from cronsvc.errors import Conflict, Invalid, ServiceError
 from cronsvc.http.inputs import (
     MAX_INT,
     RunOptionsIn,
+    StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
     StrictUUID,
@@ -134,7 +135,7 @@ class CronCreateIn(RunOptionsIn, PolicyIn):
         max_length=column_length(Cron, "timezone"),
     )
     end_time = serializers.DateTimeField(required=False, allow_null=True)
-    enabled = serializers.BooleanField(required=False, allow_null=True)
+    enabled = StrictBooleanField(required=False, allow_null=True)
     on_run_completed = serializers.ChoiceField(
         choices=["delete", "keep"], required=False, allow_null=True
     )
@@ -151,7 +152,7 @@ class CronPatchIn(RunOptionsIn, PolicyIn):
         max_length=column_length(Cron, "timezone"),
     )
     end_time = serializers.DateTimeField(required=False, allow_null=True)
-    enabled = serializers.BooleanField(required=False, allow_null=True)
+    enabled = StrictBooleanField(required=False, allow_null=True)
     on_run_completed = serializers.ChoiceField(
         choices=["delete", "keep"], required=False, allow_null=True
     )
@@ -160,7 +161,7 @@ class CronPatchIn(RunOptionsIn, PolicyIn):
 class CronSearchIn(serializers.Serializer):
     assistant_id = StrictCharField(required=False, allow_null=True)
     thread_id = StrictUUID(required=False, allow_null=True)
-    enabled = serializers.BooleanField(required=False, allow_null=True)
+    enabled = StrictBooleanField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)

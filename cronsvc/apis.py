@@ -392,7 +392,11 @@ class OkApi(APIView):
         responses={200: OkOut, 500: OkOut, **errors(422)},
     )
     def get(self, request):
-        if not query_bool(request.query_params, "check_db"):
+        # 0 or 1, as documented (the LangGraph Server's int()): "true" is a 422.
+        check_db = request.query_params.get("check_db", "0")
+        if check_db not in ("0", "1"):
+            raise Invalid(f"Invalid check_db {check_db!r}: expected 0 or 1")
+        if check_db == "0":
             return Response({"ok": True, "services": {"database": "skipped"}})
         try:
             with connection.cursor() as cursor:

@@ -15,6 +15,7 @@ from cronsvc.http.inputs import (
     MAX_INT,
     AnyJSON,
     JSONObject,
+    StrictBooleanField,
     StrictCharField,
     StrictFloatField,
     query_bool,
@@ -70,7 +71,7 @@ class StoreSearchIn(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=0, max_value=1000, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_INT, default=0)
     query = StrictCharField(required=False, allow_null=True, allow_blank=True)
-    refresh_ttl = serializers.BooleanField(required=False, allow_null=True, default=None)
+    refresh_ttl = StrictBooleanField(required=False, allow_null=True, default=None)
 
 
 class StoreNamespacesIn(serializers.Serializer):

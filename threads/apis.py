@@ -10,6 +10,7 @@ from cronsvc.http.inputs import (
     MAX_INT,
     AnyJSON,
     JSONObject,
+    StrictBooleanField,
     StrictCharField,
     StrictUUID,
     query_bool,
@@ -228,7 +229,7 @@ class ThreadStateAtCheckpointApi(APIView):
 
 class StateAtCheckpointIn(serializers.Serializer):
     checkpoint = CheckpointIn()
-    subgraphs = serializers.BooleanField(required=False, default=False)
+    subgraphs = StrictBooleanField(required=False, default=False)
 
 
 class ThreadStateCheckpointApi(ThreadStateAtCheckpointApi):

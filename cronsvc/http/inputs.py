@@ -154,6 +154,18 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A boolean, given as JSON true or false (DRF's BooleanField also takes
+    0 and 1, "yes", "on" and other strings: the document says boolean)."""
+
+    default_error_messages = {"not_a_boolean": "Must be a boolean."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("not_a_boolean")
+        return data
+
+
 class StrictUUID(serializers.UUIDField):
     """A UUID given as a string (DRF's UUIDField also takes integers)."""
 
@@ -231,9 +243,9 @@ class RunOptionsIn(serializers.Serializer):
         choices=["reject", "rollback", "interrupt", "enqueue"], required=False, allow_null=True
     )
     stream_mode = StreamMode(required=False, allow_null=True)
-    stream_subgraphs = serializers.BooleanField(required=False, allow_null=True)
-    stream_resumable = serializers.BooleanField(required=False, allow_null=True)
+    stream_subgraphs = StrictBooleanField(required=False, allow_null=True)
+    stream_resumable = StrictBooleanField(required=False, allow_null=True)
     durability = serializers.ChoiceField(
         choices=["sync", "async", "exit"], required=False, allow_null=True
     )
-    checkpoint_during = serializers.BooleanField(required=False, allow_null=True)
+    checkpoint_during = StrictBooleanField(required=False, allow_null=True)

@@ -204,6 +204,11 @@ WRONG_TYPES = [
     (lambda sdk, t: sdk.runs.create(None, "agent", config=[]), "config"),
     (lambda sdk, t: sdk.runs.list(t, limit="abc"), "limit"),
     (lambda sdk, t: sdk.runs.list(t, offset="abc"), "offset"),
+    # A boolean is JSON true or false, not 0, 1 or "yes" (as the document says).
+    (lambda sdk, t: sdk.runs.create(t, "agent", stream_subgraphs=1), "stream_subgraphs"),
+    (lambda sdk, t: sdk.crons.search(enabled=1), "enabled"),
+    (lambda sdk, t: sdk.crons.search(enabled="yes"), "enabled"),
+    (lambda sdk, t: sdk.store.search_items(["a"], refresh_ttl=0), "refresh_ttl"),
 ]
 
 
@@ -363,3 +368,6 @@ def test_ok_skips_the_database_unless_asked_and_reports_it_down(client, monkeypa
     assert response.status_code == 500
     assert response.json() == {"ok": False, "services": {"database": "unhealthy"}}
     assert client.get("/ok?check_db=maybe").status_code == 422
+    # 0 or 1, as the document says (the LangGraph Server's is an integer too).
+    assert client.get("/ok?check_db=true").status_code == 422
+    assert client.get("/ok?check_db=0").json()["services"] == {"database": "skipped"}
