@@ -49,6 +49,8 @@ from runs.wire import (
 )
 from threads.selectors import thread_get_or_404
 
+MAX_AFTER_SECONDS = 10 * 366 * 86400
+
 
 class RunCreateIn(RunOptionsIn):
     """A run: the assistant (UUID or graph name), what it executes, and how."""
@@ -60,7 +62,9 @@ class RunCreateIn(RunOptionsIn):
     if_not_exists = serializers.ChoiceField(choices=["create", "reject"], required=False)
     on_completion = serializers.ChoiceField(choices=["delete", "keep"], required=False)
     on_disconnect = serializers.ChoiceField(choices=["cancel", "continue"], required=False)
-    after_seconds = StrictFloatField(required=False, allow_null=True)
+    # Seconds before a worker may start the run (ten years at most: past that a
+    # 422, not a date out of range).
+    after_seconds = StrictFloatField(required=False, allow_null=True, max_value=MAX_AFTER_SECONDS)
 
 
 def _run_input(request, thread_id=None, *, stream: bool = False) -> dict:

@@ -11,13 +11,14 @@ duplicate message finds nothing to claim and returns.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from cronsvc import custom_auth, graphs
+from cronsvc.dbclock import db_now
 from cronsvc.errors import AssistantNotFound, Conflict, Invalid, NotFound, ThreadNotFound
 from cronsvc.models import Assistant
 from cronsvc.selectors import assistant_id_from, parse_uuid
@@ -63,7 +64,7 @@ def run_create(
     TooManyPending when `max_pending` runs already wait on the thread. With
     `after_run_id` (a buffered cron tick) no worker claims the run while that
     run is pending or running (runs.lifecycle), nor before `not_before` (a
-    jittered cron tick's)."""
+    jittered cron tick's, or a run's `after_seconds`)."""
     strategy = multitask_strategy or Run.MultitaskStrategy.ENQUEUE
     thread = locks.lock_existing_thread(thread.pk)
     if strategy != Run.MultitaskStrategy.ENQUEUE:  # the default looks at no other run
@@ -117,6 +118,14 @@ NOT_KWARGS = {
 }
 
 NOT_FOUND = "Thread or assistant not found."
+
+# `after_seconds`: a run waits out its delay as `not_before` (no worker claims it
+# sooner; the thread's later runs wait behind it, as behind any pending run). Up
+# to an hour, a wake-up is published for its time (a Celery countdown, which a
+# worker holds in memory meanwhile); a longer delay is the reconciler's, which
+# wakes a ready run within CRONSVC_RECONCILE_AFTER + CRONSVC_RECONCILE_INTERVAL
+# of its time, as it wakes any run whose wake-up was lost.
+DELAYED_WAKE_MAX = 3600.0
 
 
 def run_assistant(value: str) -> Assistant:
@@ -203,7 +212,8 @@ def run_start(
                 thread = thread_get_or_404(thread_id, action=None, auth_filter=thread_filter)
             except ThreadNotFound as exc:
                 raise NotFound(NOT_FOUND) from exc
-        return run_create(
+        delay = float(value.get("after_seconds") or 0)
+        run = run_create(
             thread=thread,
             assistant=assistant,
             kwargs=kwargs,
@@ -211,7 +221,11 @@ def run_start(
             multitask_strategy=data.get("multitask_strategy"),
             on_completion=on_completion,
             streamed=stream or bool(data.get("stream_resumable")),
+            not_before=db_now() + timedelta(seconds=delay) if delay > 0 else None,
         )
+        if 0 < delay <= DELAYED_WAKE_MAX:
+            wakeups.wake_thread_later_after_commit(thread.thread_id, delay)
+        return run
 
 
 @transaction.atomic

@@ -44,3 +44,16 @@ def test_wait_on_stateless_run_deletes_its_thread(sdk, worker):
     result = sdk.runs.wait(None, "agent", input=QUESTION)
     assert result["messages"][-1]["content"].startswith("It is ")
     wait_until(lambda: sdk.threads.search() == [], timeout=15)
+
+
+def test_a_run_after_seconds_starts_once_its_delay_has_passed(sdk, worker):
+    thread = sdk.threads.create()
+    run = sdk.runs.create(thread["thread_id"], "agent", input=QUESTION, after_seconds=2)
+
+    values = sdk.runs.join(thread["thread_id"], run["run_id"])
+
+    assert values["messages"][-1]["content"].startswith("It is ")
+    row = Run.objects.get(pk=run["run_id"])
+    assert row.status == "success"
+    assert (row.not_before - row.created_at).total_seconds() >= 1.9
+    assert row.started_at >= row.not_before
