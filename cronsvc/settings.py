@@ -441,23 +441,28 @@ CRONSVC_PRUNE_MAX_BATCHES = env.int("CRONSVC_PRUNE_MAX_BATCHES", default=20)
 
 # cronsvc's own periodic tasks, run by the same beat as the crons.
 # Seconds between sweeps of expired store items (store.sweep; a no-op without
-# "store": {"ttl": ...} in langgraph.json, whose sweep_interval_minutes wins).
-def _store_sweep_interval() -> float:
+# "store": {"ttl": ...} in langgraph.json) and of expired threads (runs.sweep_ttl;
+# threads.ttl): langgraph.json's `<section>.ttl.sweep_interval_minutes` wins.
+def _ttl_sweep_interval(section: str, variable: str, default: float) -> float:
     try:
         with LANGGRAPH_CONFIG.open() as fh:
-            ttl = (json.load(fh).get("store") or {}).get("ttl") or {}
+            ttl = (json.load(fh).get(section) or {}).get("ttl") or {}
     except (OSError, ValueError, AttributeError):
         ttl = {}
     minutes = ttl.get("sweep_interval_minutes") if isinstance(ttl, dict) else None
     if isinstance(minutes, (int, float)) and minutes > 0:
         return float(minutes) * 60
-    return env.float("CRONSVC_STORE_SWEEP_INTERVAL", default=3600)
+    return env.float(variable, default=default)
 
 
-CRONSVC_STORE_SWEEP_INTERVAL = _store_sweep_interval()
+CRONSVC_STORE_SWEEP_INTERVAL = _ttl_sweep_interval("store", "CRONSVC_STORE_SWEEP_INTERVAL", 3600)
+CRONSVC_THREAD_SWEEP_INTERVAL = _ttl_sweep_interval(
+    "checkpointer", "CRONSVC_THREAD_SWEEP_INTERVAL", 300
+)
 CELERY_BEAT_SCHEDULE = {
     "runs.reap": {"task": "runs.reap", "schedule": CRONSVC_REAP_INTERVAL},
     "runs.reconcile": {"task": "runs.reconcile", "schedule": CRONSVC_RECONCILE_INTERVAL},
     "runs.prune": {"task": "runs.prune", "schedule": CRONSVC_PRUNE_INTERVAL},
     "store.sweep": {"task": "store.sweep", "schedule": CRONSVC_STORE_SWEEP_INTERVAL},
+    "runs.sweep_ttl": {"task": "runs.sweep_ttl", "schedule": CRONSVC_THREAD_SWEEP_INTERVAL},
 }

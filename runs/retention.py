@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from crons.models import Tick
+from crons.models import Cron, Tick
 from cronsvc import checkpointer
+from runs import lifecycle
+from runs.lifecycle import ACTIVE
 from runs.models import Run
+from threads import ttl as thread_ttl
 from threads.models import Thread
 
 log = logging.getLogger(__name__)
@@ -208,3 +212,47 @@ def prune(
     if any(report.values()):
         log.info("pruned %s", report)
     return report
+
+
+def sweep_expired_threads(*, limit: int | None = None, now: datetime | None = None) -> dict:
+    """Threads whose TTL has expired (threads.ttl), at most `limit`
+    (CRONSVC_REAP_BATCH) a pass, oldest expiry first, claimed with SKIP LOCKED
+    (a run being created on one holds its row, and renews it). "delete": each
+    goes as threads.delete removes one, once no run is pending or running on it
+    and no stream reads it (until then it waits for a later pass);
+    "keep_latest": its checkpoints are pruned to the latest and its expiry
+    cleared until its next run. A thread with a cron is in use, however rarely
+    the cron fires: its expiry is renewed instead. Returns the counts."""
+    limit = limit or settings.CRONSVC_REAP_BATCH
+    now = now or timezone.now()
+    active = Run.objects.filter(thread_id=OuterRef("pk"), status__in=ACTIVE)
+    done = {"deleted": 0, "pruned": 0, "renewed": 0}
+    with transaction.atomic():
+        rows = list(
+            Thread.objects.filter(expires_at__lte=now)
+            .exclude(Exists(active))
+            .annotate(has_cron=Exists(Cron.objects.filter(thread_id=OuterRef("pk"))))
+            .order_by("expires_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "ttl_strategy", "ttl_minutes", "has_cron")[:limit]
+        )
+        doomed, kept = [], []
+        for thread_id, strategy, minutes, has_cron in rows:
+            if has_cron:
+                renewed = thread_ttl.expiry(minutes, now)
+                Thread.objects.filter(pk=thread_id).update(expires_at=renewed)
+                done["renewed"] += 1
+            elif strategy == "keep_latest":
+                kept.append(str(thread_id))
+            else:
+                lifecycle.thread_delete_when_idle(thread_id=thread_id)
+                doomed.append(thread_id)
+        if kept:
+            Thread.objects.filter(pk__in=kept).update(expires_at=None)
+            transaction.on_commit(lambda: checkpointer.prune_keep_latest(kept))
+            done["pruned"] = len(kept)
+        if doomed:
+            done["deleted"] = len(doomed) - Thread.objects.filter(pk__in=doomed).count()
+    if any(done.values()):
+        log.info("thread TTLs: %s", done)
+    return done

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from cronsvc import custom_auth, graphs
 from cronsvc.dbclock import db_now
@@ -27,6 +28,7 @@ from runs import locks, wakeups
 from runs.lifecycle import ACTIVE, run_cancel, run_request_cancel
 from runs.models import Run
 from runs.webhooks.guard import url_problem
+from threads import ttl as thread_ttl
 from threads.models import Thread
 from threads.selectors import thread_get_or_404
 from threads.services import thread_create
@@ -102,7 +104,11 @@ def run_create(
         "assistant_id": str(assistant.assistant_id),
     }
     thread.status = Thread.Status.BUSY
-    thread.save(update_fields=["graph_id", "metadata", "status", "updated_at"])
+    fields = ["graph_id", "metadata", "status", "updated_at"]
+    if thread.ttl_minutes is not None:  # a run keeps its thread from expiring (threads.ttl)
+        thread.expires_at = thread_ttl.expiry(thread.ttl_minutes, timezone.now())
+        fields.append("expires_at")
+    thread.save(update_fields=fields)
     wakeups.wake_thread_after_commit(thread.thread_id)
     return run
 

@@ -96,6 +96,18 @@ def prune() -> dict:
 
 
 @shared_task(
+    name="runs.sweep_ttl",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def sweep_ttl() -> dict:
+    """Periodic (CRONSVC_THREAD_SWEEP_INTERVAL, or langgraph.json's
+    checkpointer.ttl.sweep_interval_minutes): threads whose TTL expired."""
+    return retention.sweep_expired_threads()
+
+
+@shared_task(
     bind=True,
     name="runs.deliver_webhook",
     autoretry_for=(OperationalError, InterfaceError),

@@ -45,6 +45,9 @@ class ThreadAdmin(ViewOnlyAdmin):
         "values",
         "created_at",
         "updated_at",
+        "ttl_strategy",
+        "ttl_minutes",
+        "expires_at",
     )
 
     def get_queryset(self, request):

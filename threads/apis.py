@@ -12,6 +12,7 @@ from cronsvc.http.inputs import (
     JSONObject,
     StrictBooleanField,
     StrictCharField,
+    StrictFloatField,
     StrictUUID,
     query_bool,
     query_int,
@@ -22,6 +23,7 @@ from cronsvc.http.outputs import selected_items
 from cronsvc.http.pagination import PAGINATION_HEADERS, SELECTED, search_page
 from cronsvc.http.schema import errors
 from threads import selectors, services, state
+from threads import ttl as thread_ttl
 from threads.models import Thread
 from threads.wire import (
     THREAD_FIELDS,
@@ -32,17 +34,31 @@ from threads.wire import (
 )
 
 
+class ThreadTTLIn(serializers.Serializer):
+    """A thread's time to live (threads.ttl): minutes, from now or its next run."""
+
+    strategy = serializers.ChoiceField(
+        choices=thread_ttl.STRATEGIES, required=False, default="delete"
+    )
+    ttl = StrictFloatField(max_value=thread_ttl.MAX_TTL_MINUTES, help_text="minutes")
+
+    def validate_ttl(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("Must be more than 0 minutes.")
+        return value
+
+
 class ThreadCreateIn(serializers.Serializer):
     thread_id = StrictUUID(required=False, allow_null=True)
     metadata = JSONObject(required=False, allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False)
-    ttl = JSONObject(required=False, allow_null=True)
+    ttl = ThreadTTLIn(required=False, allow_null=True)
     supersteps = serializers.ListField(required=False, allow_null=True)
 
 
 class ThreadPatchIn(serializers.Serializer):
     metadata = JSONObject(required=False, allow_null=True)
-    ttl = JSONObject(required=False, allow_null=True)
+    ttl = ThreadTTLIn(required=False, allow_null=True)
 
 
 class ThreadSearchIn(serializers.Serializer):
@@ -103,6 +119,7 @@ class ThreadsApi(APIView):
             thread_id=data.get("thread_id"),
             metadata=data.get("metadata"),
             if_exists=data.get("if_exists") or "raise",
+            ttl=data.get("ttl"),
         )
         return Response(thread_out(thread))
 
@@ -114,7 +131,12 @@ class ThreadApi(APIView):
         responses={200: ThreadOut, **errors(404, 422)},
     )
     def get(self, request, thread_id):
-        return Response(thread_out(_thread(thread_id)))
+        thread = _thread(thread_id)
+        body = thread_out(thread)
+        included = {f.strip() for f in request.query_params.get("include", "").split(",")}
+        if "ttl" in included:  # only when asked, as the LangGraph Server answers
+            body["ttl"] = thread_ttl.out(thread)
+        return Response(body)
 
     @extend_schema(
         operation_id="threads_patch",
@@ -126,7 +148,9 @@ class ThreadApi(APIView):
     def patch(self, request, thread_id):
         thread = _thread(thread_id, action=None)  # the update authorizes
         data = validated(ThreadPatchIn, request.data)
-        thread = services.thread_update(thread=thread, metadata=data.get("metadata"))
+        thread = services.thread_update(
+            thread=thread, metadata=data.get("metadata"), ttl=data.get("ttl")
+        )
         if request.headers.get("Prefer") == "return=minimal":
             return Response(status=204)
         return Response(thread_out(thread))

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from langgraph.errors import InvalidUpdateError
 
 from crons.mirror import mirrors_delete_for
@@ -14,6 +15,7 @@ from cronsvc import checkpointer, custom_auth
 from cronsvc.errors import BadRequest, Conflict, ThreadNotFound
 from runs.models import Run
 from threads import state
+from threads import ttl as thread_ttl
 from threads.models import Thread
 from threads.selectors import thread_auth_q
 
@@ -22,11 +24,16 @@ from threads.selectors import thread_auth_q
 # transaction after this failed.
 @transaction.atomic(savepoint=False)
 def thread_create(
-    *, thread_id: uuid.UUID | None = None, metadata: dict | None = None, if_exists: str = "raise"
+    *,
+    thread_id: uuid.UUID | None = None,
+    metadata: dict | None = None,
+    if_exists: str = "raise",
+    ttl: dict | None = None,
 ) -> Thread:
     """Create a thread; with custom auth, as threads.create allows, storing the
     metadata its handler leaves. `do_nothing` answers an existing thread only
-    when the caller may read it (else it is a conflict)."""
+    when the caller may read it (else it is a conflict). `ttl`: {"strategy",
+    "ttl"} (validated), else langgraph.json's default (threads.ttl)."""
     value = {"thread_id": thread_id, "metadata": dict(metadata or {}), "if_exists": if_exists}
     custom_auth.authorize("threads", "create", value)
     metadata = value.get("metadata")
@@ -41,11 +48,12 @@ def thread_create(
             ):
                 return existing
             raise Conflict(f"Thread with ID {thread_id} already exists")
+    fields = _ttl_fields(ttl or _default_ttl())
     if thread_id is None:  # a new random id: no duplicate to catch in a savepoint
-        return Thread.objects.create(thread_id=uuid.uuid4(), metadata=metadata or {})
+        return Thread.objects.create(thread_id=uuid.uuid4(), metadata=metadata or {}, **fields)
     try:
         with transaction.atomic():
-            return Thread.objects.create(thread_id=thread_id, metadata=metadata or {})
+            return Thread.objects.create(thread_id=thread_id, metadata=metadata or {}, **fields)
     except IntegrityError as exc:
         if if_exists == "do_nothing":
             return Thread.objects.get(pk=thread_id)
@@ -108,10 +116,29 @@ def threads_prune(*, thread_ids: list[uuid.UUID], strategy: str = "delete") -> i
     return len(threads)
 
 
+def _default_ttl() -> dict | None:
+    default = thread_ttl.default()
+    return None if default is None else {"strategy": default[0], "ttl": default[1]}
+
+
+def _ttl_fields(ttl: dict | None) -> dict[str, Any]:
+    """A thread's TTL columns for `ttl` ({"strategy", "ttl"} or None), from now."""
+    if ttl is None:
+        return {}
+    return {
+        "ttl_strategy": ttl.get("strategy") or "delete",
+        "ttl_minutes": float(ttl["ttl"]),
+        "expires_at": thread_ttl.expiry(float(ttl["ttl"]), timezone.now()),
+    }
+
+
 @transaction.atomic
-def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
-    """Merge `metadata` in; with custom auth, as threads.update allows (a thread
-    its filter hides is not found; the metadata its handler leaves is stored)."""
+def thread_update(
+    *, thread: Thread, metadata: dict | None = None, ttl: dict | None = None
+) -> Thread:
+    """Merge `metadata` in, and set `ttl` (from now) when given; with custom
+    auth, as threads.update allows (a thread its filter hides is not found; the
+    metadata its handler leaves is stored)."""
     value = {
         "thread_id": thread.pk,
         "metadata": dict(metadata or {}),
@@ -125,6 +152,8 @@ def thread_update(*, thread: Thread, metadata: dict | None = None) -> Thread:
     thread = found
     if metadata is not None:
         thread.metadata = {**thread.metadata, **metadata}
+    for name, value in _ttl_fields(ttl).items():
+        setattr(thread, name, value)
     thread.save()
     return thread
 
