@@ -175,3 +175,65 @@ def prune_keep_latest(thread_ids: list[str]) -> None:
                         "AND checkpoint_id <> ?",
                         (thread_id, ns, latest),
                     )
+
+
+# What one thread occupies in PostgresSaver's tables, as stored (pg_column_size:
+# after compression), by section; one round trip, each part through its table's
+# primary key (thread_id first).
+_PG_STORAGE_SQL = """
+SELECT 'checkpoints', NULL, count(*),
+       coalesce(sum(coalesce(pg_column_size(checkpoint), 0)
+                    + coalesce(pg_column_size(metadata), 0)), 0)
+FROM checkpoints WHERE thread_id = %(t)s
+UNION ALL
+SELECT 'channel', channel, count(*), coalesce(sum(coalesce(pg_column_size(blob), 0)), 0)
+FROM checkpoint_blobs WHERE thread_id = %(t)s GROUP BY channel
+UNION ALL
+SELECT 'writes', NULL, count(*), coalesce(sum(coalesce(pg_column_size(blob), 0)), 0)
+FROM checkpoint_writes WHERE thread_id = %(t)s
+"""
+
+_SQLITE_STORAGE_SQL = {
+    "checkpoints": "SELECT count(*), coalesce(sum(coalesce(length(checkpoint), 0)"
+    " + coalesce(length(metadata), 0)), 0) FROM checkpoints WHERE thread_id = ?",
+    "writes": "SELECT count(*), coalesce(sum(coalesce(length(value), 0)), 0)"
+    " FROM writes WHERE thread_id = ?",
+}
+
+
+def thread_storage(thread_id: str) -> dict[str, Any]:
+    """`GET /threads/{id}/storage`: the bytes a thread's checkpoints occupy in
+    LangGraph's saver, as stored — checkpoint rows (checkpoint and metadata),
+    channel values (one row per channel version) and pending writes. SqliteSaver
+    (the embedded default) keeps channel values inside each checkpoint row:
+    they count there, and `channel_values` is empty."""
+    sections = {"checkpoints": [0, 0], "writes": [0, 0]}
+    by_channel: dict[str, dict[str, int]] = {}
+    if _is_postgres():
+        with connections["default"].cursor() as cursor:
+            cursor.execute(_PG_STORAGE_SQL, {"t": str(thread_id)})
+            for section, channel, count, size in cursor.fetchall():
+                if section == "channel":
+                    by_channel[channel] = {"versions": int(count), "bytes": int(size)}
+                else:
+                    sections[section] = [int(count), int(size)]
+    else:
+        saver = get_saver()  # creates the file's tables
+        with saver.lock:
+            for section, sql in _SQLITE_STORAGE_SQL.items():
+                count, size = saver.conn.execute(sql, (str(thread_id),)).fetchone()
+                sections[section] = [int(count), int(size)]
+    channels = {
+        "count": sum(c["versions"] for c in by_channel.values()),
+        "bytes": sum(c["bytes"] for c in by_channel.values()),
+        "by_channel": by_channel,
+    }
+    checkpoints = dict(zip(("count", "bytes"), sections["checkpoints"], strict=True))
+    writes = dict(zip(("count", "bytes"), sections["writes"], strict=True))
+    return {
+        "thread_id": str(thread_id),
+        "total_bytes": checkpoints["bytes"] + channels["bytes"] + writes["bytes"],
+        "checkpoints": checkpoints,
+        "channel_values": channels,
+        "pending_writes": writes,
+    }

@@ -30,6 +30,7 @@ from threads.wire import (
     ThreadOut,
     ThreadStateOut,
     ThreadStateUpdateOut,
+    ThreadStorageOut,
     thread_out,
 )
 
@@ -336,6 +337,16 @@ class ThreadCopyApi(APIView):
     )
     def post(self, request, thread_id):
         return Response(thread_out(services.thread_copy(thread=_thread(thread_id))))
+
+
+class ThreadStorageApi(APIView):
+    @extend_schema(
+        operation_id="threads_get_storage",
+        summary="The bytes a thread's checkpoints occupy, as stored",
+        responses={200: ThreadStorageOut, **errors(404, 422)},
+    )
+    def get(self, request, thread_id):
+        return Response(selectors.thread_storage(_thread(thread_id)))
 
 
 class ThreadPruneIn(serializers.Serializer):

@@ -2,7 +2,7 @@
 
 from django.db.models import Q, QuerySet
 
-from cronsvc import custom_auth, statements
+from cronsvc import checkpointer, custom_auth, statements
 from cronsvc.errors import ThreadNotFound
 from cronsvc.selectors import filter_metadata, order, parse_uuid
 from runs.models import Run
@@ -74,3 +74,8 @@ def thread_search(
     qs = filter_metadata(qs, "metadata", metadata)
     qs = filter_metadata(qs, "values", values)
     return order(qs, sort_by, sort_order, allowed=SORTABLE)
+
+
+def thread_storage(thread: Thread) -> dict:
+    """The bytes the thread occupies in LangGraph's saver (cronsvc.checkpointer)."""
+    return checkpointer.thread_storage(str(thread.thread_id))

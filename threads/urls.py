@@ -16,4 +16,5 @@ urlpatterns = [
     ),
     path("threads/<str:thread_id>/history", apis.ThreadHistoryApi.as_view()),
     path("threads/<str:thread_id>/copy", apis.ThreadCopyApi.as_view()),
+    path("threads/<str:thread_id>/storage", apis.ThreadStorageApi.as_view()),
 ]

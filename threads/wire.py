@@ -85,3 +85,31 @@ class ThreadStateUpdateOut(serializers.Serializer):
     checkpoint = CheckpointOut()
     configurable = CheckpointOut()
     checkpoint_id = serializers.CharField()
+
+
+class _CountBytes(serializers.Serializer):
+    count = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+
+
+class _ChannelBytes(serializers.Serializer):
+    versions = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+
+
+class _ChannelValues(_CountBytes):
+    by_channel = serializers.DictField(child=_ChannelBytes())
+
+
+class ThreadStorageOut(serializers.Serializer):
+    """Bytes a thread occupies in the checkpointer, as stored (documentation;
+    cronsvc.checkpointer.thread_storage builds it)."""
+
+    thread_id = serializers.UUIDField()
+    total_bytes = serializers.IntegerField(help_text="the three sections' sum")
+    checkpoints = _CountBytes(help_text="checkpoint rows: the checkpoint and its metadata")
+    channel_values = _ChannelValues(
+        help_text="channel values, one row per channel version (PostgreSQL; on the "
+        "embedded default they are inside the checkpoint rows)"
+    )
+    pending_writes = _CountBytes(help_text="task writes")
