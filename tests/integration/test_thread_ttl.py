@@ -100,7 +100,8 @@ def test_the_sweep_deletes_prunes_renews_or_waits(sdk):
     scheduled = sdk.threads.create(ttl=5)["thread_id"]
     fresh = sdk.threads.create(ttl=5)["thread_id"]
     untimed = sdk.threads.create()["thread_id"]
-    sdk.runs.create(running, "agent", input=HI)  # pending: no worker here
+    # Pending for an hour: a worker that another test started cannot take it.
+    sdk.runs.create(running, "agent", input=HI, after_seconds=3600)
     for thread_id in (gone, pruned):
         sdk.threads.update_state(thread_id, HI, as_node="agent")
         sdk.threads.update_state(thread_id, HI, as_node="agent")
