@@ -255,6 +255,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "runs", "description": "Runs of an assistant on a thread."},
         {"name": "crons", "description": "Runs on a schedule."},
         {"name": "system", "description": "Liveness and health."},
+        {"name": "mcp", "description": "The assistants as Model Context Protocol tools."},
     ],
     # /openapi.json documents the API, not itself.
     "SERVE_INCLUDE_SCHEMA": False,

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from runs import apis
+from runs import apis, mcp
 
 urlpatterns = [
+    path("mcp", mcp.McpApi.as_view()),
+    path("mcp/", mcp.McpSlashApi.as_view()),
     path("runs", apis.StatelessRunsApi.as_view()),
     path("runs/wait", apis.StatelessRunWaitApi.as_view()),
     path("runs/stream", apis.StatelessRunStreamApi.as_view()),

@@ -129,7 +129,7 @@ def served_operations() -> set[tuple[str, str]]:
 
 def only_served(document: dict) -> tuple[dict, list[str]]:
     """The document with only the operations cronsvc serves; and the ones left out
-    (MCP, A2A, the protocol v2 commands and event stream: not implemented)."""
+    (A2A, the protocol v2 commands and event stream: not implemented)."""
     served = served_operations()
     kept, skipped = {}, []
     for path, item in document["paths"].items():
