@@ -12,8 +12,9 @@ LangGraph Server exposes them (Streamable HTTP transport, stateless).
   tool is a JSON-RPC error in a 200. Notifications and responses answer 202.
   A message that is not JSON-RPC, or an Accept header naming neither
   application/json nor text/event-stream, is a 400 with a `detail`.
-- `GET /mcp` is 405 (no server-initiated stream) and `DELETE /mcp` 404 (no
-  session to end).
+- `GET /mcp` (a server-initiated stream) and `DELETE /mcp` (the end of a
+  session) are 405: the server opens no stream and keeps no session, as the
+  transport lets a stateless server answer.
 
 The API key and custom auth apply as to the rest of the API: a tool call is a
 run the caller could have started with `POST /runs/wait`."""
@@ -203,23 +204,12 @@ class McpApi(AsyncAPIView):
         run = await offloop.run(_start, assistant_id, arguments)
         run = await waiters.run_wait(run)
         result = run_result(run)
-        if run.status == Run.Status.ERROR:
-            error = result["__error__"]
+        if run.status in (Run.Status.ERROR, Run.Status.TIMEOUT):
+            error = result.get("__error__") or {"error": "Timeout", "message": run.error or ""}
             text = f"{error['error']}: {error['message']}" if error["message"] else error["error"]
             return _result(id_, {"isError": True, "content": [{"type": "text", "text": text}]})
         text = json.dumps(result, ensure_ascii=False, default=str)
         return _result(id_, {"content": [{"type": "text", "text": text}], "isError": False})
-
-    @extend_schema(exclude=True)  # documented by the LangGraph Server as 405 and 404
-    async def get(self, request):
-        return Response(
-            {"detail": "GET is not supported: this MCP server is stateless and sends no stream"},
-            status=405,
-        )
-
-    @extend_schema(exclude=True)  # documented by the LangGraph Server as 405 and 404
-    async def delete(self, request):
-        return Response({"detail": "No MCP session: this server is stateless"}, status=404)
 
 
 def _result(id_: str | int, result: dict) -> Response:

@@ -36,9 +36,10 @@ def test_the_assistants_are_tools_and_a_call_runs_one(live_server, worker):
     async def use(session):
         tools = await session.list_tools()
         answer = await session.call_tool("agent", QUESTION)
-        return tools, answer
+        failed = await session.call_tool("flaky", {**QUESTION, "fail_times": 1})
+        return tools, answer, failed
 
-    init, (tools, answer) = with_session(live_server.url, use)
+    init, (tools, answer, failed) = with_session(live_server.url, use)
 
     assert init.serverInfo.name == "cronsvc"
     assert init.capabilities.tools is not None
@@ -50,6 +51,7 @@ def test_the_assistants_are_tools_and_a_call_runs_one(live_server, worker):
     values = json.loads(answer.content[0].text)
     assert values["messages"][-1]["content"].startswith("It is ")
     assert Run.objects.filter(status="success").count() >= 1
+    assert failed.isError and failed.content[0].text  # the run's error, as text
 
 
 def test_an_unknown_tool_is_a_jsonrpc_error(live_server):
@@ -100,5 +102,5 @@ def test_the_transports_edges(live_server):
     anything = rpc(url, {"jsonrpc": "2.0", "id": 9, "method": "ping"}, {"Accept": "*/*"})
     assert anything.json() == {"jsonrpc": "2.0", "id": 9, "result": {}}
     assert httpx.get(f"{url}/mcp").status_code == 405
-    assert httpx.delete(f"{url}/mcp").status_code == 404
+    assert httpx.delete(f"{url}/mcp").status_code == 405
     assert Run.objects.count() == 0
