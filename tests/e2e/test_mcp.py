@@ -13,6 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
 from runs.models import Run
+from tests.auth_recipes import owner_auth
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -103,4 +104,30 @@ def test_the_transports_edges(live_server):
     assert anything.json() == {"jsonrpc": "2.0", "id": 9, "result": {}}
     assert httpx.get(f"{url}/mcp").status_code == 405
     assert httpx.delete(f"{url}/mcp").status_code == 405
+    assert Run.objects.count() == 0
+
+
+def test_api_keys_and_custom_auth_apply(live_server, settings):
+    url = live_server.url
+    tools_list = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    settings.CRONSVC_API_KEYS = ["k1"]
+    assert rpc(url, tools_list).status_code == 403
+    assert rpc(url, tools_list, {**JSON_AND_SSE, "x-api-key": "k1"}).json()["result"]["tools"]
+
+    settings.CRONSVC_AUTH = owner_auth()
+    as_ada = {**JSON_AND_SSE, "Authorization": "Bearer token-ada"}
+    as_bob = {**JSON_AND_SSE, "Authorization": "Bearer token-bob"}
+    rpc_create = {"graph_id": "agent", "name": "ada helper"}
+    assert httpx.post(f"{url}/assistants", json=rpc_create, headers=as_ada).status_code == 200
+
+    def names(headers) -> list[str]:
+        return [tool["name"] for tool in rpc(url, tools_list, headers).json()["result"]["tools"]]
+
+    # The system's default assistants are everyone's (custom auth); hers are hers.
+    assert "ada_helper" in names(as_ada) and "agent" in names(as_ada)
+    assert "ada_helper" not in names(as_bob) and "agent" in names(as_bob)
+    call = {"name": "ada_helper", "arguments": QUESTION}
+    refused = rpc(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, as_bob)
+    assert refused.json()["error"] == {"code": -32602, "message": "Unknown tool: ada_helper"}
+    assert rpc(url, tools_list).status_code == 401
     assert Run.objects.count() == 0
